@@ -1,0 +1,253 @@
+r"""The :class:`Oracle` abstraction and the per-instance solver wrapper.
+
+An oracle solves, for every instance of a batch of scores :math:`\theta`,
+
+.. math::  f(\theta) = \operatorname*{argmax}_{y \in \mathcal{Y}} \; \langle \theta, g(y) \rangle + h(y)
+
+with :math:`\mathcal{Y}` finite (the vertices of a polytope). By default :math:`g` is the identity and
+:math:`h` is zero. Scores are *maximized*: a cost-minimization problem is served by ``theta = -cost``
+unless the oracle says otherwise (the grid shortest-path oracles take costs and say so).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._validation import check_event_shape, check_finite, check_tensor
+
+__all__ = ["Oracle", "SolverOracle", "OracleError"]
+
+
+class OracleError(RuntimeError):
+    """An oracle failed on one instance, returned a malformed solution, or its executor broke."""
+
+
+class Oracle:
+    r"""A batched solver :math:`\theta \mapsto f(\theta)` over leading batch dimensions.
+
+    Subclasses implement :meth:`solve` on a flat batch ``(N, *event_shape)``; :meth:`__call__` handles any
+    leading batch shape, validation, and turns autograd off. Outputs are on ``theta``'s device and in its
+    dtype.
+
+    Class attributes a subclass sets:
+
+    * ``event_ndim`` — the number of trailing dimensions of ``theta`` that form one instance;
+    * ``event_shape`` — the exact trailing shape, or ``None`` to accept any shape with ``event_ndim`` dims;
+    * ``deterministic`` — whether equal inputs give equal outputs (enables caching).
+
+    Args:
+        validate_args: check inputs (finite, shape) and outputs (shape, dtype, device) on every call.
+            Switch off for speed once a pipeline is known to be sound.
+
+    Example:
+        >>> import torch
+        >>> from colayers import ArgmaxOneHot
+        >>> oracle = ArgmaxOneHot()
+        >>> oracle(torch.tensor([[0.1, 2.0, -1.0], [3.0, 0.0, 0.0]]))
+        tensor([[0., 1., 0.],
+                [1., 0., 0.]])
+    """
+
+    event_ndim: int = 1
+    event_shape: tuple[int, ...] | None = None
+    deterministic: bool = True
+
+    def __init__(self, *, validate_args: bool = True) -> None:
+        self.validate_args = validate_args
+
+    # -- what a subclass provides -------------------------------------------------------------------
+    def solve(self, theta: torch.Tensor) -> torch.Tensor:
+        """Solve a flat batch: ``theta`` has shape ``(N, *event)``; return ``(N, *solution_shape)``."""
+        raise NotImplementedError
+
+    def solution_shape(self, event_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Shape of one solution y for one instance of scores with ``event_shape`` (default: the same)."""
+        return event_shape
+
+    def g(self, y: torch.Tensor) -> torch.Tensor:
+        """The statistic g(y) paired with θ in the objective (default: identity)."""
+        return y
+
+    def h(self, y: torch.Tensor) -> torch.Tensor | None:
+        """The offset h(y) of the objective, summed over the event (default: ``None`` meaning zero)."""
+        return None
+
+    # -- shared machinery ---------------------------------------------------------------------------
+    def objective(self, theta: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        r"""The objective :math:`\langle \theta, g(y) \rangle + h(y)`, reduced over the event dims.
+
+        ``theta`` is ``(*batch, *event)`` and ``y`` broadcasts against it (e.g. ``(S, *batch, *event)``).
+        """
+        gy = self.g(y)
+        dims = tuple(range(-self.event_ndim, 0))
+        value = (theta * gy).sum(dim=dims)
+        hy = self.h(y)
+        return value if hy is None else value + hy
+
+    def __call__(self, theta: torch.Tensor) -> torch.Tensor:
+        if self.validate_args:
+            check_tensor("theta", theta)
+        batch_shape = check_event_shape("theta", theta, self.event_shape, self.event_ndim)
+        event = tuple(theta.shape[len(batch_shape) :])
+        if self.validate_args:
+            check_finite("theta", theta)
+        flat = theta.detach().reshape((-1, *event))
+        expected = (flat.shape[0], *self.solution_shape(event))
+        with torch.no_grad():
+            if flat.shape[0] == 0:
+                y = flat.new_zeros(expected)
+            else:
+                y = self.solve(flat)
+        if self.validate_args:
+            _check_solution(type(self).__name__, y, expected, theta)
+        return y.reshape((*batch_shape, *expected[1:]))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def _check_solution(owner: str, y: Any, expected: tuple[int, ...], theta: torch.Tensor) -> None:
+    if not isinstance(y, torch.Tensor):
+        raise OracleError(f"{owner}.solve must return a torch.Tensor; got {type(y).__name__}")
+    if tuple(y.shape) != expected:
+        raise OracleError(
+            f"{owner}.solve returned shape {tuple(y.shape)}; expected {expected} (instances, *solution)"
+        )
+    if y.dtype != theta.dtype:
+        raise OracleError(f"{owner}.solve returned dtype {y.dtype}; expected theta's dtype {theta.dtype}")
+    if y.device != theta.device:
+        raise OracleError(f"{owner}.solve returned a tensor on {y.device}; expected theta's device {theta.device}")
+
+
+def _solve_one(solver: Callable[[np.ndarray], Any], theta: np.ndarray) -> tuple[bool, Any]:
+    """Run the solver on one instance, turning an exception into a message (pickling-safe)."""
+    try:
+        return True, np.asarray(solver(theta))
+    except Exception as exc:  # noqa: BLE001 - reported with the instance index by the caller
+        tb = traceback.format_exception_only(type(exc), exc)
+        return False, "".join(tb).strip()
+
+
+class SolverOracle(Oracle):
+    r"""Turn a per-instance solver (a numpy/scipy/cvxpy function of one θ) into a batched :class:`Oracle`.
+
+    The wrapper moves the batch to the CPU as numpy arrays, calls ``solver(theta_i)`` for each instance —
+    serially, or on any :class:`concurrent.futures.Executor` (a thread pool, a process pool, or a
+    distributed engine's executor such as ``dask.distributed.Client.get_executor()``) — checks every
+    returned shape, stacks the results and moves them back to ``theta``'s device and dtype.
+
+    A failing instance raises :class:`OracleError` naming its flat index (and its index in the batch
+    shape), the solver's message, or the expected versus the returned shape.
+
+    Args:
+        solver: ``solver(theta_i: np.ndarray) -> array-like`` for one instance. For a process pool or a
+            distributed executor it must be picklable (a module-level function or a ``functools.partial``).
+        event_shape: the shape of one instance of θ.
+        solution_shape: the shape of one solution (default ``event_shape``).
+        executor: where to run instances; ``None`` runs them serially in this thread.
+        timeout: seconds to wait for each instance's result on an executor (``None``: wait forever).
+        deterministic: whether ``solver`` is a function of θ alone.
+        g, h: optional statistic and offset of the objective (see :class:`Oracle`).
+        validate_args: see :class:`Oracle`.
+
+    Example:
+        >>> import numpy as np, torch
+        >>> from colayers import SolverOracle
+        >>> def best_of_two(theta):  # pick the better of two fixed solutions
+        ...     sols = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]])
+        ...     return sols[np.argmax(sols @ theta)]
+        >>> oracle = SolverOracle(best_of_two, event_shape=(3,))
+        >>> oracle(torch.tensor([[1.0, 2.0, 0.0], [3.0, -1.0, 0.0]]))
+        tensor([[0., 1., 1.],
+                [1., 0., 1.]])
+    """
+
+    def __init__(
+        self,
+        solver: Callable[[np.ndarray], Any],
+        event_shape: Sequence[int],
+        *,
+        solution_shape: Sequence[int] | None = None,
+        executor: concurrent.futures.Executor | None = None,
+        timeout: float | None = None,
+        deterministic: bool = True,
+        g: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        h: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        validate_args: bool = True,
+    ) -> None:
+        super().__init__(validate_args=validate_args)
+        if not callable(solver):
+            raise TypeError(f"solver must be callable; got {type(solver).__name__}")
+        self.solver = solver
+        self.event_shape = tuple(int(d) for d in event_shape)
+        self.event_ndim = len(self.event_shape)
+        self._solution_shape = None if solution_shape is None else tuple(int(d) for d in solution_shape)
+        self.executor = executor
+        self.timeout = timeout
+        self.deterministic = deterministic
+        self._g = g
+        self._h = h
+
+    def solution_shape(self, event_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return event_shape if self._solution_shape is None else self._solution_shape
+
+    def g(self, y: torch.Tensor) -> torch.Tensor:
+        return y if self._g is None else self._g(y)
+
+    def h(self, y: torch.Tensor) -> torch.Tensor | None:
+        return None if self._h is None else self._h(y)
+
+    def solve(self, theta: torch.Tensor) -> torch.Tensor:
+        batch = theta.detach().cpu().numpy()
+        n = batch.shape[0]
+        expected = self.solution_shape(tuple(batch.shape[1:]))
+        results = self._run(batch)
+        out = np.empty((n, *expected), dtype=batch.dtype)
+        for i, (ok, value) in enumerate(results):
+            if not ok:
+                raise OracleError(f"solver {_name(self.solver)} failed on instance {i} of {n}: {value}")
+            if value.shape != expected:
+                raise OracleError(
+                    f"solver {_name(self.solver)} returned shape {value.shape} on instance {i} of {n}; "
+                    f"expected {expected}"
+                )
+            out[i] = value.reshape(expected)
+        return torch.from_numpy(out).to(device=theta.device, dtype=theta.dtype)
+
+    def _run(self, batch: np.ndarray) -> list[tuple[bool, Any]]:
+        if self.executor is None:
+            return [_solve_one(self.solver, batch[i]) for i in range(batch.shape[0])]
+        futures = [self.executor.submit(_solve_one, self.solver, batch[i]) for i in range(batch.shape[0])]
+        results: list[tuple[bool, Any]] = []
+        try:
+            for i, fut in enumerate(futures):
+                try:
+                    results.append(fut.result(timeout=self.timeout))
+                except concurrent.futures.TimeoutError as exc:
+                    raise OracleError(
+                        f"solver {_name(self.solver)} gave no result for instance {i} of {len(futures)} "
+                        f"within timeout={self.timeout}s"
+                    ) from exc
+                except Exception as exc:  # the executor itself broke (e.g. a worker process died)
+                    raise OracleError(
+                        f"executor {type(self.executor).__name__} failed on instance {i} of {len(futures)}: "
+                        f"{type(exc).__name__}: {exc}"
+                    ) from exc
+        finally:
+            for fut in futures:
+                fut.cancel()
+        return results
+
+    def __repr__(self) -> str:
+        ex = "serial" if self.executor is None else type(self.executor).__name__
+        return f"SolverOracle({_name(self.solver)}, event_shape={self.event_shape}, executor={ex})"
+
+
+def _name(fn: Any) -> str:
+    return getattr(fn, "__name__", None) or getattr(getattr(fn, "func", None), "__name__", None) or repr(fn)

@@ -1,0 +1,15 @@
+"""Noise laws and perturbations of scores: the randomness behind perturbed layers and I-MLE."""
+
+from .noise import Gumbel, Noise, Normal, SumOfGamma
+from .perturbation import Additive, Multiplicative, Perturbation, PerturbedSample
+
+__all__ = [
+    "Noise",
+    "Normal",
+    "Gumbel",
+    "SumOfGamma",
+    "Perturbation",
+    "PerturbedSample",
+    "Additive",
+    "Multiplicative",
+]
