@@ -1,0 +1,261 @@
+r"""Tensor-native shortest paths on grids: the benchmark problems of decision-focused learning.
+
+Both oracles follow the library's maximization convention: they return
+:math:`\operatorname*{argmax}_{y \in \mathcal{Y}} \langle \theta, y \rangle` over the paths
+:math:`\mathcal{Y}`, so a shortest path for costs ``c`` is ``oracle(-c)``, also spelled
+``oracle.shortest_path(c)``. They run batched on any device (CPU or CUDA) with no Python loop over
+instances, in ``theta``'s dtype, and break ties by a fixed rule so that CPU and CUDA agree exactly.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .._validation import check_int_at_least, check_tensor
+from .base import Oracle, OracleError
+
+__all__ = ["GridDAGShortestPath", "GridVertexShortestPath"]
+
+
+def _check_grid(height: int, width: int) -> tuple[int, int]:
+    h = check_int_at_least("height", height, 1)
+    w = check_int_at_least("width", width, 1)
+    if h * w < 2:
+        raise ValueError(f"the grid must have at least 2 vertices; got height={h}, width={w}")
+    return h, w
+
+
+class GridDAGShortestPath(Oracle):
+    r"""Shortest path on the edge-weighted grid DAG (Elmachtoub & Grigas; the PyEPO shortest-path problem).
+
+    The graph has the ``height × width`` vertices :math:`v = r \cdot w + c` of a grid and the edges
+    :math:`(v, v+1)` (a step right) and :math:`(v, v+w)` (a step down), listed in :attr:`edges` in the fixed
+    order used for the vectors: vertices in row-major order, for each its right edge then its down edge. A path
+    runs from the top-left vertex 0 to the bottom-right vertex :math:`hw - 1`; it is encoded as
+    :math:`y \in \{0, 1\}^{E}` with :math:`E = h(w-1) + (h-1)w` edges (40 for 5 × 5), and always has
+    :math:`h + w - 2` edges. The oracle returns
+
+    .. math::  f(\theta) = \operatorname*{argmax}_{y \in \mathcal{Y}} \langle \theta, y \rangle,
+               \qquad \theta = -\text{cost},
+
+    i.e. the **shortest path for costs** :math:`c = -\theta` (any real costs: the graph is acyclic). It is
+    computed by dynamic programming over the :math:`h + w - 1` anti-diagonals of the grid, vectorised over
+    the batch and over each diagonal, then by a vectorised backtracking. Ties: a vertex is entered from the
+    left rather than from above when both are optimal.
+
+    Args:
+        height, width: the grid size (at least 2 vertices).
+        validate_args: see :class:`~colayers.oracles.Oracle`.
+
+    Example:
+        >>> import torch
+        >>> oracle = GridDAGShortestPath(2, 2)
+        >>> oracle.edges
+        [(0, 1), (0, 2), (1, 3), (2, 3)]
+        >>> cost = torch.tensor([1.0, 5.0, 1.0, 1.0])  # right-then-down costs 2, down-then-right 6
+        >>> oracle.shortest_path(cost)
+        tensor([1., 0., 1., 0.])
+        >>> bool((oracle(-cost) == oracle.shortest_path(cost)).all())
+        True
+    """
+
+    event_ndim = 1
+
+    def __init__(self, height: int, width: int, *, validate_args: bool = True) -> None:
+        super().__init__(validate_args=validate_args)
+        self.height, self.width = _check_grid(height, width)
+        h, w = self.height, self.width
+        edges: list[tuple[int, int]] = []
+        right: dict[int, int] = {}  # target vertex -> index of the edge entering it from the left
+        down: dict[int, int] = {}  # target vertex -> index of the edge entering it from above
+        for r in range(h):
+            for c in range(w):
+                v = r * w + c
+                if c < w - 1:
+                    right[v + 1] = len(edges)
+                    edges.append((v, v + 1))
+                if r < h - 1:
+                    down[v + w] = len(edges)
+                    edges.append((v, v + w))
+        self.edges = edges
+        self.num_edges = len(edges)
+        self.event_shape = (self.num_edges,)
+        nv, ne = h * w, self.num_edges
+        # per anti-diagonal d = r + c (d ≥ 1): cells, their left/up predecessors (vertex, edge), with the
+        # sentinels nv (a vertex of value -inf) and ne (an edge of score 0) where a predecessor is missing
+        self._diagonals: list[tuple[torch.Tensor, ...]] = []
+        for d in range(1, h + w - 1):
+            cells, lv, le, uv, ue = [], [], [], [], []
+            for r in range(max(0, d - w + 1), min(h - 1, d) + 1):
+                c = d - r
+                v = r * w + c
+                cells.append(v)
+                lv.append(v - 1 if c > 0 else nv)
+                le.append(right[v] if c > 0 else ne)
+                uv.append(v - w if r > 0 else nv)
+                ue.append(down[v] if r > 0 else ne)
+            self._diagonals.append(tuple(torch.tensor(x, dtype=torch.long) for x in (cells, lv, le, uv, ue)))
+        self._cache: dict[torch.device, list[tuple[torch.Tensor, ...]]] = {}
+
+    def _tables(self, device: torch.device) -> list[tuple[torch.Tensor, ...]]:
+        if device not in self._cache:
+            self._cache[device] = [tuple(t.to(device) for t in diag) for diag in self._diagonals]
+        return self._cache[device]
+
+    def solve(self, theta: torch.Tensor) -> torch.Tensor:
+        n = theta.shape[0]
+        nv, ne = self.height * self.width, self.num_edges
+        # scores with a trailing 0 for the missing edge; values with a trailing -inf for the missing vertex
+        scores = torch.cat([theta, theta.new_zeros(n, 1)], dim=1)
+        value = theta.new_full((n, nv + 1), float("-inf"))
+        value[:, 0] = 0.0
+        pred_edge = torch.full((n, nv), ne, dtype=torch.long, device=theta.device)
+        pred_vertex = torch.zeros((n, nv), dtype=torch.long, device=theta.device)
+        for cells, lv, le, uv, ue in self._tables(theta.device):
+            from_left = value[:, lv] + scores[:, le]
+            from_up = value[:, uv] + scores[:, ue]
+            up = from_up > from_left  # ties enter from the left
+            value[:, cells] = torch.where(up, from_up, from_left)
+            pred_edge[:, cells] = torch.where(up, ue, le)
+            pred_vertex[:, cells] = torch.where(up, uv, lv)
+        # backtracking: every path has exactly h + w - 2 edges
+        y = torch.zeros((n, ne + 1), dtype=theta.dtype, device=theta.device)
+        current = torch.full((n, 1), nv - 1, dtype=torch.long, device=theta.device)
+        for _ in range(self.height + self.width - 2):
+            y.scatter_(1, pred_edge.gather(1, current), 1.0)
+            current = pred_vertex.gather(1, current)
+        return y[:, :ne]
+
+    def shortest_path(self, cost: torch.Tensor) -> torch.Tensor:
+        """The shortest path for edge costs ``cost`` (*batch, num_edges): the same as ``self(-cost)``."""
+        check_tensor("cost", cost)
+        return self(-cost)
+
+    def __repr__(self) -> str:
+        return f"GridDAGShortestPath(height={self.height}, width={self.width})"
+
+
+# the 8 neighbour offsets (dr, dc), in the order that breaks ties between equally good predecessors
+_OFFSETS = ((-1, -1), (-1, 0), (0, -1), (-1, 1), (1, -1), (0, 1), (1, 0), (1, 1))
+
+
+class GridVertexShortestPath(Oracle):
+    r"""Shortest path on the 8-neighbour vertex-weighted grid (the Warcraft maps of Vlastelica et al., 2020).
+
+    Every tile :math:`(r, c)` of a ``height × width`` map has a cost :math:`c_{rc} > 0`. A path is a sequence
+    of tiles from the top-left tile to the bottom-right tile in which consecutive tiles touch by a side or a
+    corner (8 neighbours); its cost is the sum of the costs of **all** its tiles, both ends included. A path is
+    encoded as :math:`y \in \{0,1\}^{h \times w}` marking its tiles, and the oracle returns
+
+    .. math::  f(\theta) = \operatorname*{argmax}_{y \in \mathcal{Y}} \langle \theta, y \rangle,
+               \qquad \theta = -\text{cost} < 0,
+
+    i.e. the **shortest path for tile costs** :math:`c = -\theta`, which must be positive (``theta < 0``;
+    a :class:`ValueError` otherwise, as Dijkstra-type methods need positive costs).
+
+    Method: batched Bellman-Ford. Distances :math:`D_v` (cost of the best path from the start to :math:`v`,
+    :math:`v` included) are relaxed by :math:`D_v \leftarrow \min(D_v, \min_{u \sim v} D_u + c_v)` on
+    shifted tensors (batch last, so every shift is a contiguous slice), a whole row or column of every
+    instance at a time, in rounds of four directional sweeps (down, right, up, left), until a round changes
+    no distance (one host synchronisation per round). Then each tile's predecessor is its neighbour of least
+    distance (ties in a fixed neighbour order), and the paths are traced back from the target all at once.
+
+    Args:
+        height, width: the map size (at least 2 tiles).
+        validate_args: see :class:`~colayers.oracles.Oracle`; also checks that ``theta < 0``.
+
+    Example:
+        >>> import torch
+        >>> oracle = GridVertexShortestPath(3, 3)
+        >>> cost = torch.tensor([[1.0, 9.0, 9.0], [9.0, 1.0, 9.0], [9.0, 9.0, 1.0]])
+        >>> oracle.shortest_path(cost)  # the diagonal, cost 3
+        tensor([[1., 0., 0.],
+                [0., 1., 0.],
+                [0., 0., 1.]])
+    """
+
+    event_ndim = 2
+
+    def __init__(self, height: int, width: int, *, validate_args: bool = True) -> None:
+        super().__init__(validate_args=validate_args)
+        self.height, self.width = _check_grid(height, width)
+        self.event_shape = (self.height, self.width)
+
+    def _padded_distances(self, cost: torch.Tensor) -> torch.Tensor:
+        """Distances in the padded, batch-last layout (h+2, w+2, N) with +inf on the border."""
+        h, w, n = cost.shape
+        dist = cost.new_full((h + 2, w + 2, n), float("inf"))
+        dist[1, 1] = cost[0, 0]
+        inner = dist[1 : h + 1, 1 : w + 1]
+        # Gauss-Seidel rounds of four directional sweeps; a sweep relaxes a row (column) from the 3 tiles of
+        # the row (column) before it, which it has just updated, so a straight run is settled in one sweep.
+        # A round changes nothing once the distances are final; each round does at least the work of one
+        # Jacobi (all-at-once) Bellman-Ford round, so h*w rounds always suffice.
+        for _ in range(h * w + 1):
+            previous = inner.clone()
+            for r in range(1, h):  # down: grid row r from grid row r - 1
+                prev = dist[r]
+                best = torch.minimum(torch.minimum(prev[:w], prev[1 : w + 1]), prev[2:])
+                torch.minimum(dist[r + 1, 1 : w + 1], best + cost[r], out=dist[r + 1, 1 : w + 1])
+            for c in range(1, w):  # right: grid column c from grid column c - 1
+                prev = dist[:, c]
+                best = torch.minimum(torch.minimum(prev[:h], prev[1 : h + 1]), prev[2:])
+                torch.minimum(dist[1 : h + 1, c + 1], best + cost[:, c], out=dist[1 : h + 1, c + 1])
+            for r in range(h - 2, -1, -1):  # up: grid row r from grid row r + 1
+                prev = dist[r + 2]
+                best = torch.minimum(torch.minimum(prev[:w], prev[1 : w + 1]), prev[2:])
+                torch.minimum(dist[r + 1, 1 : w + 1], best + cost[r], out=dist[r + 1, 1 : w + 1])
+            for c in range(w - 2, -1, -1):  # left: grid column c from grid column c + 1
+                prev = dist[:, c + 2]
+                best = torch.minimum(torch.minimum(prev[:h], prev[1 : h + 1]), prev[2:])
+                torch.minimum(dist[1 : h + 1, c + 1], best + cost[:, c], out=dist[1 : h + 1, c + 1])
+            if bool((inner == previous).all()):  # one host synchronisation per round
+                return dist
+        raise OracleError(f"{self!r}: Bellman-Ford did not converge; the tile costs must be positive")
+
+    def distances(self, cost: torch.Tensor) -> torch.Tensor:
+        r"""Least path costs :math:`D` (N, h, w) from the top-left tile to every tile, both ends counted.
+
+        ``cost`` is ``(N, h, w)`` with positive entries.
+        """
+        h, w = cost.shape[1:]
+        return self._padded_distances(cost.permute(1, 2, 0).contiguous())[1 : h + 1, 1 : w + 1].permute(2, 0, 1)
+
+    def solve(self, theta: torch.Tensor) -> torch.Tensor:
+        if self.validate_args and bool((theta >= 0).any()):
+            bad = (theta >= 0).nonzero()[0].tolist()
+            raise ValueError(
+                "theta must be < 0 everywhere (theta = -cost with positive tile costs); "
+                f"found {int((theta >= 0).sum())} entries ≥ 0, first at (instance, row, col) = {tuple(bad)} "
+                f"with value {float(theta[tuple(bad)])}"
+            )
+        n, h, w = theta.shape
+        device = theta.device
+        dist = self._padded_distances((-theta).permute(1, 2, 0).contiguous()).view((h + 2) * (w + 2), n)
+        # trace back from the target: the predecessor of a tile is its neighbour of least distance (ties in the
+        # order of _OFFSETS); at a fixed point D_u + c_v = D_v for it, so the traced path is optimal
+        delta = torch.tensor([dr * (w + 2) + dc for dr, dc in _OFFSETS], device=device).view(8, 1)
+        start = w + 3  # padded flat index of tile (0, 0)
+        y = torch.zeros(((h + 2) * (w + 2), n), dtype=theta.dtype, device=device)
+        current = torch.full((1, n), (h + 1) * (w + 2) - 2, dtype=torch.long, device=device)
+        y.scatter_(0, current, 1.0)
+        steps = 0
+        while True:  # a path has at least max(h, w) tiles and at most h * w
+            for _ in range(max(h, w) - 1 if steps == 0 else 4):
+                around = current + delta  # (8, n)
+                nxt = around.gather(0, dist.gather(0, around).argmin(dim=0, keepdim=True))
+                current = torch.where(current == start, current, nxt)
+                y.scatter_(0, current, 1.0)
+                steps += 1
+            if bool((current == start).all()):
+                return y.view(h + 2, w + 2, n)[1 : h + 1, 1 : w + 1].permute(2, 0, 1).contiguous()
+            if steps > h * w:
+                raise OracleError(f"{self!r}: tracing back the paths did not reach the start tile")
+
+    def shortest_path(self, cost: torch.Tensor) -> torch.Tensor:
+        """The shortest path for positive tile costs ``cost`` (*batch, h, w): the same as ``self(-cost)``."""
+        check_tensor("cost", cost)
+        return self(-cost)
+
+    def __repr__(self) -> str:
+        return f"GridVertexShortestPath(height={self.height}, width={self.width})"

@@ -1,0 +1,197 @@
+"""Grid shortest-path oracles against scipy.sparse.csgraph, ties included; batching, dtype, device, bad input."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.sparse.csgraph import connected_components, shortest_path
+
+from colayers.oracles import GridDAGShortestPath, GridVertexShortestPath
+
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")),
+]
+
+
+# ---- references ---------------------------------------------------------------------------------------
+def dag_optimum(oracle, cost):
+    """Least path cost from vertex 0 to the last vertex by scipy's Bellman-Ford (costs may be negative)."""
+    nv = oracle.height * oracle.width
+    src, dst = np.array(oracle.edges).T
+    # costs are never exactly 0 here (csgraph would drop a stored zero edge)
+    graph = sp.csr_matrix((cost, (src, dst)), shape=(nv, nv))
+    return shortest_path(graph, method="BF", indices=0)[nv - 1]
+
+
+def vertex_graph(h, w, cost):
+    """Edge u -> v of weight cost[v] between 8-neighbour tiles."""
+    src, dst = [], []
+    for r in range(h):
+        for c in range(w):
+            for dr in (-1, 0, 1):
+                for dc in (-1, 0, 1):
+                    if (dr or dc) and 0 <= r + dr < h and 0 <= c + dc < w:
+                        src.append(r * w + c)
+                        dst.append((r + dr) * w + c + dc)
+    flat = cost.reshape(-1)
+    return sp.csr_matrix((flat[dst], (src, dst)), shape=(h * w, h * w))
+
+
+def vertex_optimum(cost):
+    h, w = cost.shape
+    return shortest_path(vertex_graph(h, w, cost), method="D", indices=0)[h * w - 1] + cost[0, 0]
+
+
+def assert_dag_path(oracle, y):
+    """y is the indicator of a path from vertex 0 to the last vertex (flow conservation, 0/1, length)."""
+    nv = oracle.height * oracle.width
+    assert set(np.unique(y)) <= {0.0, 1.0}
+    assert y.sum() == oracle.height + oracle.width - 2
+    balance = np.zeros(nv)
+    for (u, v), used in zip(oracle.edges, y):
+        balance[u] += used
+        balance[v] -= used
+    expected = np.zeros(nv)
+    expected[0], expected[-1] = 1.0, -1.0
+    np.testing.assert_array_equal(balance, expected)
+
+
+def assert_vertex_path(y):
+    """y marks both corner tiles and an 8-connected set of tiles."""
+    h, w = y.shape
+    assert set(np.unique(y)) <= {0.0, 1.0}
+    assert y[0, 0] == 1 and y[-1, -1] == 1
+    keep = np.flatnonzero(y.reshape(-1))
+    sub = vertex_graph(h, w, np.ones((h, w)))[keep][:, keep]
+    assert connected_components(sub, directed=False)[0] == 1
+
+
+grids = st.tuples(st.integers(1, 6), st.integers(1, 6)).filter(lambda s: s[0] * s[1] >= 2)
+
+
+# ---- the edge-weighted DAG ------------------------------------------------------------------------------
+def test_dag_edges_match_pyepo_layout():
+    oracle = GridDAGShortestPath(5, 5)
+    assert oracle.num_edges == 40 and oracle.event_shape == (40,)
+    assert oracle.edges[:3] == [(0, 1), (0, 5), (1, 2)]
+    assert all(v - u in (1, 5) for u, v in oracle.edges) and len(set(oracle.edges)) == 40
+
+
+@settings(max_examples=40, deadline=None)
+@given(grids, st.integers(0, 2**32 - 1), st.booleans())
+def test_dag_optimal_against_scipy(shape, seed, ties):
+    """Integer costs in {1, 2, 3} force ties: only the cost of the returned path is compared."""
+    oracle = GridDAGShortestPath(*shape)
+    rng = np.random.default_rng(seed)
+    if ties:
+        cost = rng.integers(1, 4, size=(6, oracle.num_edges)).astype(np.float64)
+    else:
+        cost = rng.normal(size=(6, oracle.num_edges))  # negative costs too: the graph is acyclic
+    y = oracle.shortest_path(torch.from_numpy(cost)).numpy()
+    for i in range(cost.shape[0]):
+        assert_dag_path(oracle, y[i])
+        np.testing.assert_allclose(cost[i] @ y[i], dag_optimum(oracle, cost[i]), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_dag_batch_equals_loop_and_keeps_dtype_device(device, dtype):
+    oracle = GridDAGShortestPath(4, 6)
+    gen = torch.Generator().manual_seed(0)
+    theta = torch.randint(-3, 0, (3, 5, oracle.num_edges), generator=gen).to(device=device, dtype=dtype)
+    y = oracle(theta)
+    assert y.shape == theta.shape and y.dtype == dtype and y.device == theta.device
+    loop = torch.stack([torch.stack([oracle(t) for t in row]) for row in theta])
+    assert torch.equal(y, loop)
+    assert torch.equal(oracle.shortest_path(-theta), y)
+
+
+# ---- the vertex-weighted 8-neighbour grid --------------------------------------------------------------
+@settings(max_examples=40, deadline=None)
+@given(grids, st.integers(0, 2**32 - 1), st.booleans())
+def test_vertex_optimal_against_scipy(shape, seed, ties):
+    oracle = GridVertexShortestPath(*shape)
+    rng = np.random.default_rng(seed)
+    if ties:
+        cost = rng.integers(1, 3, size=(6, *shape)).astype(np.float64)
+    else:
+        cost = rng.uniform(0.1, 10.0, size=(6, *shape))
+    y = oracle.shortest_path(torch.from_numpy(cost)).numpy()
+    for i in range(cost.shape[0]):
+        assert_vertex_path(y[i])
+        np.testing.assert_allclose((cost[i] * y[i]).sum(), vertex_optimum(cost[i]), rtol=1e-12)
+
+
+def test_vertex_detour_through_cheap_tiles():
+    """A wall of expensive tiles forces a long serpentine path, found exactly (many Bellman-Ford rounds)."""
+    cost = torch.ones(7, 7, dtype=torch.float64)
+    cost[1, :6] = 100.0  # walls leave a gap on alternating sides
+    cost[3, 1:] = 100.0
+    cost[5, :6] = 100.0
+    y = GridVertexShortestPath(7, 7).shortest_path(cost)
+    assert_vertex_path(y.numpy())
+    assert (y * cost).sum().item() == pytest.approx(vertex_optimum(cost.numpy()))
+    assert (y * cost).sum().item() < 100.0  # never crosses a wall
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_vertex_batch_equals_loop_and_keeps_dtype_device(device, dtype):
+    oracle = GridVertexShortestPath(5, 4)
+    gen = torch.Generator().manual_seed(1)
+    cost = torch.randint(1, 4, (2, 6, 5, 4), generator=gen).to(device=device, dtype=dtype)
+    y = oracle.shortest_path(cost)
+    assert y.shape == cost.shape and y.dtype == dtype and y.device == cost.device
+    loop = torch.stack([torch.stack([oracle.shortest_path(c) for c in row]) for row in cost])
+    assert torch.equal(y, loop)
+    assert torch.equal(oracle(-cost), y)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
+def test_cuda_agrees_with_cpu_exactly():
+    gen = torch.Generator().manual_seed(2)
+    dag, vertex = GridDAGShortestPath(5, 5), GridVertexShortestPath(12, 12)
+    c1 = torch.randint(1, 4, (500, 40), generator=gen).float()
+    c2 = torch.rand(500, 12, 12, generator=gen) + 0.5
+    c2[:250] = c2[:250].round()  # ties
+    assert torch.equal(dag.shortest_path(c1.cuda()).cpu(), dag.shortest_path(c1))
+    assert torch.equal(vertex.shortest_path(c2.cuda()).cpu(), vertex.shortest_path(c2))
+
+
+# ---- bad input -----------------------------------------------------------------------------------------
+def test_vertex_rejects_non_positive_costs():
+    oracle = GridVertexShortestPath(3, 3)
+    cost = torch.ones(2, 3, 3)
+    cost[1, 2, 1] = 0.0
+    with pytest.raises(ValueError, match=r"theta must be < 0.*\(1, 2, 1\)"):
+        oracle.shortest_path(cost)
+    with pytest.raises(ValueError, match="theta must be < 0"):
+        oracle(torch.ones(3, 3))  # forgot the sign: positive scores
+
+
+@pytest.mark.parametrize(
+    "oracle, shape", [(GridDAGShortestPath(3, 3), (4, 11)), (GridVertexShortestPath(3, 3), (4, 3, 4))]
+)
+def test_wrong_shapes_and_nan(oracle, shape):
+    with pytest.raises(ValueError, match="theta must have shape"):
+        oracle(-torch.ones(shape))
+    good = -torch.ones((4, *oracle.event_shape))
+    good[1, 0] = float("nan")
+    with pytest.raises(ValueError, match="must be finite"):
+        oracle(good)
+
+
+@pytest.mark.parametrize("cls", [GridDAGShortestPath, GridVertexShortestPath])
+def test_bad_grid_sizes(cls):
+    with pytest.raises(ValueError, match="at least 2 vertices"):
+        cls(1, 1)
+    with pytest.raises(ValueError, match="height"):
+        cls(0, 3)
+    with pytest.raises(TypeError, match="width"):
+        cls(3, 2.5)
+    with pytest.raises(TypeError, match="cost"):
+        cls(2, 2).shortest_path(np.ones(4))
