@@ -1,3 +1,40 @@
-"""Estimators as layers: one distribution over solutions plus a vector-Jacobian-product rule."""
+"""Estimators as layers: one distribution over solutions plus a vector-Jacobian-product rule.
 
-__all__: list[str] = []
+See :mod:`colayers.layers.core` for the shared machinery (the VJP rules) and ``docs/estimators.md`` for the
+formulas and a guide to choosing an estimator.
+"""
+
+from . import functional
+from .core import (
+    OracleLayer,
+    active_set_vjp,
+    finite_difference_vjp,
+    identity_vjp,
+    score_function_vjp,
+)
+from .identity import IdentityRelaxation
+from .imle import AIMLE, IMLE, Blackbox
+from .perturbed import Perturbed, PerturbedAdditive, PerturbedMultiplicative
+from .pushforward import Pushforward
+from .regularized import RegularizedFrankWolfe, SoftArgmax, SparseArgmax, SparseMAP
+
+__all__: list[str] = [
+    "OracleLayer",
+    "Perturbed",
+    "PerturbedAdditive",
+    "PerturbedMultiplicative",
+    "IMLE",
+    "AIMLE",
+    "Blackbox",
+    "IdentityRelaxation",
+    "SoftArgmax",
+    "SparseArgmax",
+    "RegularizedFrankWolfe",
+    "SparseMAP",
+    "Pushforward",
+    "score_function_vjp",
+    "finite_difference_vjp",
+    "identity_vjp",
+    "active_set_vjp",
+    "functional",
+]
