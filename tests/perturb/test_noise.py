@@ -1,0 +1,132 @@
+"""Noise statistics, reproducibility and argument checks.
+
+Monte Carlo tolerances: with n i.i.d. draws, the sample mean has standard error σ/√n and the sample variance
+has standard error ≈ σ²·√((κ − 1)/n) with κ the kurtosis (3 for the normal law, 5.4 for Gumbel). Every check
+allows 5 standard errors, so a correct sampler fails with probability < 1e-6 per check (and the generators
+are fixed, so the tests are deterministic).
+"""
+
+import math
+
+import pytest
+import torch
+
+from colayers.perturb import Additive, Gumbel, Multiplicative, Normal, SumOfGamma
+from tests.conftest import DEVICES
+
+N = 200_000
+EULER = 0.5772156649015329
+
+
+def gen(device="cpu", seed=0):
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def assert_moments(z, mean, var, kurtosis):
+    n = z.numel()
+    se_mean = math.sqrt(var / n)
+    se_var = var * math.sqrt((kurtosis - 1) / n)
+    assert abs(z.mean().item() - mean) < 5 * se_mean, (z.mean().item(), mean, se_mean)
+    assert abs(z.var().item() - var) < 5 * se_var, (z.var().item(), var, se_var)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_normal_moments(device):
+    z = Normal().sample((N,), generator=gen(device), device=device, dtype=torch.float64)
+    assert z.device.type == device and z.dtype == torch.float64
+    assert_moments(z, 0.0, 1.0, 3.0)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_gumbel_moments(device):
+    z = Gumbel().sample((N,), generator=gen(device), device=device, dtype=torch.float64)
+    assert_moments(z, EULER, math.pi**2 / 6, 5.4)
+    assert Gumbel.mean == pytest.approx(EULER) and Gumbel.variance == pytest.approx(math.pi**2 / 6)
+
+
+def test_gumbel_is_finite_in_float32():
+    z = Gumbel().sample((1_000_000,), generator=gen(), dtype=torch.float32)
+    assert torch.isfinite(z).all()
+
+
+@pytest.mark.parametrize("k", [1, 3, 10])
+def test_sum_of_gamma_sums_to_gumbel(k):
+    # The sum of k SoG(k, s) draws has mean H_s - log s -> γ and variance Σ_{i≤s} 1/i² -> π²/6 as s -> ∞.
+    s = 100
+    noise = SumOfGamma(k, terms=s)
+    n = 20_000
+    draws = noise.sample((k, n), generator=gen(seed=k), dtype=torch.float64).sum(0)
+    harmonic = sum(1 / i for i in range(1, s + 1))
+    mean_s, var_s = harmonic - math.log(s), sum(1 / i**2 for i in range(1, s + 1))
+    # truncation error of the series: H_s - log s - γ ≈ 1/(2s), π²/6 - Σ 1/i² ≈ 1/s
+    assert abs(mean_s - EULER) < 1 / s and abs(var_s - math.pi**2 / 6) < 1.01 / s
+    assert_moments(draws, mean_s, var_s, 5.4)  # 5 standard errors (0.045 on the mean) dwarf the truncation
+    assert_moments(draws, EULER, math.pi**2 / 6, 5.4)
+    # the class reports the moments of one draw
+    assert noise.mean * k == pytest.approx(mean_s) and noise.variance * k == pytest.approx(var_s)
+
+
+def test_sum_of_gamma_one_draw_moments():
+    noise = SumOfGamma(4, terms=10, temperature=2.0)
+    z = noise.sample((N,), generator=gen(seed=3), dtype=torch.float64)
+    # Gamma(1/k) is heavy-tailed (kurtosis 3 + 6k); bound the variance check with that kurtosis
+    assert_moments(z, noise.mean, noise.variance, 3 + 6 * 4)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_multiplicative_has_mean_theta(device):
+    theta = torch.tensor([2.0, -1.0, 0.5, 0.0], dtype=torch.float64, device=device)
+    eps = 0.5
+    eta = Multiplicative(Normal(), eps).sample(theta, N, generator=gen(device)).eta
+    # Var of the log-normal factor is exp(ε²) - 1; standard error of the mean is |θ| √(that / N)
+    se = theta.abs() * math.sqrt(math.expm1(eps**2) / N)
+    assert ((eta.mean(0) - theta).abs() <= 5 * se + 1e-12).all()
+    assert (eta[:, 3] == 0).all()
+
+
+@pytest.mark.parametrize(
+    "noise", [Normal(), Gumbel(), SumOfGamma(3)], ids=["normal", "gumbel", "sog"]
+)
+@pytest.mark.parametrize("device", DEVICES)
+def test_same_seed_same_samples_and_global_rng_untouched(noise, device):
+    theta = torch.randn(3, 4, device=device)
+    before = torch.random.get_rng_state()
+    cuda_before = torch.cuda.get_rng_state() if device == "cuda" else None
+    pert = Additive(noise, 0.3)
+    a = pert.sample(theta, 5, generator=gen(device, 7))
+    b = pert.sample(theta, 5, generator=gen(device, 7))
+    c = pert.sample(theta, 5, generator=gen(device, 8))
+    assert torch.equal(a.eta, b.eta) and torch.equal(a.noise, b.noise)
+    assert not torch.equal(a.eta, c.eta)
+    assert a.eta.shape == (5, 3, 4) and a.eta.device == theta.device and a.eta.dtype == theta.dtype
+    assert torch.equal(torch.random.get_rng_state(), before)
+    if cuda_before is not None:
+        assert torch.equal(torch.cuda.get_rng_state(), cuda_before)
+
+
+def test_bad_arguments_name_themselves():
+    theta = torch.zeros(3)
+    with pytest.raises(ValueError, match="epsilon must be > 0; got 0"):
+        Additive(Normal(), 0.0)
+    with pytest.raises(ValueError, match="epsilon must be > 0; got -1"):
+        Multiplicative(Normal(), -1.0)
+    with pytest.raises(ValueError, match="num_samples must be an integer ≥ 1; got 0"):
+        Additive(Normal(), 1.0).sample(theta, 0)
+    with pytest.raises(ValueError, match="k must be an integer ≥ 1; got 0"):
+        SumOfGamma(0)
+    with pytest.raises(ValueError, match="terms must be an integer ≥ 1; got 0"):
+        SumOfGamma(2, terms=0)
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        SumOfGamma(2, temperature=0.0)
+    with pytest.raises(TypeError, match="noise must be a colayers.perturb.Noise"):
+        Additive("normal", 1.0)
+    with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+        Additive(Normal(), 1.0).sample(theta, 2, generator=3)
+    with pytest.raises(NotImplementedError, match="no closed-form density"):
+        SumOfGamma(2).grad_log_density(theta)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cpu_generator_for_cuda_theta_is_refused():
+    with pytest.raises(ValueError, match="generator must live on the device of theta"):
+        Additive(Normal(), 1.0).sample(torch.zeros(3, device="cuda"), 2, generator=gen("cpu"))

@@ -1,0 +1,49 @@
+"""Project-level checks: the README's commands match CI, and the docs site builds strictly."""
+
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TEST_LINE = 'pip install torch==2.13.0 && pip install -e ".[test]" && pytest'
+
+
+def readme_commands():
+    text = (ROOT / "README.md").read_text()
+    return re.findall(r"```bash\n(.*?)\n```", text, flags=re.S)
+
+
+def test_readme_opens_with_main_job_and_test_command():
+    commands = readme_commands()
+    assert commands[0].startswith("pip install torch==2.13.0 && ") and "colayers study" in commands[0]
+    assert commands[1] == TEST_LINE
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert TEST_LINE in ci
+    assert any(line.startswith("python3 -m venv") for line in ci)
+
+
+def test_docs_build_strict(tmp_path):
+    mkdocs = shutil.which("mkdocs", path=str(pathlib.Path(sys.executable).parent)) or shutil.which("mkdocs")
+    assert mkdocs is not None, "mkdocs must be installed with the test extra"
+    proc = subprocess.run(
+        [mkdocs, "build", "--strict", "-q", "-d", str(tmp_path / "site")], cwd=ROOT, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    nav = (ROOT / "mkdocs.yml").read_text()
+    for page in ("oracles.md", "perturbations.md"):
+        assert page in nav and (tmp_path / "site" / page.replace(".md", "") / "index.html").exists()
+
+
+@pytest.mark.parametrize("module", ["colayers", "colayers.perturb", "colayers.oracles"])
+def test_public_names_have_docstrings(module):
+    mod = __import__(module, fromlist=["__all__"])
+    for name in mod.__all__:
+        obj = getattr(mod, name)
+        assert getattr(obj, "__doc__", None), f"{module}.{name} has no docstring"

@@ -1,0 +1,56 @@
+"""The shared argument checks name the argument, the expected and the received value."""
+
+import pytest
+import torch
+
+from colayers import _validation as v
+
+
+def test_finite_reports_counts_and_first_index():
+    t = torch.zeros(3, 4)
+    t[1, 2] = float("nan")
+    t[2, 0] = float("inf")
+    with pytest.raises(ValueError, match=r"theta must be finite; found 1 NaN and 1 inf entries \(first at index \(1, 2\)\)"):
+        v.check_finite("theta", t)
+    assert v.check_finite("theta", torch.ones(2)) is not None
+
+
+@pytest.mark.parametrize("value", [0, -0.5, float("nan")])
+def test_positive_rejects(value):
+    with pytest.raises(ValueError, match="epsilon must be > 0"):
+        v.check_positive("epsilon", value)
+
+
+def test_positive_types_and_zero():
+    assert v.check_positive("lambda_", 0.0, allow_zero=True) == 0.0
+    with pytest.raises(TypeError, match="lambda_ must be a real number; got str"):
+        v.check_positive("lambda_", "1")
+    with pytest.raises(TypeError, match="got bool"):
+        v.check_positive("epsilon", True)
+
+
+def test_integers():
+    assert v.check_int_at_least("num_samples", 3, 1) == 3
+    with pytest.raises(ValueError, match="num_samples must be an integer ≥ 1; got 0"):
+        v.check_int_at_least("num_samples", 0, 1)
+    with pytest.raises(TypeError, match="num_samples must be an integer; got float"):
+        v.check_int_at_least("num_samples", 2.0, 1)
+    with pytest.raises(ValueError, match=r"k must be an integer in \[1, 5\]; got 6"):
+        v.check_int_in_range("k", 6, 1, 5)
+
+
+def test_shapes():
+    assert v.check_event_shape("theta", torch.zeros(2, 3, 5), (5,), 1) == (2, 3)
+    assert v.check_event_shape("theta", torch.zeros(2, 3, 5), None, 2) == (2,)
+    with pytest.raises(ValueError, match=r"theta must have shape \(\*batch, 4, 4\); got shape \(2, 4, 5\)"):
+        v.check_event_shape("theta", torch.zeros(2, 4, 5), (4, 4), 2)
+    with pytest.raises(ValueError, match=r"target must have the shape of theta, \(2, 3\); got \(3, 2\)"):
+        v.check_same_shape("target", torch.zeros(3, 2), "theta", torch.zeros(2, 3))
+
+
+def test_reduction_and_tensor():
+    assert v.check_reduction("sum") == "sum"
+    with pytest.raises(ValueError, match=r"reduction must be one of \('mean', 'sum', 'none'\); got 'avg'"):
+        v.check_reduction("avg")
+    with pytest.raises(TypeError, match="theta must be a torch.Tensor; got list"):
+        v.check_tensor("theta", [1.0])
