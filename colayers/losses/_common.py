@@ -1,0 +1,196 @@
+"""Pieces shared by the losses: reductions, target checks, solution-set membership."""
+
+from __future__ import annotations
+
+import torch
+
+from .._validation import check_finite, check_positive, check_reduction, check_tensor
+from ..oracles.base import Oracle
+
+__all__: list[str] = []
+
+
+def reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Apply 'mean' | 'sum' | 'none' to per-instance loss values ``(*batch)``."""
+    if reduction == "mean":
+        return values.mean()
+    if reduction == "sum":
+        return values.sum()
+    return values
+
+
+def event_dims(event_ndim: int) -> tuple[int, ...]:
+    return tuple(range(-event_ndim, 0))
+
+
+def inner(a: torch.Tensor, b: torch.Tensor, event_ndim: int) -> torch.Tensor:
+    """:math:`\\langle a, b\\rangle` over the trailing ``event_ndim`` dimensions (broadcasting)."""
+    return (a * b).sum(dim=event_dims(event_ndim))
+
+
+def check_oracle(name: str, oracle: object) -> Oracle:
+    if not isinstance(oracle, Oracle):
+        raise TypeError(f"{name} must be a colayers Oracle (e.g. ArgmaxOneHot(), TopKSubset(k)); got {type(oracle).__name__}")
+    return oracle
+
+
+def check_alpha(alpha: float) -> float:
+    return check_positive("alpha", alpha)
+
+
+def check_reduction_arg(reduction: str) -> str:
+    return check_reduction(reduction)
+
+
+def check_theta(theta: torch.Tensor, event_ndim: int, validate: bool = True) -> tuple[int, ...]:
+    """Check θ is a floating tensor with at least ``event_ndim`` dims; return its batch shape."""
+    check_tensor("theta", theta)
+    if theta.ndim < event_ndim:
+        raise ValueError(
+            f"theta must have at least {event_ndim} dimension(s) (*batch, *event); got shape {tuple(theta.shape)}"
+        )
+    if validate:
+        check_finite("theta", theta)
+    return tuple(theta.shape[: theta.ndim - event_ndim])
+
+
+def check_like_theta(name: str, value: torch.Tensor, theta: torch.Tensor, validate: bool = True) -> torch.Tensor:
+    """Require a floating tensor with θ's shape, on θ's device (its dtype is converted to θ's)."""
+    check_tensor(name, value)
+    if value.shape != theta.shape:
+        raise ValueError(
+            f"{name} must have the shape of theta (*batch, *event) = {tuple(theta.shape)}; got {tuple(value.shape)}"
+        )
+    if value.device != theta.device:
+        raise ValueError(f"{name} must be on theta's device ({theta.device}); got {value.device}")
+    if validate:
+        check_finite(name, value)
+    return value.to(theta.dtype)
+
+
+# -- membership of targets in the solution set Y ---------------------------------------------------------
+
+
+def _is_binary(y: torch.Tensor) -> torch.Tensor:
+    return (y == 0) | (y == 1)
+
+
+def membership(oracle: Oracle, y: torch.Tensor) -> torch.Tensor | None:
+    """Per-instance booleans ``(*batch)``: is ``y`` a vertex of Y for ``oracle``? ``None`` when unknown.
+
+    Uses ``oracle.contains(y)`` when the oracle defines it; otherwise built-in rules for the simplex
+    oracles and for edge-indexed DAG path oracles (0/1 entries and flow conservation from the unique
+    source to the unique sink).
+    """
+    contains = getattr(oracle, "contains", None)
+    if callable(contains):
+        return contains(y)
+    from ..oracles.simplex import ArgmaxOneHot, Ranking, TopKSubset
+
+    dims = event_dims(oracle.event_ndim)
+    if isinstance(oracle, ArgmaxOneHot):
+        return _is_binary(y).all(dim=-1) & (y.sum(dim=-1) == 1)
+    if isinstance(oracle, TopKSubset):
+        return _is_binary(y).all(dim=-1) & (y.sum(dim=-1) == oracle.k)
+    if isinstance(oracle, Ranking):
+        n = y.shape[-1]
+        ranks = torch.arange(1, n + 1, device=y.device, dtype=y.dtype)
+        return (torch.sort(y, dim=-1).values == ranks).all(dim=-1)
+    edges = getattr(oracle, "edges", None)
+    if edges is not None and oracle.event_ndim == 1 and len(edges) == y.shape[-1]:
+        return _is_binary(y).all(dim=dims) & _is_dag_path(edges, y)
+    return None
+
+
+def _is_dag_path(edges: list[tuple[int, int]], y: torch.Tensor) -> torch.Tensor:
+    """Flow conservation: out - in = +1 at the source, -1 at the sink, 0 elsewhere."""
+    u = torch.tensor([e[0] for e in edges], device=y.device)
+    v = torch.tensor([e[1] for e in edges], device=y.device)
+    n_vertices = int(max(int(u.max()), int(v.max())) + 1)
+    balance_shape = (*y.shape[:-1], n_vertices)
+    balance = torch.zeros(balance_shape, device=y.device, dtype=y.dtype)
+    balance = balance.index_add(-1, u, y).index_add(-1, v, -y)
+    has_in = torch.zeros(n_vertices, dtype=torch.bool, device=y.device).index_fill(0, v, True)
+    has_out = torch.zeros(n_vertices, dtype=torch.bool, device=y.device).index_fill(0, u, True)
+    expected = torch.zeros(n_vertices, device=y.device, dtype=y.dtype)
+    expected[~has_in] = 1.0  # the source(s)
+    expected[~has_out] = -1.0  # the sink(s)
+    return (balance == expected).all(dim=-1)
+
+
+def check_in_solution_set(
+    name: str, y: torch.Tensor, oracle: Oracle | None, *, allow_relaxed: bool, what: str = "a solution in Y"
+) -> None:
+    """Raise a ValueError when ``y`` is known not to be a vertex of Y (unless ``allow_relaxed``)."""
+    if allow_relaxed or oracle is None:
+        return
+    ok = membership(oracle, y)
+    if ok is None:
+        return
+    if not bool(ok.all()):
+        bad = (~ok).nonzero()
+        first = tuple(int(i) for i in bad[0].tolist())
+        raise ValueError(
+            f"{name} must be {what} of {type(oracle).__name__} (a vertex of the solution set); "
+            f"{int((~ok).sum())} of {ok.numel()} instance(s) are not, first at batch index {first}. "
+            "Pass allow_relaxed_targets=True to accept targets in the convex hull."
+        )
+
+
+def check_binary(name: str, y: torch.Tensor, *, allow_relaxed: bool) -> None:
+    """0/1 entries (or, with ``allow_relaxed``, entries in [0, 1])."""
+    if allow_relaxed:
+        ok = (y >= 0) & (y <= 1)
+        what = "entries in [0, 1]"
+    else:
+        ok = _is_binary(y)
+        what = "0/1 entries (pass allow_relaxed_targets=True for targets in [0, 1])"
+    if not bool(ok.all()):
+        bad = (~ok).nonzero()[0].tolist()
+        raise ValueError(
+            f"{name} must have {what}; found {int((~ok).sum())} other entries, first at index {tuple(bad)} "
+            f"with value {float(y[tuple(bad)])}"
+        )
+
+
+def check_simplex(name: str, y: torch.Tensor, *, allow_relaxed: bool, atol: float = 1e-5) -> None:
+    """One-hot rows (or, with ``allow_relaxed``, rows in the probability simplex)."""
+    nonneg = (y >= 0).all(dim=-1)
+    sums = (y.sum(dim=-1) - 1).abs() <= atol * y.shape[-1]
+    ok = nonneg & sums
+    if not allow_relaxed:
+        ok = ok & _is_binary(y).all(dim=-1)
+        what = "one-hot along the last dimension (pass allow_relaxed_targets=True for probability vectors)"
+    else:
+        what = "a probability vector (non-negative, summing to 1) along the last dimension"
+    if not bool(ok.all()):
+        first = tuple(int(i) for i in (~ok).nonzero()[0].tolist())
+        raise ValueError(f"{name} must be {what}; {int((~ok).sum())} row(s) are not, first at batch index {first}")
+
+
+class _ValueWithGradient(torch.autograd.Function):
+    """Return a precomputed per-instance value whose gradient in θ is a precomputed tensor.
+
+    ``forward(theta, value, grad)``: ``value`` is ``(*batch)``, ``grad`` is ``(*batch, *event)`` (θ's shape);
+    backward returns ``grad_output * grad``. Used for losses whose (sub)gradient is known in closed form
+    (Danskin's theorem), so that no oracle output enters autograd.
+    """
+
+    @staticmethod
+    def forward(theta, value, grad):  # noqa: D102
+        return value.clone()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):  # noqa: D102
+        ctx.save_for_backward(inputs[2])
+
+    @staticmethod
+    def backward(ctx, grad_output):  # noqa: D102
+        (grad,) = ctx.saved_tensors
+        go = grad_output.reshape(grad_output.shape + (1,) * (grad.ndim - grad_output.ndim))
+        return go * grad, None, None
+
+
+def value_with_gradient(theta: torch.Tensor, value: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """``value`` (detached) as a function of θ with gradient ``grad`` (see :class:`_ValueWithGradient`)."""
+    return _ValueWithGradient.apply(theta, value.detach(), grad.detach())

@@ -1,0 +1,123 @@
+r"""Contrastive losses over a solution pool (Mulamba et al., IJCAI 2021; PyEPO's NCE and CMAP)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._common import check_in_solution_set, check_like_theta, check_reduction_arg, check_theta, reduce
+from .pool import SolutionPool, pool_objectives
+
+__all__ = ["NCELoss", "MAPContrastiveLoss"]
+
+
+class _PoolLoss(nn.Module):
+    def __init__(
+        self,
+        pool: SolutionPool,
+        reduction: str = "mean",
+        *,
+        add_targets: bool = True,
+        allow_relaxed_targets: bool = False,
+        validate_args: bool = True,
+    ) -> None:
+        super().__init__()
+        if not isinstance(pool, SolutionPool):
+            raise TypeError(f"pool must be a colayers SolutionPool; got {type(pool).__name__}")
+        self.pool = pool
+        self.reduction = check_reduction_arg(reduction)
+        self.add_targets = add_targets
+        self.allow_relaxed_targets = allow_relaxed_targets
+        self.validate_args = validate_args
+
+    def _prepare(self, theta, y_target, generator):
+        nd = self.pool.event_ndim
+        check_theta(theta, nd, self.validate_args)
+        y_target = check_like_theta("y_target", y_target, theta, self.validate_args).detach()
+        if self.validate_args:
+            check_in_solution_set("y_target", y_target, self.pool.oracle, allow_relaxed=self.allow_relaxed_targets)
+        if self.add_targets:
+            self.pool.add(y_target)
+        self.pool.update(theta, generator)
+        return pool_objectives(self.pool, theta, y_target)
+
+    def extra_repr(self) -> str:
+        return f"pool={self.pool!r}, reduction={self.reduction!r}"
+
+
+class NCELoss(_PoolLoss):
+    r"""Noise-contrastive estimation loss over a solution pool Γ (the "NCE" of Mulamba et al. / PyEPO).
+
+    In the maximization convention, for a target :math:`\bar y`:
+
+    .. math::  \ell(\theta; \bar y) = \frac{1}{|\Gamma|}\sum_{w\in\Gamma}
+        \big(\langle\theta, g(w)\rangle - \langle\theta, g(\bar y)\rangle\big),
+        \qquad \nabla_\theta\ell = \frac{1}{|\Gamma|}\sum_{w\in\Gamma} g(w) - g(\bar y).
+
+    (PyEPO, minimizing costs ĉ = −θ: :math:`\frac1{|\Gamma|}\sum_w \hat c^\top w^*(c) - \hat c^\top w`.) The
+    loss is linear in θ and unbounded below: it pushes the target's objective above the pool's average.
+    Each call first refreshes the pool: the targets are added (``add_targets``) and, with probability
+    ``pool.solve_ratio``, the oracle solves the detached θ and its solutions join the pool. The gradient is
+    exact (pool members are constants).
+
+    Works with: any :class:`~colayers.oracles.Oracle` wrapped in a :class:`SolutionPool`; no layer.
+
+    Args:
+        pool: the :class:`SolutionPool` (seed it with the training targets).
+        reduction: 'mean' | 'sum' | 'none'.
+        add_targets: add each batch's targets to the pool.
+        allow_relaxed_targets: skip the check that targets are vertices of Y.
+        validate_args: check shapes, finiteness and targets on every call.
+
+    Call: ``loss(theta, y_target, generator=None)``.
+
+    Reference: M. Mulamba et al., "Contrastive Losses and Solution Caching for Predict-and-Optimize", IJCAI 2021.
+
+    Example:
+        >>> import torch
+        >>> from colayers import ArgmaxOneHot
+        >>> pool = SolutionPool(ArgmaxOneHot(), torch.eye(3), solve_ratio=0.0)
+        >>> NCELoss(pool)(torch.tensor([[3.0, 0.0, 0.0]]), torch.tensor([[1.0, 0.0, 0.0]]))
+        tensor(-2.)
+    """
+
+    def forward(
+        self, theta: torch.Tensor, y_target: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        scores, target = self._prepare(theta, y_target, generator)
+        return reduce(scores.mean(dim=-1) - target, self.reduction)
+
+
+class MAPContrastiveLoss(_PoolLoss):
+    r"""MAP-contrastive loss over a solution pool Γ (the "CMAP" of Mulamba et al. / PyEPO).
+
+    In the maximization convention, for a target :math:`\bar y`:
+
+    .. math::  \ell(\theta; \bar y) = \max_{w\in\Gamma}\langle\theta, g(w)\rangle - \langle\theta, g(\bar y)\rangle
+        \;\ge 0 \text{ when } \bar y\in\Gamma,
+        \qquad \partial_\theta\ell \ni g(w^\star) - g(\bar y).
+
+    It is the structured-perceptron loss with the oracle replaced by the pool's best member
+    (PyEPO, minimizing ĉ = −θ: :math:`\hat c^\top w^*(c) - \min_{w\in\Gamma}\hat c^\top w`). The pool is refreshed
+    as in :class:`NCELoss`; with ``add_targets`` (default) the target is in Γ and the loss is ≥ 0.
+
+    Works with: any :class:`~colayers.oracles.Oracle` wrapped in a :class:`SolutionPool`; no layer.
+
+    Args:
+        pool, reduction, add_targets, allow_relaxed_targets, validate_args: as in :class:`NCELoss`.
+
+    Reference: M. Mulamba et al., "Contrastive Losses and Solution Caching for Predict-and-Optimize", IJCAI 2021.
+
+    Example:
+        >>> import torch
+        >>> from colayers import ArgmaxOneHot
+        >>> pool = SolutionPool(ArgmaxOneHot(), torch.eye(3), solve_ratio=0.0)
+        >>> MAPContrastiveLoss(pool)(torch.tensor([[1.0, 2.0, 0.0]]), torch.tensor([[1.0, 0.0, 0.0]]))
+        tensor(1.)
+    """
+
+    def forward(
+        self, theta: torch.Tensor, y_target: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        scores, target = self._prepare(theta, y_target, generator)
+        return reduce(scores.max(dim=-1).values - target, self.reduction)

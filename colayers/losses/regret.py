@@ -1,0 +1,165 @@
+r"""Decision-focused losses through a layer: expected regret from true scores, and expected cost ("experience")."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from ..oracles.base import Oracle
+from ._common import check_in_solution_set, check_like_theta, check_reduction_arg, check_theta, inner, reduce
+
+__all__ = ["RegretLoss", "ExperienceLoss"]
+
+
+def _event_ndim(layer: nn.Module, oracle: Oracle | None) -> int:
+    if oracle is not None:
+        return oracle.event_ndim
+    inner_oracle = getattr(layer, "oracle", None)
+    return 1 if inner_oracle is None else inner_oracle.event_ndim
+
+
+class RegretLoss(nn.Module):
+    r"""Expected regret under a layer's distribution, from the true scores :math:`\bar\theta`:
+
+    .. math::  \ell(\theta; \bar\theta) = \mathbb E_{y\sim p(\cdot\mid\theta)}\big[\langle\bar\theta, \bar y\rangle
+               - \langle\bar\theta, y\rangle\big] = \langle\bar\theta, \bar y - \mu(\theta)\rangle \;\ge 0,
+
+    with :math:`\bar y = f(\bar\theta)` and :math:`\mu(\theta) = \mathbb E_p[y]` the layer's differentiable output
+    (the objective is linear in y, so the expectation passes through the mean). The gradient is the layer's
+    own VJP applied to :math:`-\bar\theta`: the score function for perturbed layers, the finite difference
+    for IMLE/Blackbox (whose sample outputs ``(S, *batch, *event)`` are averaged), the straight-through
+    identity, or the exact Jacobian of a regularized layer. For a cost that is not linear in y, use
+    :class:`ExperienceLoss`. Assumes the oracle's statistic g is the identity and its offset h is zero.
+
+    Works with: every layer of :mod:`colayers.layers` (PerturbedAdditive, PerturbedMultiplicative, IMLE, AIMLE,
+    Blackbox, IdentityRelaxation, SoftArgmax, SparseArgmax, RegularizedFrankWolfe). Layers without an
+    oracle (SoftArgmax, SparseArgmax) need ``oracle=`` or an explicit ``y_true``.
+
+    Args:
+        layer: the layer producing μ(θ).
+        oracle: the oracle computing :math:`\bar y = f(\bar\theta)` (default: ``layer.oracle``).
+        reduction: 'mean' | 'sum' | 'none'.
+        allow_relaxed_targets: skip the check that a given ``y_true`` is a vertex of Y.
+        validate_args: check shapes, finiteness and targets on every call.
+
+    Call: ``loss(theta, theta_true, y_true=None, generator=None)``.
+
+    Reference: InferOpt.jl (regret as a ``Pushforward`` of a perturbed layer); Berthet et al., NeurIPS 2020;
+    Elmachtoub & Grigas 2022 for the regret itself.
+
+    Example:
+        >>> import torch
+        >>> from colayers import ArgmaxOneHot, SoftArgmax
+        >>> loss = RegretLoss(SoftArgmax(), oracle=ArgmaxOneHot())
+        >>> theta = torch.zeros(1, 3, requires_grad=True)
+        >>> value = loss(theta, torch.tensor([[3.0, 0.0, 0.0]]))  # 3 - 3 * (1/3)
+        >>> value.backward()
+        >>> value.item(), bool(theta.grad[0, 0] < 0)
+        (2.0, True)
+    """
+
+    def __init__(
+        self,
+        layer: nn.Module,
+        reduction: str = "mean",
+        *,
+        oracle: Oracle | None = None,
+        allow_relaxed_targets: bool = False,
+        validate_args: bool = True,
+    ) -> None:
+        super().__init__()
+        if not isinstance(layer, nn.Module):
+            raise TypeError(f"layer must be a colayers layer (a torch.nn.Module); got {type(layer).__name__}")
+        if oracle is not None and not isinstance(oracle, Oracle):
+            raise TypeError(f"oracle must be a colayers Oracle or None; got {type(oracle).__name__}")
+        self.layer = layer
+        self.oracle = oracle if oracle is not None else getattr(layer, "oracle", None)
+        self.reduction = check_reduction_arg(reduction)
+        self.allow_relaxed_targets = allow_relaxed_targets
+        self.validate_args = validate_args
+
+    def forward(
+        self,
+        theta: torch.Tensor,
+        theta_true: torch.Tensor,
+        y_true: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        nd = _event_ndim(self.layer, self.oracle)
+        check_theta(theta, nd, self.validate_args)
+        theta_true = check_like_theta("theta_true", theta_true, theta, self.validate_args).detach()
+        if y_true is None:
+            if self.oracle is None:
+                raise ValueError(
+                    f"{type(self.layer).__name__} has no oracle: pass y_true or build RegretLoss(layer, oracle=...)"
+                )
+            y_true = self.oracle(theta_true)
+        else:
+            y_true = check_like_theta("y_true", y_true, theta, self.validate_args).detach()
+            if self.validate_args:
+                check_in_solution_set("y_true", y_true, self.oracle, allow_relaxed=self.allow_relaxed_targets)
+        mu = self.layer(theta, generator=generator)
+        if mu.ndim == theta.ndim + 1:  # IMLE-style sample outputs (S, *batch, *event)
+            mu = mu.mean(0)
+        value = inner(theta_true, y_true, nd) - inner(theta_true, mu, nd)
+        return reduce(value, self.reduction)
+
+    def extra_repr(self) -> str:
+        return f"layer={type(self.layer).__name__}, reduction={self.reduction!r}"
+
+
+class ExperienceLoss(nn.Module):
+    r"""Expected cost of a perturbed layer's solutions ("learning by experience", InferOpt's ``Pushforward``):
+
+    .. math::  \ell(\theta) = \mathbb E_{\eta\sim p(\cdot\mid\theta)}\big[\varphi(f(\eta), \text{args})\big]
+               \approx \frac1S\sum_s\varphi(y_s, \text{args}),
+
+    differentiated by the score function (with the layer's leave-one-out baseline) through
+    :class:`~colayers.layers.Pushforward`; φ is never differentiated, so it may be any black-box cost: a
+    simulator, a non-linear cost, or a regret. No target solution is needed.
+
+    Works with: PerturbedAdditive, PerturbedMultiplicative (any :class:`~colayers.layers.Perturbed` layer
+    whose noise has a closed-form density).
+
+    Args:
+        layer: a perturbed layer.
+        cost_fn: ``cost_fn(atoms, *args) -> (S, *batch)`` with atoms ``(S, *batch, *solution)``; ``args`` are the
+            extra tensors passed to the call (e.g. true costs).
+        reduction: 'mean' | 'sum' | 'none'.
+
+    Call: ``loss(theta, *args, generator=None)``.
+
+    Reference: G. Dalle, L. Baty, L. Bouvier, A. Parmentier, "Learning with Combinatorial Optimization Layers:
+    a Probabilistic Approach", 2022 (InferOpt.jl).
+
+    Example:
+        >>> import torch
+        >>> from colayers import ArgmaxOneHot, PerturbedAdditive
+        >>> layer = PerturbedAdditive(ArgmaxOneHot(), num_samples=100, seed=0)
+        >>> loss = ExperienceLoss(layer, lambda y, cost: (y * cost).sum(-1))
+        >>> theta = torch.zeros(1, 3, requires_grad=True)
+        >>> loss(theta, torch.tensor([[3.0, 1.0, 2.0]])).backward()
+        >>> int(theta.grad.argmin())  # raise the score of the cheapest item
+        1
+    """
+
+    def __init__(self, layer: nn.Module, cost_fn: Callable[..., torch.Tensor], reduction: str = "mean") -> None:
+        super().__init__()
+        from ..layers.pushforward import Pushforward
+
+        if not callable(cost_fn):
+            raise TypeError(f"cost_fn must be callable; got {type(cost_fn).__name__}")
+        self._pushforward_cls = Pushforward
+        Pushforward(layer, cost_fn)  # validates the layer type with a clear TypeError
+        self.layer = layer
+        self.cost_fn = cost_fn
+        self.reduction = check_reduction_arg(reduction)
+
+    def forward(self, theta: torch.Tensor, *args: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        push = self._pushforward_cls(self.layer, lambda atoms: self.cost_fn(atoms, *args))
+        return reduce(push(theta, generator=generator), self.reduction)
+
+    def extra_repr(self) -> str:
+        return f"layer={type(self.layer).__name__}, reduction={self.reduction!r}"

@@ -1,0 +1,159 @@
+r"""The structured support-vector-machine (structured hinge) loss."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from .._validation import check_positive
+from ..oracles.base import Oracle
+from ._common import (
+    check_binary,
+    check_in_solution_set,
+    check_like_theta,
+    check_oracle,
+    check_reduction_arg,
+    check_theta,
+    event_dims,
+    reduce,
+    value_with_gradient,
+)
+
+__all__ = ["StructuredSVMLoss", "hamming_margin", "hamming_augmented_oracle"]
+
+
+def hamming_margin(y: torch.Tensor, y_target: torch.Tensor, event_ndim: int = 1, weight: float = 1.0) -> torch.Tensor:
+    r"""Weighted Hamming margin :math:`\delta(y, \bar y) = w \sum_i (y_i + \bar y_i - 2 y_i \bar y_i)`.
+
+    For 0/1 vectors this is :math:`w\,\lVert y - \bar y\rVert_1`; written this way it is linear in
+    :math:`y`, which makes the loss-augmented problem a plain oracle call (see
+    :func:`hamming_augmented_oracle`). ``y`` broadcasts against ``y_target``; the result is ``(*batch)``.
+
+    Example:
+        >>> import torch
+        >>> hamming_margin(torch.tensor([1.0, 0.0, 1.0]), torch.tensor([1.0, 1.0, 0.0]))
+        tensor(2.)
+    """
+    return weight * (y + y_target - 2 * y * y_target).sum(dim=event_dims(event_ndim))
+
+
+def hamming_augmented_oracle(oracle: Oracle, theta: torch.Tensor, y_target: torch.Tensor, weight: float = 1.0):
+    r"""Solve :math:`\operatorname{argmax}_y\ \delta_H(y, \bar y) + \langle\theta, y\rangle` with one oracle call.
+
+    Since :math:`\delta_H(y,\bar y) = w\sum_i y_i(1 - 2\bar y_i) + w\sum_i \bar y_i` for 0/1 vectors :math:`y`,
+
+    .. math::  \operatorname{argmax}_y\ \delta_H(y, \bar y) + \langle\theta, y\rangle = f\big(\theta + w(\mathbf 1 - 2\bar y)\big).
+
+    Example:
+        >>> import torch
+        >>> from colayers import ArgmaxOneHot
+        >>> hamming_augmented_oracle(ArgmaxOneHot(), torch.tensor([2.0, 1.5, 0.0]), torch.tensor([1.0, 0.0, 0.0]))
+        tensor([0., 1., 0.])
+    """
+    with torch.no_grad():
+        return oracle(theta.detach() + weight * (1 - 2 * y_target))
+
+
+class StructuredSVMLoss(nn.Module):
+    r"""Structured hinge loss :math:`\ell(\theta; \bar y) = \max_{y\in\mathcal Y}\ \delta(y, \bar y) + \langle\theta, g(y) - g(\bar y)\rangle`.
+
+    The value is ≥ 0 when :math:`\bar y \in \mathcal Y` and δ(ȳ, ȳ) = 0 (take y = ȳ); its subgradient is
+    :math:`g(\hat y) - g(\bar y)` with :math:`\hat y` the loss-augmented maximizer (hand-written).
+
+    * Default margin: the weighted Hamming distance :math:`\delta(y,\bar y) = w\lVert y-\bar y\rVert_1` for 0/1
+      solutions (g the identity). It is linear in y, so the loss-augmented problem is the plain oracle at
+      :math:`\theta + w(\mathbf 1 - 2\bar y)` (:func:`hamming_augmented_oracle`): one batched call.
+    * Any other margin: pass ``margin(y, y_target) -> (*batch)`` and
+      ``loss_augmented_oracle(theta, y_target) -> y`` solving
+      :math:`\operatorname{argmax}_y \delta(y,\bar y) + \langle\theta, g(y)\rangle + h(y)`.
+
+    Works with: any :class:`~colayers.oracles.Oracle` whose solutions are 0/1 vectors (Hamming margin:
+    ArgmaxOneHot, TopKSubset, GridDAGShortestPath, GridVertexShortestPath, matchings, spanning trees,
+    knapsack...); any oracle with a user-supplied loss-augmented oracle. No layer is needed.
+
+    Args:
+        oracle: the maximization oracle.
+        margin_weight: w > 0, the weight of the Hamming margin (ignored with a custom ``margin``).
+        margin: optional custom δ(y, ȳ) returning ``(*batch)``; requires ``loss_augmented_oracle``.
+        loss_augmented_oracle: optional ``(theta, y_target) -> y`` for the custom margin.
+        reduction: 'mean' | 'sum' | 'none'.
+        allow_relaxed_targets: accept targets in [0, 1] (Hamming) / outside Y instead of raising.
+        validate_args: check shapes, finiteness and targets on every call.
+
+    Call: ``loss(theta, y_target)``, both ``(*batch, *event)``.
+
+    Reference: I. Tsochantaridis, T. Joachims, T. Hofmann, Y. Altun, "Large Margin Methods for Structured and
+    Interdependent Output Variables", JMLR 6, 2005.
+
+    Example:
+        >>> import torch
+        >>> from colayers import TopKSubset
+        >>> loss = StructuredSVMLoss(TopKSubset(2))
+        >>> theta = torch.tensor([[2.0, 1.0, 0.5, 0.0]], requires_grad=True)
+        >>> y_target = torch.tensor([[1.0, 0.0, 1.0, 0.0]])
+        >>> value = loss(theta, y_target)  # augmented scores (1, 2, -0.5, 1): ŷ = (1, 1, 0, 0)
+        >>> value.backward()
+        >>> value.item(), theta.grad
+        (2.5, tensor([[ 0.,  1., -1.,  0.]]))
+    """
+
+    def __init__(
+        self,
+        oracle: Oracle,
+        margin_weight: float = 1.0,
+        reduction: str = "mean",
+        *,
+        margin: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        loss_augmented_oracle: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        allow_relaxed_targets: bool = False,
+        validate_args: bool = True,
+    ) -> None:
+        super().__init__()
+        self.oracle = check_oracle("oracle", oracle)
+        self.margin_weight = check_positive("margin_weight", margin_weight)
+        self.reduction = check_reduction_arg(reduction)
+        if (margin is None) != (loss_augmented_oracle is None):
+            raise ValueError(
+                "margin and loss_augmented_oracle must be given together (a custom margin needs its own "
+                f"loss-augmented oracle); got margin={margin!r}, loss_augmented_oracle={loss_augmented_oracle!r}"
+            )
+        for name, fn in (("margin", margin), ("loss_augmented_oracle", loss_augmented_oracle)):
+            if fn is not None and not callable(fn):
+                raise TypeError(f"{name} must be callable; got {type(fn).__name__}")
+        self.margin = margin
+        self.loss_augmented_oracle = loss_augmented_oracle
+        self.allow_relaxed_targets = allow_relaxed_targets
+        self.validate_args = validate_args
+
+    def forward(self, theta: torch.Tensor, y_target: torch.Tensor) -> torch.Tensor:
+        oracle = self.oracle
+        nd = oracle.event_ndim
+        check_theta(theta, nd, self.validate_args)
+        y_target = check_like_theta("y_target", y_target, theta, self.validate_args).detach()
+        hamming = self.margin is None
+        if self.validate_args:
+            if hamming:
+                check_binary("y_target", y_target, allow_relaxed=self.allow_relaxed_targets)
+                if not torch.equal(oracle.g(y_target), y_target):
+                    raise ValueError(
+                        f"the Hamming margin needs an oracle whose statistic g is the identity; "
+                        f"{type(oracle).__name__}.g changes y. Pass margin= and loss_augmented_oracle="
+                    )
+            check_in_solution_set("y_target", y_target, oracle, allow_relaxed=self.allow_relaxed_targets)
+        with torch.no_grad():
+            th = theta.detach()
+            if hamming:
+                y_hat = hamming_augmented_oracle(oracle, th, y_target, self.margin_weight)
+                delta = hamming_margin(y_hat, y_target, nd, self.margin_weight)
+            else:
+                y_hat = self.loss_augmented_oracle(th, y_target)
+                delta = self.margin(y_hat, y_target)
+            value = delta + oracle.objective(th, y_hat) - oracle.objective(th, y_target)
+            grad = oracle.g(y_hat) - oracle.g(y_target)
+        return reduce(value_with_gradient(theta, value, grad), self.reduction)
+
+    def extra_repr(self) -> str:
+        m = "hamming" if self.margin is None else getattr(self.margin, "__name__", "custom")
+        return f"oracle={self.oracle!r}, margin={m}, margin_weight={self.margin_weight}, reduction={self.reduction!r}"
