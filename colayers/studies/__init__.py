@@ -1,6 +1,14 @@
 """Comparative studies: benchmark problems, the study runner and reports."""
 
+from .config import PRESETS, MethodSpec, ProblemSpec, StudyConfig, load_config, preset
+from .methods import METHODS, make_method, method_defaults
 from .models import DirectPathCNN, LinearModel, WarcraftCNN
 from .problems import PROBLEMS, Problem, make_problem
+from .report import build_report, summarize
+from .runner import CountingOracle, read_results, run_study
 
-__all__: list[str] = ["Problem", "make_problem", "PROBLEMS", "LinearModel", "WarcraftCNN", "DirectPathCNN"]
+__all__: list[str] = ["Problem", "make_problem", "PROBLEMS", "LinearModel", "WarcraftCNN", "DirectPathCNN",
+    "StudyConfig", "ProblemSpec", "MethodSpec", "PRESETS", "preset", "load_config",
+    "METHODS", "make_method", "method_defaults", "run_study", "read_results", "CountingOracle",
+    "build_report", "summarize",
+]

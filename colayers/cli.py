@@ -1,0 +1,192 @@
+"""The ``colayers`` command line: ``colayers study`` runs a comparative study, ``colayers report`` redraws one.
+
+``colayers study`` with no flags runs the default study (PyEPO's 5×5 shortest path, n = 1000, deg 4,
+noise 0.5, a linear model; SPO+, perturbed Fenchel-Young, I-MLE, AIMLE, blackbox, straight-through and the
+two-stage baseline; 3 seeds) and prints the summary table. Plain ``colayers`` prints this help.
+
+Examples::
+
+    colayers study                                     # the default study, into ./colayers-study
+    colayers study --preset warcraft --workers 2       # Warcraft-like 12x12 maps
+    colayers study --methods spo+,fy --seeds 0,1 --epochs 5 -P n=200 -o runs/small
+    colayers study --config study.toml --device cuda
+    colayers study -M fy.epsilon=0.5 -M imle.lambda_=20
+    colayers report runs/small                         # rebuild table and figures from results.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+__all__ = ["main", "build_parser"]
+
+
+def _value(text: str) -> Any:
+    """Parse a command-line value as JSON when possible (numbers, booleans, lists), else keep the string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _pairs(items: list[str], flag: str) -> list[tuple[str, Any]]:
+    out = []
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"{flag} expects KEY=VALUE; got {item!r}")
+        k, v = item.split("=", 1)
+        out.append((k.strip(), _value(v)))
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``colayers`` command."""
+    parser = argparse.ArgumentParser(
+        prog="colayers",
+        description="colayers: combinatorial-optimization layers for PyTorch. "
+        "`colayers study` runs a comparative study (the default one with no flags).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("Examples::", 1)[1],
+    )
+    sub = parser.add_subparsers(dest="command")
+    st = sub.add_parser("study", help="run (or resume) a comparative study and print its table")
+    st.add_argument("--preset", default=None, help="start from a preset: default (the default), tiny, warcraft")
+    st.add_argument("--config", default=None, help="a .toml or .json study file (flags override it)")
+    st.add_argument("--problems", default=None, help="comma-separated problem names (e.g. shortest_path)")
+    st.add_argument("--methods", default=None, help="comma-separated methods: spo+,fy,imle,aimle,blackbox,identity,"
+                    "two-stage,direct")
+    st.add_argument("--seeds", default=None, help="comma-separated seeds, e.g. 0,1,2")
+    st.add_argument("--epochs", type=int, default=None)
+    st.add_argument("--batch-size", type=int, default=None)
+    st.add_argument("--lr", type=float, default=None)
+    st.add_argument("--device", default=None, help="cpu (default), cuda or cuda:N")
+    st.add_argument("--workers", type=int, default=None, help="trials run at once (a process pool when > 1)")
+    st.add_argument("--threads", type=int, default=None, help="torch threads per trial (default 1)")
+    st.add_argument("--executor", choices=["process", "dask"], default="process",
+                    help="parallel backend when --workers > 1: a process pool or a local dask.distributed cluster")
+    st.add_argument("--scheduler", default=None, help="address of a running dask scheduler (implies --executor dask)")
+    st.add_argument("-o", "--output", default=None, help="study directory (results.jsonl, tables, figures)")
+    st.add_argument("-P", "--problem-param", action="append", metavar="KEY=VALUE",
+                    help="set a generator parameter of every problem, e.g. -P n=200 (repeatable)")
+    st.add_argument("-M", "--method-param", action="append", metavar="METHOD.KEY=VALUE",
+                    help="set a method hyper-parameter, e.g. -M fy.epsilon=0.5 (repeatable)")
+    st.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    st.add_argument("--no-figures", action="store_true", help="write the tables only")
+    rp = sub.add_parser("report", help="rebuild the table and figures of a study from its results.jsonl")
+    rp.add_argument("directory", help="the study directory")
+    rp.add_argument("--no-figures", action="store_true")
+    return parser
+
+
+def _study_config(args: argparse.Namespace):
+    from .studies.config import config_from_dict, load_config, preset
+
+    if args.config is not None:
+        cfg = load_config(args.config)
+        if args.preset is not None:
+            raise ValueError("give either --preset or --config (a config file may name a preset itself)")
+    else:
+        cfg = preset(args.preset or "default")
+    data = cfg.to_dict()
+    if args.problems is not None:
+        data["problems"] = [{"name": p.strip(), "params": {}} for p in args.problems.split(",") if p.strip()]
+        # keep the parameters of problems that were already configured under the same name
+        old = {p["name"]: p["params"] for p in cfg.to_dict()["problems"]}
+        for p in data["problems"]:
+            p["params"] = dict(old.get(p["name"], {}))
+    if args.methods is not None:
+        old = {m["label"]: m for m in cfg.to_dict()["methods"]}
+        data["methods"] = [old.get(m.strip(), {"name": m.strip()}) for m in args.methods.split(",") if m.strip()]
+    if args.seeds is not None:
+        try:
+            data["seeds"] = [int(s) for s in args.seeds.split(",") if s.strip()]
+        except ValueError:
+            raise ValueError(f"seeds must be comma-separated integers; got {args.seeds!r}") from None
+    for key in ("epochs", "batch_size", "lr", "device", "workers", "threads", "output"):
+        v = getattr(args, key)
+        if v is not None:
+            data[key] = v
+    for k, v in _pairs(args.problem_param, "--problem-param"):
+        for p in data["problems"]:
+            p["params"][k] = v
+    for k, v in _pairs(args.method_param, "--method-param"):
+        if "." not in k:
+            raise ValueError(f"--method-param expects METHOD.KEY=VALUE; got {k!r}")
+        label, key = k.split(".", 1)
+        hits = [m for m in data["methods"] if (m.get("label") or m["name"]) == label]
+        if not hits:
+            raise ValueError(f"--method-param names method {label!r}, which is not in the study's methods")
+        for m in hits:
+            m.setdefault("params", {})[key] = v
+    return config_from_dict(data)
+
+
+def _executor(args: argparse.Namespace, workers: int):
+    if args.scheduler is None and (args.executor != "dask" or workers <= 1):
+        return None, None
+    from dask.distributed import Client, LocalCluster
+
+    if args.scheduler is not None:
+        client = Client(args.scheduler)
+        return client.get_executor(), client
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    client = Client(cluster)
+    return client.get_executor(), client
+
+
+def _study(args: argparse.Namespace) -> int:
+    from .studies.report import build_report
+    from .studies.runner import run_study
+
+    cfg = _study_config(args)
+    cfg.validate()
+    executor, client = _executor(args, cfg.workers)
+    print(f"colayers study {cfg.name!r}: {len(cfg.problems)} problem(s) x {len(cfg.methods)} method(s) x "
+          f"{len(cfg.seeds)} seed(s), {cfg.epochs} epochs -> {cfg.output}", file=sys.stderr)
+    try:
+        records = run_study(cfg, executor=executor, progress=not args.no_progress)
+    finally:
+        if client is not None:
+            client.close()
+    table, paths = build_report(cfg.output, records, figures=not args.no_figures)
+    print(table)
+    print(f"\nwrote {', '.join(str(p) for p in paths)}", file=sys.stderr)
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .studies.report import build_report
+
+    table, paths = build_report(args.directory, figures=not args.no_figures)
+    print(table)
+    print(f"\nwrote {', '.join(str(p) for p in paths)}", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``colayers`` console script and ``python -m colayers``; returns the exit status.
+
+    Configuration errors are reported as ``colayers: error: <message>`` with exit status 2, before any
+    training.
+
+    Example:
+        >>> main(["study", "--methods", "nonsense"])  # stderr: colayers: error: methods[0].name must be one of ...
+        2
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return _study(args) if args.command == "study" else _report(args)
+    except (ValueError, TypeError) as exc:
+        print(f"colayers: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
