@@ -1,0 +1,102 @@
+"""Unification checks: Blackbox is I-MLE at eps = 0; I-MLE tends to the smoothed Jacobian; frozen AIMLE is I-MLE."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from colayers import AIMLE, IMLE, ArgmaxOneHot, Blackbox, PerturbedAdditive, TopKSubset
+from colayers.perturb import Gumbel
+
+from .helpers import softmax_jacobian
+
+
+@pytest.mark.parametrize("lam", [0.5, 3.0, 20.0])
+@pytest.mark.parametrize("oracle", [ArgmaxOneHot(), TopKSubset(2)], ids=["argmax", "topk"])
+def test_imle_with_zero_noise_is_blackbox(lam, oracle):
+    g = torch.Generator().manual_seed(0)
+    theta = torch.randn(4, 6, generator=g, dtype=torch.float64)
+    dy = torch.randn(4, 6, generator=g, dtype=torch.float64)
+    t1 = theta.clone().requires_grad_(True)
+    t2 = theta.clone().requires_grad_(True)
+    y1 = IMLE(oracle, epsilon=0.0, lambda_=lam, num_samples=1, return_mean=True)(t1)
+    y2 = Blackbox(oracle, lambda_=lam)(t2)
+    (y1 * dy).sum().backward()
+    (y2 * dy).sum().backward()
+    assert torch.equal(y1, y2)
+    assert torch.equal(t1.grad, t2.grad)
+    assert t1.grad.abs().sum() > 0  # lam large enough to change some solution: the check is not vacuous
+    # also with several (identical) samples: the average of equal differences is the same difference
+    t3 = theta.clone().requires_grad_(True)
+    (IMLE(oracle, epsilon=0.0, lambda_=lam, num_samples=3, return_mean=True)(t3) * dy).sum().backward()
+    assert torch.allclose(t3.grad, t2.grad)
+
+
+def _imle_error(num_samples: int, lam: float, seed: int) -> float:
+    eps = 1.0
+    theta = torch.tensor([0.5, -0.2, 0.0], dtype=torch.float64, requires_grad=True)
+    dy = torch.tensor([1.0, -0.5, 0.2], dtype=torch.float64)
+    layer = IMLE(ArgmaxOneHot(), noise=Gumbel(), epsilon=eps, lambda_=lam, num_samples=num_samples,
+                 return_mean=True, two_sided=True)
+    (layer(theta, generator=torch.Generator().manual_seed(seed)) * dy).sum().backward()
+    exact = softmax_jacobian(theta.detach(), eps) @ dy  # the smoothed Jacobian is symmetric
+    return float((theta.grad - exact).abs().max())
+
+
+def test_imle_converges_to_smoothed_jacobian_as_samples_grow_and_lambda_shrinks():
+    # Gumbel noise on one-hot argmax: mu(theta) = softmax(theta / eps) exactly, so J dy is known. The central
+    # difference has bias O(lambda^2) and MC std about 1 / sqrt(lambda S) (a sample differs on both sides with
+    # probability O(lambda)); with lambda = 0.1 and S = 2e5 that std is ~0.007: allow 0.04.
+    coarse = _imle_error(num_samples=20, lam=2.0, seed=0)
+    fine = _imle_error(num_samples=200_000, lam=0.1, seed=0)
+    assert fine < 0.04
+    assert fine < coarse
+    # the score-function rule on the same perturbed mean estimates the same vector
+    theta = torch.tensor([0.5, -0.2, 0.0], dtype=torch.float64, requires_grad=True)
+    dy = torch.tensor([1.0, -0.5, 0.2], dtype=torch.float64)
+    pert = PerturbedAdditive(ArgmaxOneHot(), epsilon=1.0, num_samples=200_000, noise=Gumbel())
+    (pert(theta, generator=torch.Generator().manual_seed(1)) * dy).sum().backward()
+    exact = softmax_jacobian(theta.detach(), 1.0) @ dy
+    # score-function std per entry <= |dy|_1 / (eps sqrt(S)) ~ 0.004; 5 standard deviations
+    assert (theta.grad - exact).abs().max() < 5 * 1.7 / math.sqrt(200_000)
+
+
+@pytest.mark.parametrize("two_sided", [False, True])
+@pytest.mark.parametrize("beta", [0.3, 2.0])
+def test_aimle_with_frozen_beta_equals_imle(beta, two_sided):
+    oracle = TopKSubset(2)
+    theta0 = torch.tensor([[1.0, 0.2, -0.4, 0.8, 0.1]], dtype=torch.float64)
+    w = torch.tensor([0.5, -1.0, 2.0, 0.0, -0.3], dtype=torch.float64)  # dy = w for every sample
+    lam = beta * float(theta0.norm()) / float(w.norm())
+    ta = theta0.clone().requires_grad_(True)
+    tb = theta0.clone().requires_grad_(True)
+    aimle = AIMLE(oracle, num_samples=4, two_sided=two_sided, beta=beta, adapt=False, seed=5)
+    imle = IMLE(oracle, lambda_=lam, num_samples=4, two_sided=two_sided, seed=5)
+    (aimle(ta) * w).sum().backward()
+    (imle(tb) * w).sum().backward()
+    assert torch.allclose(ta.grad, tb.grad, atol=1e-12)
+    assert float(aimle.beta) == beta  # frozen
+
+
+def test_aimle_adapts_beta_toward_the_target_and_saves_state():
+    oracle = TopKSubset(2)
+    theta = torch.tensor([[3.0, 0.0, 2.0, 1.0, -1.0]], requires_grad=True)
+    w = torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0])
+    # target far above any achievable count: beta must grow; target 0: beta must shrink
+    up = AIMLE(oracle, num_samples=2, target=50.0, step=0.1, seed=0)
+    down = AIMLE(oracle, num_samples=2, target=0.0, step=0.1, seed=0)
+    for layer in (up, down):
+        for _ in range(3):
+            (layer(theta) * w).sum().backward()
+    assert float(up.beta) == pytest.approx(1.3) and float(down.beta) == pytest.approx(0.7)
+    assert float(up.running_nnz) != 50.0  # the running statistic moved
+    fresh = AIMLE(oracle)
+    fresh.load_state_dict(up.state_dict())
+    assert float(fresh.beta) == float(up.beta) and float(fresh.running_nnz) == float(up.running_nnz)
+    # eval mode freezes beta too
+    up.eval()
+    before = float(up.beta)
+    (up(theta) * w).sum().backward()
+    assert float(up.beta) == before
