@@ -6,9 +6,11 @@ from .models import DirectPathCNN, LinearModel, WarcraftCNN
 from .problems import PROBLEMS, Problem, make_problem
 from .report import build_report, summarize
 from .runner import CountingOracle, read_results, run_study
+from .warcraft import TERRAINS, Terrain, WarcraftMaps, generate_maps, generate_terrain, render_terrain
 
 __all__: list[str] = ["Problem", "make_problem", "PROBLEMS", "LinearModel", "WarcraftCNN", "DirectPathCNN",
     "StudyConfig", "ProblemSpec", "MethodSpec", "PRESETS", "preset", "load_config",
     "METHODS", "make_method", "method_defaults", "run_study", "read_results", "CountingOracle",
     "build_report", "summarize",
+    "TERRAINS", "Terrain", "WarcraftMaps", "generate_maps", "generate_terrain", "render_terrain",
 ]

@@ -12,6 +12,11 @@ from tests.conftest import DEVICES
 
 SMALL = {
     "shortest_path": dict(n=12, n_test=6, grid=(3, 4)),
+    "warcraft": dict(n=4, n_test=3, size=12),
+    "topk": dict(n=12, n_test=6, num_items=7, k=3),
+    "ranking": dict(n=12, n_test=6, num_items=5),
+    "knapsack": dict(n=12, n_test=6, num_items=10),
+    "matching": dict(n=12, n_test=6, size=4),
 }
 
 
@@ -35,7 +40,7 @@ def _brute_force_dag_paths(h, w, edges):
 
 
 def test_registry_names():
-    assert {"shortest_path"} <= set(PROBLEMS)
+    assert set(PROBLEMS) == {"shortest_path", "warcraft", "topk", "ranking", "knapsack", "matching"}
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
@@ -153,3 +158,91 @@ def test_shortest_path_bad_parameters(params, match):
 def test_bad_seed():
     with pytest.raises(ValueError, match="seed"):
         make_problem("shortest_path", seed=-1)
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_sign_convention(name):
+    prob = make_problem(name, seed=1, **SMALL[name])
+    if prob.sense == "min":  # theta = -cost with positive costs
+        assert bool((prob.theta_train < 0).all()) and bool((prob.theta_test < 0).all())
+    else:  # values to maximize, positive for every generator here
+        assert bool((prob.theta_train > 0).all()) and bool((prob.theta_test > 0).all())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# top-k, ranking, matching: labels against brute force
+
+
+def test_topk_labels_select_the_k_largest():
+    prob = make_problem("topk", seed=2, n=40, n_test=5, num_items=9, k=4)
+    y, theta = prob.y_train, prob.theta_train
+    assert bool((y.sum(dim=1) == 4).all())
+    chosen_min = torch.where(y > 0, theta, torch.inf).min(dim=1).values
+    other_max = torch.where(y > 0, -torch.inf, theta).max(dim=1).values
+    assert bool((chosen_min >= other_max).all())
+
+
+def test_ranking_and_matching_labels_are_optimal_by_enumeration():
+    perms = torch.tensor(list(itertools.permutations(range(4))))  # all 24 permutations of 4 items
+    prob = make_problem("ranking", seed=3, n=30, n_test=5, num_items=4)
+    ranks = (perms + 1).float()
+    best = (prob.theta_train @ ranks.T).max(dim=1).values
+    torch.testing.assert_close(prob.oracle.objective(prob.theta_train, prob.y_train), best)
+    assert bool((prob.y_train.sort(dim=1).values == torch.arange(1.0, 5.0)).all())
+
+    prob = make_problem("matching", seed=3, n=30, n_test=5, size=4)
+    mats = torch.zeros(len(perms), 4, 4)
+    mats[torch.arange(len(perms))[:, None], torch.arange(4), perms] = 1
+    best = torch.einsum("nij,pij->np", prob.theta_train, mats).max(dim=1).values
+    torch.testing.assert_close(prob.oracle.objective(prob.theta_train, prob.y_train), best)
+    assert bool((prob.y_train.sum(dim=1) == 1).all() and (prob.y_train.sum(dim=2) == 1).all())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# knapsack
+
+
+def test_knapsack_values_match_independent_pyepo_recomputation():
+    n, n_test, p, m, dim, deg, noise, seed = 3, 2, 4, 6, 2, 2, 0.3, 7
+    prob = make_problem(
+        "knapsack", seed=seed, n=n, n_test=n_test, p=p, num_items=m, dim=dim, deg=deg, noise=noise, capacity=12
+    )
+    rnd = np.random.RandomState(seed)  # PyEPO's knapsack genData: weights, B, x, noise, in this order
+    W = rnd.choice(range(300, 800), size=(dim, m)) / 100
+    B = rnd.binomial(1, 0.5, (m, p))
+    x = rnd.normal(0, 1, (n + n_test, p))
+    eps = rnd.uniform(1 - noise, 1 + noise, (n + n_test, m))
+    vals = np.array(
+        [[math.ceil(5 * ((B[j] @ x[i] / math.sqrt(p) + 3) ** deg + 1) / 3.5**deg * eps[i, j]) for j in range(m)]
+         for i in range(n + n_test)]
+    )  # fmt: skip
+    np.testing.assert_allclose(prob.extras["weights"].numpy(), W, rtol=1e-6)
+    np.testing.assert_array_equal(prob.theta_train.numpy(), vals[:n])
+    np.testing.assert_array_equal(prob.theta_test.numpy(), vals[n:])
+
+
+def test_knapsack_oracle_is_optimal_and_feasible_for_any_sign_of_scores():
+    prob = make_problem("knapsack", seed=4, n=20, n_test=5, num_items=10, capacity=15)
+    W, cap = prob.extras["weights"].double(), prob.extras["capacity"].double()
+    subsets = torch.tensor(list(itertools.product([0.0, 1.0], repeat=10)), dtype=torch.float64)  # all 1024
+    feasible = subsets[((subsets @ W.T) <= cap + 1e-9).all(dim=1)]
+    # labels of the true (positive) values, and predictions for mixed-sign scores, as a model may output
+    g = torch.Generator().manual_seed(0)
+    for theta in (prob.theta_train, torch.randn(30, 10, generator=g)):
+        y = prob.oracle(theta)
+        assert bool(((y.double() @ W.T) <= cap + 1e-9).all())
+        best = (theta.double() @ feasible.T).max(dim=1).values
+        torch.testing.assert_close(prob.oracle.objective(theta, y).double(), best, rtol=1e-6, atol=1e-5)
+
+
+def test_bad_parameters_of_other_problems_are_named():
+    with pytest.raises(ValueError, match="k must"):
+        make_problem("topk", num_items=5, k=6)
+    with pytest.raises(ValueError, match="capacity"):
+        make_problem("knapsack", capacity=0.0)
+    with pytest.raises(ValueError, match="size"):
+        make_problem("matching", size=1)
+    with pytest.raises(ValueError, match="size"):
+        make_problem("warcraft", size=1)
+    with pytest.raises(ValueError, match="noise"):
+        make_problem("ranking", noise=2.0)
