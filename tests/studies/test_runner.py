@@ -1,0 +1,227 @@
+"""Tests of the study runner: counting oracle, atomic JSON lines, resume after a kill, parallel = serial."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from colayers import ArgmaxOneHot
+from colayers.studies.config import config_from_dict
+from colayers.studies.runner import (
+    RESULTS_FILE,
+    CountingOracle,
+    append_jsonl,
+    complete_trials,
+    read_results,
+    run_study,
+)
+
+SMALL_SP = {"n": 64, "n_test": 64, "deg": 4, "noise": 0.5}
+
+
+def small_config(tmp_path: Path, **over) -> object:
+    data = {
+        "name": "small",
+        "problems": [{"name": "shortest_path", "params": dict(SMALL_SP)}],
+        "methods": ["spo+", "two-stage"],
+        "seeds": [0, 1],
+        "epochs": 2,
+        "batch_size": 16,
+        "lr": 0.01,
+        "output": str(tmp_path / "study"),
+    }
+    data.update(over)
+    return config_from_dict(data)
+
+
+def test_counting_oracle_counts_calls_and_instances_and_delegates():
+    inner = ArgmaxOneHot()
+    counted = CountingOracle(inner)
+    theta = torch.randn(3, 5, 4, generator=torch.Generator().manual_seed(0))
+    y = counted(theta)
+    assert torch.equal(y, inner(theta))
+    counted(theta[0])
+    assert (counted.calls, counted.instances) == (2, 15 + 5)
+    with counted.paused():
+        counted(theta)
+    assert (counted.calls, counted.instances) == (2, 20)
+    assert torch.equal(counted.objective(theta, y), inner.objective(theta, y))
+
+
+def test_counting_oracle_delegates_unknown_attributes():
+    from colayers.oracles.grid import GridDAGShortestPath
+
+    counted = CountingOracle(GridDAGShortestPath(3, 3))
+    assert counted.num_edges == 12
+    assert counted.edges == GridDAGShortestPath(3, 3).edges
+
+
+def test_append_jsonl_is_atomic_under_concurrent_writers(tmp_path):
+    path = tmp_path / "r.jsonl"
+    payload = "x" * 5000  # lines longer than a pipe buffer's 4 KiB
+
+    def writer(k):
+        for i in range(50):
+            append_jsonl(path, {"writer": k, "i": i, "payload": payload})
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    lines = path.read_text().splitlines()
+    assert len(lines) == 200
+    recs = [json.loads(line) for line in lines]  # every line is whole
+    assert sorted((r["writer"], r["i"]) for r in recs) == [(k, i) for k in range(4) for i in range(50)]
+
+
+def test_read_results_ignores_a_truncated_last_line(tmp_path):
+    path = tmp_path / "r.jsonl"
+    append_jsonl(path, {"a": 1})
+    append_jsonl(path, {"a": 2})
+    with open(path, "a") as f:
+        f.write('{"a": 3, "b"')  # a write cut by a crash
+    assert read_results(path) == [{"a": 1}, {"a": 2}]
+
+
+def test_complete_trials_requires_every_epoch():
+    base = {"problem": "p", "method": "m", "settings": "h", "epochs": 3}
+    recs = [dict(base, seed=0, epoch=e) for e in (1, 2, 3)] + [dict(base, seed=1, epoch=e) for e in (1, 3)]
+    done = complete_trials(recs)
+    assert list(done) == [("p", "m", 0, "h")]
+    assert [r["epoch"] for r in done[("p", "m", 0, "h")]] == [1, 2, 3]
+
+
+def test_run_study_records_metrics_and_resume_skips_complete_trials(tmp_path):
+    cfg = small_config(tmp_path)
+    recs = run_study(cfg, progress=False)
+    assert len(recs) == 2 * 2 * 2  # methods x seeds x epochs
+    for r in recs:
+        assert 0.0 <= r["normalized_regret"] and 0.0 <= r["exact_match"] <= 1.0
+        assert 0.0 <= r["hamming"] <= 1.0 and r["cost_ratio"] >= 1.0 - 1e-6
+        assert r["wall_time_s"] >= r["train_time_s"] > 0
+    spo = [r for r in recs if r["method"] == "spo+"]
+    # SPO+ calls the oracle once per batch: 64 / 16 = 4 batches an epoch, 16 instances each
+    assert [r["oracle_calls"] for r in spo if r["seed"] == 0] == [4, 8]
+    assert [r["oracle_instances"] for r in spo if r["seed"] == 0] == [64, 128]
+    assert all(r["oracle_calls"] == 0 for r in recs if r["method"] == "two-stage")
+    before = (Path(cfg.output) / RESULTS_FILE).read_bytes()
+    again = run_study(cfg, progress=False)  # everything complete: nothing re-run, file untouched
+    assert (Path(cfg.output) / RESULTS_FILE).read_bytes() == before
+    assert again == recs
+
+
+def test_resume_discards_partial_trials_and_reruns_them(tmp_path):
+    cfg = small_config(tmp_path, seeds=[0])
+    full = run_study(cfg, progress=False)
+    path = Path(cfg.output) / RESULTS_FILE
+    lines = path.read_text().splitlines()
+    # keep spo+'s complete trial and only the first epoch of two-stage, plus a truncated line
+    keep = [ln for ln in lines if json.loads(ln)["method"] == "spo+"]
+    partial = [ln for ln in lines if json.loads(ln)["method"] == "two-stage"][:1]
+    path.write_text("\n".join(keep + partial) + "\n" + '{"trunc')
+    again = run_study(cfg, progress=False)
+    recs = read_results(path)
+    assert len(recs) == len(full) == 4
+    # spo+ kept verbatim (same timings), two-stage re-run from scratch with equal metrics
+    assert [json.dumps(r, sort_keys=True) for r in recs[:2]] == keep
+    for a, b in zip(full, again):
+        assert a["normalized_regret"] == b["normalized_regret"]
+
+
+def test_a_changed_setting_makes_new_trials(tmp_path):
+    run_study(small_config(tmp_path, seeds=[0], methods=["two-stage"]), progress=False)
+    recs = run_study(small_config(tmp_path, seeds=[0], methods=["two-stage"], epochs=3), progress=False)
+    assert [r["epoch"] for r in recs] == [1, 2, 3]
+    assert len(read_results(Path(tmp_path) / "study" / RESULTS_FILE)) == 5
+
+
+def test_same_seed_same_results_and_global_rng_untouched(tmp_path):
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    a = run_study(small_config(tmp_path / "a", seeds=[3], methods=["fy"]), progress=False)
+    assert torch.equal(torch.get_rng_state(), state)
+    b = run_study(small_config(tmp_path / "b", seeds=[3], methods=["fy"]), progress=False)
+    assert [r["normalized_regret"] for r in a] == [r["normalized_regret"] for r in b]
+    c = run_study(small_config(tmp_path / "c", seeds=[4], methods=["fy"]), progress=False)
+    assert [r["normalized_regret"] for r in a] != [r["normalized_regret"] for r in c]
+
+
+def test_two_workers_give_the_serial_results(tmp_path):
+    serial = run_study(small_config(tmp_path / "s", methods=["spo+", "imle"]), progress=False)
+    parallel = run_study(small_config(tmp_path / "p", methods=["spo+", "imle"], workers=2), progress=False)
+    keys = ("normalized_regret", "exact_match", "hamming", "cost_ratio", "train_loss", "oracle_calls")
+    assert len(serial) == len(parallel) == 8
+    for a, b in zip(serial, parallel):
+        assert (a["method"], a["seed"], a["epoch"]) == (b["method"], b["seed"], b["epoch"])
+        assert [a[k] for k in keys] == [b[k] for k in keys]
+
+
+def test_kill_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path):
+    out = tmp_path / "killed"
+    epochs = 4
+    cmd = [
+        sys.executable, "-m", "colayers", "study", "--methods", "spo+,fy", "--seeds", "0,1",
+        "--epochs", str(epochs), "-P", "n=200", "-P", "n_test=100", "--batch-size", "8",
+        "-o", str(out), "--no-progress", "--no-figures",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    path = out / RESULTS_FILE
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if path.exists() and path.read_bytes().count(b"\n") >= 1:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the study finished before it could be killed; make it longer"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    first = read_results(path)
+    assert 1 <= len(first) < 4 * epochs  # killed mid-way
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    recs = read_results(path)
+    assert len(recs) == 4 * epochs
+    trials = complete_trials(recs)
+    assert len(trials) == 4
+    for (_p, _m, _s, _h), lines in trials.items():
+        assert [r["epoch"] for r in lines] == list(range(1, epochs + 1))
+    assert "spo+" in done.stdout and "fy" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "override, field",
+    [
+        ({"methods": ["spo+", "nonsense"]}, "methods[1].name"),
+        ({"problems": ["nowhere"]}, "problems[0].name"),
+        ({"epochs": 0}, "epochs"),
+        ({"lr": -1.0}, "lr"),
+        ({"seeds": [0, 0]}, "seeds"),
+        ({"methods": [{"name": "imle", "params": {"lambda_": -2.0}}]}, "methods[0].params.lambda_"),
+        ({"methods": [{"name": "imle", "params": {"bogus": 1}}]}, "methods[0].params"),
+        ({"problems": [{"name": "shortest_path", "params": {"n": -5}}]}, "problems[0]"),
+        ({"problems": [{"name": "shortest_path", "params": {"noise": 1.5}}]}, "noise"),
+    ],
+)
+def test_bad_configuration_fails_before_training(tmp_path, override, field):
+    cfg = small_config(tmp_path, **override)
+    with pytest.raises((ValueError, TypeError)) as info:
+        run_study(cfg, progress=False)
+    assert field in str(info.value)
+    assert not (Path(cfg.output) / RESULTS_FILE).exists()
+
+
+def test_unwritable_output_directory_fails_before_training(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    cfg = small_config(tmp_path, output=str(blocker / "sub"))
+    with pytest.raises(ValueError, match="output directory"):
+        run_study(cfg, progress=False)
