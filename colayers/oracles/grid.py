@@ -181,35 +181,35 @@ class GridVertexShortestPath(Oracle):
         self.height, self.width = _check_grid(height, width)
         self.event_shape = (self.height, self.width)
 
+    @staticmethod
+    def _relax(before: torch.Tensor, cost: torch.Tensor, target: torch.Tensor) -> None:
+        """target <- min(target, min of the 3 adjacent entries of the padded line ``before`` + cost), in place."""
+        best = torch.minimum(before[:-2], before[1:-1])
+        torch.minimum(best, before[2:], out=best)
+        best += cost
+        torch.minimum(target, best, out=target)
+
     def _padded_distances(self, cost: torch.Tensor) -> torch.Tensor:
         """Distances in the padded, batch-last layout (h+2, w+2, N) with +inf on the border."""
         h, w, n = cost.shape
         dist = cost.new_full((h + 2, w + 2, n), float("inf"))
         dist[1, 1] = cost[0, 0]
-        inner = dist[1 : h + 1, 1 : w + 1]
+        previous = torch.empty_like(dist)
         # Gauss-Seidel rounds of four directional sweeps; a sweep relaxes a row (column) from the 3 tiles of
         # the row (column) before it, which it has just updated, so a straight run is settled in one sweep.
         # A round changes nothing once the distances are final; each round does at least the work of one
         # Jacobi (all-at-once) Bellman-Ford round, so h*w rounds always suffice.
         for _ in range(h * w + 1):
-            previous = inner.clone()
+            previous.copy_(dist)
             for r in range(1, h):  # down: grid row r from grid row r - 1
-                prev = dist[r]
-                best = torch.minimum(torch.minimum(prev[:w], prev[1 : w + 1]), prev[2:])
-                torch.minimum(dist[r + 1, 1 : w + 1], best + cost[r], out=dist[r + 1, 1 : w + 1])
+                self._relax(dist[r], cost[r], dist[r + 1, 1 : w + 1])
             for c in range(1, w):  # right: grid column c from grid column c - 1
-                prev = dist[:, c]
-                best = torch.minimum(torch.minimum(prev[:h], prev[1 : h + 1]), prev[2:])
-                torch.minimum(dist[1 : h + 1, c + 1], best + cost[:, c], out=dist[1 : h + 1, c + 1])
+                self._relax(dist[:, c], cost[:, c], dist[1 : h + 1, c + 1])
             for r in range(h - 2, -1, -1):  # up: grid row r from grid row r + 1
-                prev = dist[r + 2]
-                best = torch.minimum(torch.minimum(prev[:w], prev[1 : w + 1]), prev[2:])
-                torch.minimum(dist[r + 1, 1 : w + 1], best + cost[r], out=dist[r + 1, 1 : w + 1])
+                self._relax(dist[r + 2], cost[r], dist[r + 1, 1 : w + 1])
             for c in range(w - 2, -1, -1):  # left: grid column c from grid column c + 1
-                prev = dist[:, c + 2]
-                best = torch.minimum(torch.minimum(prev[:h], prev[1 : h + 1]), prev[2:])
-                torch.minimum(dist[1 : h + 1, c + 1], best + cost[:, c], out=dist[1 : h + 1, c + 1])
-            if bool((inner == previous).all()):  # one host synchronisation per round
+                self._relax(dist[:, c + 2], cost[:, c], dist[1 : h + 1, c + 1])
+            if torch.equal(dist, previous):  # one host synchronisation per round
                 return dist
         raise OracleError(f"{self!r}: Bellman-Ford did not converge; the tile costs must be positive")
 
@@ -231,10 +231,13 @@ class GridVertexShortestPath(Oracle):
             )
         n, h, w = theta.shape
         device = theta.device
-        dist = self._padded_distances((-theta).permute(1, 2, 0).contiguous()).view((h + 2) * (w + 2), n)
-        # trace back from the target: the predecessor of a tile is its neighbour of least distance (ties in the
-        # order of _OFFSETS); at a fixed point D_u + c_v = D_v for it, so the traced path is optimal
-        delta = torch.tensor([dr * (w + 2) + dc for dr, dc in _OFFSETS], device=device).view(8, 1)
+        cost = torch.empty((h, w, n), dtype=theta.dtype, device=device)
+        torch.neg(theta.permute(1, 2, 0), out=cost)
+        dist = self._padded_distances(cost)
+        dist = dist.view((h + 2) * (w + 2), n)
+        # trace back from the target: the predecessor of a tile is its neighbour of least distance, ties to the
+        # first in _OFFSETS; at the fixed point D_u + c_v = D_v for it (v not the start), so the path is optimal
+        deltas = [dr * (w + 2) + dc for dr, dc in _OFFSETS]
         start = w + 3  # padded flat index of tile (0, 0)
         y = torch.zeros(((h + 2) * (w + 2), n), dtype=theta.dtype, device=device)
         current = torch.full((1, n), (h + 1) * (w + 2) - 2, dtype=torch.long, device=device)
@@ -242,9 +245,17 @@ class GridVertexShortestPath(Oracle):
         steps = 0
         while True:  # a path has at least max(h, w) tiles and at most h * w
             for _ in range(max(h, w) - 1 if steps == 0 else 4):
-                around = current + delta  # (8, n)
-                nxt = around.gather(0, dist.gather(0, around).argmin(dim=0, keepdim=True))
-                current = torch.where(current == start, current, nxt)
+                best_value, best_index = None, current
+                for delta in deltas:
+                    index = current + delta
+                    value = dist.gather(0, index)
+                    if best_value is None:
+                        best_value, best_index = value, index
+                    else:
+                        better = value < best_value
+                        best_value = torch.where(better, value, best_value)
+                        best_index = torch.where(better, index, best_index)
+                current = torch.where(current == start, current, best_index)
                 y.scatter_(0, current, 1.0)
                 steps += 1
             if bool((current == start).all()):
