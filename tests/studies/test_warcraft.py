@@ -1,0 +1,161 @@
+"""Tests of the Warcraft-like map generator, its problem, and the CNNs."""
+
+import numpy as np
+import pytest
+import torch
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import dijkstra
+
+from colayers.studies import (
+    TERRAINS,
+    DirectPathCNN,
+    WarcraftCNN,
+    generate_maps,
+    generate_terrain,
+    make_problem,
+    render_terrain,
+)
+from tests.conftest import DEVICES
+
+
+def _gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def _dijkstra_cost(cost: np.ndarray) -> float:
+    """Independent least path cost, 8 neighbours, vertex weights counted at both ends (scipy Dijkstra)."""
+    h, w = cost.shape
+    rows, cols, vals = [], [], []
+    for r in range(h):
+        for c in range(w):
+            for dr in (-1, 0, 1):
+                for dc in (-1, 0, 1):
+                    rr, cc = r + dr, c + dc
+                    if (dr or dc) and 0 <= rr < h and 0 <= cc < w:
+                        rows.append(r * w + c)
+                        cols.append(rr * w + cc)
+                        vals.append(cost[rr, cc])  # entering a tile pays its cost
+    graph = coo_matrix((vals, (rows, cols)), shape=(h * w, h * w)).tocsr()
+    return float(dijkstra(graph, indices=0)[h * w - 1] + cost[0, 0])
+
+
+def test_terrain_types_and_costs():
+    assert len(TERRAINS) >= 5
+    costs = [t.cost for t in TERRAINS]
+    assert len(set(costs)) == len(costs) and min(costs) > 0
+    terrain = generate_terrain(100, 12, generator=_gen(0))
+    counts = torch.bincount(terrain.flatten(), minlength=len(TERRAINS))
+    assert bool((counts > 0).all())  # every type occurs
+    assert int(counts.max()) < 0.5 * terrain.numel()  # no type dominates
+
+
+@pytest.mark.parametrize("size", [12, 18])
+def test_terrain_is_spatially_coherent(size):
+    terrain = generate_terrain(200, size, generator=_gen(1))
+    freq = torch.bincount(terrain.flatten(), minlength=len(TERRAINS)).double() / terrain.numel()
+    iid_rate = float((freq**2).sum())  # P(two independent tiles share a type) under the same frequencies
+    same = torch.cat(
+        [(terrain[:, 1:, :] == terrain[:, :-1, :]).flatten(), (terrain[:, :, 1:] == terrain[:, :, :-1]).flatten()]
+    )
+    rate = float(same.double().mean())
+    # with ~ 200 * 2 * k * (k-1) ≥ 52,800 neighbour pairs the standard error of `rate` is < 0.003
+    assert rate > iid_rate + 0.2, (rate, iid_rate)
+
+
+def test_generation_is_seeded():
+    a = generate_maps(5, 12, generator=_gen(3))
+    b = generate_maps(5, 12, generator=_gen(3))
+    c = generate_maps(5, 12, generator=_gen(4))
+    assert torch.equal(a.images, b.images) and torch.equal(a.terrain, b.terrain)
+    assert not torch.equal(a.terrain, c.terrain) and not torch.equal(a.images, c.images)
+
+
+def test_images_shape_range_and_per_type_colour_statistics_differ():
+    maps = generate_maps(60, 12, generator=_gen(5))
+    n, k = 60, 12
+    assert maps.images.shape == (n, 3, 8 * k, 8 * k) and maps.images.dtype == torch.float32
+    assert float(maps.images.min()) >= 0 and float(maps.images.max()) <= 1
+    tiles = maps.images.reshape(n, 3, k, 8, k, 8).permute(0, 2, 4, 1, 3, 5).reshape(n, k, k, 3, 64)
+    mean_color = tiles.mean(dim=-1)  # (n, k, k, 3)
+    texture = tiles.std(dim=-1).mean(dim=-1)  # within-tile variation
+    assert float(texture.min()) > 0.01  # every tile is textured, not flat
+    stats = []
+    for t in range(len(TERRAINS)):
+        sel = maps.terrain == t
+        stats.append((mean_color[sel].mean(0), mean_color[sel].std(0), int(sel.sum())))
+    # every pair of types differs in mean colour by far more than the standard error of the means (> 5 SE)
+    for a in range(len(TERRAINS)):
+        for b in range(a + 1, len(TERRAINS)):
+            (ma, sa, na), (mb, sb, nb) = stats[a], stats[b]
+            se = torch.sqrt(sa**2 / na + sb**2 / nb)
+            assert float(((ma - mb).abs() / se).max()) > 5, (TERRAINS[a].name, TERRAINS[b].name)
+    # costs are the type costs
+    table = torch.tensor([t.cost for t in TERRAINS])
+    assert torch.equal(maps.costs, table[maps.terrain])
+
+
+def test_rendering_is_a_function_of_terrain_and_generator_only():
+    terrain = generate_terrain(3, 12, generator=_gen(6))
+    img1 = render_terrain(terrain, generator=_gen(7))
+    img2 = render_terrain(terrain, generator=_gen(7))
+    assert torch.equal(img1, img2)
+    flat = render_terrain(terrain, generator=_gen(7), variants=1, pixel_noise=0, tile_jitter=0, lighting=0)
+    # without noise, all tiles of one type in one map look the same
+    tiles = flat.reshape(3, 3, 12, 8, 12, 8).permute(0, 2, 4, 1, 3, 5)
+    for t in terrain[0].unique():
+        sel = tiles[0][terrain[0] == t]
+        assert torch.allclose(sel, sel[0].expand_as(sel))
+
+
+def test_labels_are_optimal_paths():
+    prob = make_problem("warcraft", seed=2, n=6, n_test=2, size=12)
+    assert prob.sense == "min" and prob.event_ndim == 2
+    cost = -prob.theta_train
+    assert bool((cost > 0).all())
+    path_cost = (cost * prob.y_train).sum(dim=(1, 2))
+    for i in range(6):
+        assert abs(float(path_cost[i]) - _dijkstra_cost(cost[i].double().numpy())) < 1e-4
+    assert bool((prob.y_train[:, 0, 0] == 1).all() and (prob.y_train[:, -1, -1] == 1).all())
+    table = torch.tensor([t.cost for t in TERRAINS])
+    assert torch.equal(-prob.theta_train, table[prob.extras["terrain_train"]])
+
+
+def test_bad_arguments():
+    with pytest.raises(TypeError, match="generator"):
+        generate_terrain(2, 12, generator=0)
+    with pytest.raises(ValueError, match="size"):
+        generate_terrain(2, 1, generator=_gen(0))
+    with pytest.raises(ValueError, match="road_prob"):
+        generate_terrain(2, 12, generator=_gen(0), road_prob=1.5)
+    with pytest.raises(ValueError, match="terrain codes"):
+        render_terrain(torch.full((1, 4, 4), 99), generator=_gen(0))
+    with pytest.raises(ValueError, match="x must be RGB images"):
+        WarcraftCNN()(torch.zeros(1, 3, 10, 10))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("size", [12, 18])
+def test_cnn_maps_images_to_negative_scores_and_is_trainable(size, device):
+    torch.manual_seed(0)
+    model = WarcraftCNN(width=4).to(device)
+    x = torch.rand(2, 3, 8 * size, 8 * size, device=device)
+    theta = model(x)
+    assert theta.shape == (2, size, size) and theta.device == x.device
+    assert bool((theta <= -model.floor).all())
+    (theta * torch.randn_like(theta)).sum().backward()
+    for name, param in model.named_parameters():
+        assert param.grad is not None and bool((param.grad != 0).any()), name
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_direct_model_shapes_and_gradients(device):
+    torch.manual_seed(0)
+    prob = make_problem("warcraft", seed=0, n=2, n_test=1, device=device)
+    model = prob.extras["make_direct_model"]()
+    assert isinstance(model, DirectPathCNN)
+    logits = model(prob.x_train)
+    assert logits.shape == prob.y_train.shape and logits.device == prob.x_train.device
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, prob.y_train)
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+    assert isinstance(prob.make_model(), WarcraftCNN)
