@@ -105,26 +105,29 @@ class GridDAGShortestPath(Oracle):
     def solve(self, theta: torch.Tensor) -> torch.Tensor:
         n = theta.shape[0]
         nv, ne = self.height * self.width, self.num_edges
-        # scores with a trailing 0 for the missing edge; values with a trailing -inf for the missing vertex
-        scores = torch.cat([theta, theta.new_zeros(n, 1)], dim=1)
-        value = theta.new_full((n, nv + 1), float("-inf"))
-        value[:, 0] = 0.0
-        pred_edge = torch.full((n, nv), ne, dtype=torch.long, device=theta.device)
-        pred_vertex = torch.zeros((n, nv), dtype=torch.long, device=theta.device)
+        # batch-last layout (every gather below reads whole contiguous rows); scores with a trailing row of 0
+        # for the missing edge, values with a trailing row of -inf for the missing vertex
+        scores = torch.cat([theta.t(), theta.new_zeros(1, n)], dim=0)
+        # (rows are written diagonal by diagonal before they are read; the start's predecessors are never read)
+        value = theta.new_empty((nv + 1, n))
+        value[0] = 0.0
+        value[nv] = float("-inf")
+        pred_edge = torch.empty((nv, n), dtype=torch.long, device=theta.device)
+        pred_vertex = torch.empty((nv, n), dtype=torch.long, device=theta.device)
         for cells, lv, le, uv, ue in self._tables(theta.device):
-            from_left = value[:, lv] + scores[:, le]
-            from_up = value[:, uv] + scores[:, ue]
+            from_left = value[lv] + scores[le]
+            from_up = value[uv] + scores[ue]
             up = from_up > from_left  # ties enter from the left
-            value[:, cells] = torch.where(up, from_up, from_left)
-            pred_edge[:, cells] = torch.where(up, ue, le)
-            pred_vertex[:, cells] = torch.where(up, uv, lv)
+            value[cells] = torch.where(up, from_up, from_left)
+            pred_edge[cells] = torch.where(up, ue.view(-1, 1), le.view(-1, 1))
+            pred_vertex[cells] = torch.where(up, uv.view(-1, 1), lv.view(-1, 1))
         # backtracking: every path has exactly h + w - 2 edges
-        y = torch.zeros((n, ne + 1), dtype=theta.dtype, device=theta.device)
-        current = torch.full((n, 1), nv - 1, dtype=torch.long, device=theta.device)
+        y = torch.zeros((ne + 1, n), dtype=theta.dtype, device=theta.device)
+        current = torch.full((1, n), nv - 1, dtype=torch.long, device=theta.device)
         for _ in range(self.height + self.width - 2):
-            y.scatter_(1, pred_edge.gather(1, current), 1.0)
-            current = pred_vertex.gather(1, current)
-        return y[:, :ne]
+            y.scatter_(0, pred_edge.gather(0, current), 1.0)
+            current = pred_vertex.gather(0, current)
+        return y[:ne].t().contiguous()
 
     def shortest_path(self, cost: torch.Tensor) -> torch.Tensor:
         """The shortest path for edge costs ``cost`` (*batch, num_edges): the same as ``self(-cost)``."""
