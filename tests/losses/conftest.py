@@ -10,5 +10,3 @@ def one_thread():
     yield
     torch.set_num_threads(before)
 
-
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))]

@@ -1,0 +1,151 @@
+"""SPO+: value against brute force, upper bound on the regret, subgradient, gradcheck, bad input."""
+
+import itertools
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from colayers import ArgmaxOneHot, GridDAGShortestPath, SPOPlusLoss, TopKSubset
+from colayers.metrics import regret
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))]
+
+
+def all_subsets(n, k, dtype=torch.float64):
+    rows = []
+    for idx in itertools.combinations(range(n), k):
+        y = torch.zeros(n, dtype=dtype)
+        y[list(idx)] = 1.0
+        rows.append(y)
+    return torch.stack(rows)
+
+
+def seeds():
+    return st.integers(min_value=0, max_value=2**31 - 1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=seeds(), k=st.integers(1, 5), scale=st.floats(0.1, 10.0))
+def test_value_equals_brute_force_definition(seed, k, scale):
+    g = torch.Generator().manual_seed(seed)
+    theta = scale * torch.randn(3, 6, generator=g, dtype=torch.float64)
+    theta_true = torch.randn(3, 6, generator=g, dtype=torch.float64)
+    ys = all_subsets(6, k)  # every solution of TopKSubset(k) on 6 items
+    y_bar = ys[(theta_true @ ys.T).argmax(-1)]
+    theta_alpha = 2 * theta - theta_true
+    expected = (theta_alpha @ ys.T).max(-1).values - (theta_alpha * y_bar).sum(-1)
+    got = SPOPlusLoss(TopKSubset(k), reduction="none")(theta, theta_true)
+    torch.testing.assert_close(got, expected)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=seeds(), k=st.integers(1, 5), scale=st.floats(0.01, 100.0))
+def test_upper_bounds_regret_top_k(seed, k, scale):
+    g = torch.Generator().manual_seed(seed)
+    theta = scale * torch.randn(8, 6, generator=g, dtype=torch.float64)
+    theta_true = torch.randn(8, 6, generator=g, dtype=torch.float64)
+    oracle = TopKSubset(k)
+    spo = SPOPlusLoss(oracle, reduction="none")(theta, theta_true)
+    r = regret(oracle, theta_true, oracle(theta))
+    assert bool((spo >= r - 1e-9).all())
+    assert bool((r >= -1e-12).all())
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=seeds(), scale=st.floats(0.01, 100.0), integer=st.booleans())
+def test_upper_bounds_regret_grid_paths(seed, scale, integer):
+    g = torch.Generator().manual_seed(seed)
+    oracle = GridDAGShortestPath(5, 5)
+    theta = scale * torch.randn(8, 40, generator=g, dtype=torch.float64)
+    theta_true = -torch.rand(8, 40, generator=g, dtype=torch.float64)  # θ̄ = −cost, costs positive
+    if integer:  # many ties: the bound must hold whatever the tie-breaking
+        theta = theta.round()
+        theta_true = (4 * theta_true).round()
+    spo = SPOPlusLoss(oracle, reduction="none")(theta, theta_true)
+    r = regret(oracle, theta_true, oracle(theta))
+    assert bool((spo >= r - 1e-9).all())
+
+
+def test_subgradient_matches_finite_difference_of_value():
+    g = torch.Generator().manual_seed(3)
+    oracle = GridDAGShortestPath(5, 5)
+    loss = SPOPlusLoss(oracle, reduction="sum")
+    theta = torch.randn(4, 40, generator=g, dtype=torch.float64, requires_grad=True)
+    theta_true = -torch.rand(4, 40, generator=g, dtype=torch.float64)
+    loss(theta, theta_true).backward()
+    # generic θ: the maximizer is unique, so the value is linear near θ and a central difference is exact
+    h = 1e-6
+    for _ in range(5):
+        v = torch.randn(4, 40, generator=g, dtype=torch.float64)
+        fd = (loss(theta.detach() + h * v, theta_true) - loss(theta.detach() - h * v, theta_true)) / (2 * h)
+        torch.testing.assert_close(fd, (theta.grad * v).sum(), atol=1e-6, rtol=1e-6)
+
+
+def test_gradcheck_theta_and_theta_true():
+    g = torch.Generator().manual_seed(0)
+    theta = torch.randn(3, 7, generator=g, dtype=torch.float64, requires_grad=True)
+    theta_true = torch.randn(3, 7, generator=g, dtype=torch.float64, requires_grad=True)
+    y_true = TopKSubset(3)(theta_true.detach())
+    loss = SPOPlusLoss(TopKSubset(3), alpha=1.5)
+    assert torch.autograd.gradcheck(lambda a, b: loss(a, b, y_true), (theta, theta_true))
+
+
+def test_alpha_scales_the_predicted_scores():
+    oracle = ArgmaxOneHot()
+    theta = torch.tensor([[1.0, 0.0, 0.5]], requires_grad=True)
+    theta_true = torch.tensor([[0.0, 1.0, 0.0]])
+    value = SPOPlusLoss(oracle, alpha=3.0)(theta, theta_true)
+    # θ_3 = 3θ − θ̄ = (3, −1, 1.5): y_3 = e1, ȳ = e2, value = 3 − (−1) = 4, gradient 3(e1 − e2)
+    value.backward()
+    assert value.item() == 4.0
+    torch.testing.assert_close(theta.grad, torch.tensor([[3.0, -3.0, 0.0]]))
+
+
+def test_given_y_true_equals_computed_and_zero_at_perfect_prediction():
+    g = torch.Generator().manual_seed(1)
+    oracle = TopKSubset(2)
+    theta_true = torch.randn(5, 6, generator=g)
+    loss = SPOPlusLoss(oracle, reduction="none")
+    torch.testing.assert_close(loss(theta_true, theta_true, oracle(theta_true)), loss(theta_true, theta_true))
+    # θ = θ̄ gives θ_2 = θ̄, whose maximizer is ȳ: zero loss
+    assert bool((loss(theta_true, theta_true) == 0).all())
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_reductions_device_dtype(device, dtype):
+    g = torch.Generator().manual_seed(2)
+    theta = torch.randn(2, 3, 6, generator=g, dtype=dtype).to(device).requires_grad_()
+    theta_true = torch.randn(2, 3, 6, generator=g, dtype=dtype).to(device)
+    oracle = TopKSubset(2)
+    none = SPOPlusLoss(oracle, reduction="none")(theta, theta_true)
+    assert none.shape == (2, 3) and none.dtype == dtype and none.device.type == device
+    torch.testing.assert_close(SPOPlusLoss(oracle, reduction="sum")(theta, theta_true), none.sum())
+    mean = SPOPlusLoss(oracle)(theta, theta_true)
+    torch.testing.assert_close(mean, none.mean())
+    mean.backward()
+    assert theta.grad.device.type == device and theta.grad.dtype == dtype
+
+
+def test_bad_input():
+    oracle = TopKSubset(2)
+    theta = torch.randn(4, 6)
+    with pytest.raises(ValueError, match="alpha must be > 0"):
+        SPOPlusLoss(oracle, alpha=0.0)
+    with pytest.raises(ValueError, match="alpha must be > 0"):
+        SPOPlusLoss(oracle, alpha=-1.0)
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        SPOPlusLoss(oracle, reduction="avg")
+    with pytest.raises(TypeError, match="oracle must be a colayers Oracle"):
+        SPOPlusLoss(lambda t: t)
+    with pytest.raises(ValueError, match="theta_true must have the shape of theta"):
+        SPOPlusLoss(oracle)(theta, torch.randn(4, 5))
+    with pytest.raises(ValueError, match="theta must be finite"):
+        SPOPlusLoss(oracle)(theta.clone().fill_(float("nan")), theta)
+    not_in_y = torch.tensor([[1.0, 1.0, 1.0, 0.0, 0.0, 0.0]]).expand(4, 6)  # 3 items, k = 2
+    with pytest.raises(ValueError, match="y_true must be a solution in Y of TopKSubset.*allow_relaxed_targets"):
+        SPOPlusLoss(oracle)(theta, theta, not_in_y)
+    relaxed = SPOPlusLoss(oracle, allow_relaxed_targets=True)(theta, theta, not_in_y)
+    assert relaxed.shape == ()
