@@ -1,0 +1,140 @@
+"""Tests of the ``colayers`` command line: help, a tiny study end to end, config files, errors, report, bars."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from colayers.cli import main
+from colayers.studies.config import load_config, preset
+from colayers.studies.report import summarize
+from colayers.studies.runner import RESULTS_FILE, read_results
+
+
+def test_no_subcommand_prints_help(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert "study" in out and "report" in out
+
+
+def test_tiny_study_end_to_end_and_report_rebuild(tmp_path, capsys):
+    out = tmp_path / "tiny"
+    # CI's reduced study: every default method, small n, few epochs.
+    argv = ["study", "--seeds", "0", "--epochs", "3", "-P", "n=200", "-P", "n_test=200",
+            "--batch-size", "8", "-o", str(out), "--no-progress"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    for m in ("spo+", "fy", "imle", "aimle", "blackbox", "identity", "two-stage"):
+        assert f" {m} " in printed
+    names = {p.name for p in out.iterdir()}
+    assert {"results.jsonl", "config.json", "summary.md", "summary.csv", "final_shortest_path.png",
+            "regret_epoch_shortest_path.png", "regret_time_shortest_path.png"} <= names
+    recs = read_results(out / RESULTS_FILE)
+    assert len(recs) == 7 * 3
+    rows = {r["method"]: r for r in summarize(recs)}
+    # a random linear model has normalized regret ~0.6 on this problem; 75 steps of SPO+ or FY get far below
+    assert rows["spo+"]["normalized_regret"][0] < 0.15
+    assert rows["fy"]["normalized_regret"][0] < 0.15
+    (out / "summary.md").unlink()
+    assert main(["report", str(out), "--no-figures"]) == 0
+    assert capsys.readouterr().out.strip() == printed.strip()
+    assert (out / "summary.md").exists()
+
+
+def test_python_dash_m_runs_a_config_file(tmp_path):
+    cfg = {
+        "preset": "tiny",
+        "methods": [{"name": "blackbox", "params": {"lambda_": 5.0}, "label": "bb5"}, "two-stage"],
+        "epochs": 1,
+        "output": str(tmp_path / "from-json"),
+    }
+    path = tmp_path / "study.json"
+    path.write_text(json.dumps(cfg))
+    done = subprocess.run([sys.executable, "-m", "colayers", "study", "--config", str(path), "--no-progress",
+                           "--no-figures"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "bb5" in done.stdout and "two-stage" in done.stdout
+    assert {r["method"] for r in read_results(tmp_path / "from-json" / RESULTS_FILE)} == {"bb5", "two-stage"}
+
+
+def test_toml_config_and_flags_override(tmp_path):
+    path = tmp_path / "study.toml"
+    path.write_text(
+        'preset = "default"\nepochs = 7\nseeds = [4, 5]\n\n[[methods]]\nname = "fy"\n'
+        'params = { epsilon = 0.5, num_samples = 3 }\n\n[[methods]]\nname = "spo+"\n'
+    )
+    cfg = load_config(path)
+    assert cfg.epochs == 7 and cfg.seeds == [4, 5]
+    assert [(m.name, m.params) for m in cfg.methods] == [("fy", {"epsilon": 0.5, "num_samples": 3}), ("spo+", {})]
+    assert cfg.problems[0].params["deg"] == 4  # from the preset
+    from colayers.cli import _study_config, build_parser
+
+    args = build_parser().parse_args(["study", "--config", str(path), "--epochs", "2", "-M", "fy.epsilon=2",
+                                      "-P", "n=50", "--methods", "fy"])
+    cfg = _study_config(args)
+    assert cfg.epochs == 2 and [m.name for m in cfg.methods] == ["fy"]
+    assert cfg.methods[0].params == {"epsilon": 2, "num_samples": 3}
+    assert cfg.problems[0].params["n"] == 50
+
+
+@pytest.mark.parametrize(
+    "argv, field",
+    [
+        (["--methods", "spo+,bogus"], "methods[1].name"),
+        (["--problems", "nowhere"], "problems[0].name"),
+        (["--epochs", "0"], "epochs"),
+        (["--lr", "0"], "lr"),
+        (["--seeds", "a,b"], "seeds"),
+        (["-M", "imle.lambda_=-1"], "methods[2].params.lambda_"),
+        (["-M", "nomethod.x=1"], "nomethod"),
+        (["-P", "deg=0"], "deg"),
+    ],
+)
+def test_bad_flags_fail_with_the_field_named(tmp_path, capsys, argv, field):
+    out = tmp_path / "bad"
+    assert main(["study", "-o", str(out), "--no-progress", *argv]) == 2
+    err = capsys.readouterr().err
+    assert "colayers: error:" in err and field in err.split("colayers: error:", 1)[1]
+    assert not (out / RESULTS_FILE).exists()
+
+
+def test_bad_config_file_fails(tmp_path, capsys):
+    path = tmp_path / "bad.json"
+    path.write_text('{"epochs": 3, "colour": "red", "preset": "tiny"}')
+    assert main(["study", "--config", str(path)]) == 2
+    assert "colour" in capsys.readouterr().err
+    path.write_text("{not json")
+    assert main(["study", "--config", str(path)]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+
+
+def test_unwritable_output_fails(tmp_path, capsys):
+    (tmp_path / "f").write_text("x")
+    assert main(["study", "-o", str(tmp_path / "f" / "sub")]) == 2
+    assert "output directory" in capsys.readouterr().err
+
+
+BARS = {"spo+": 0.085, "fy": 0.09, "imle": 0.10, "blackbox": 0.12, "two-stage": 0.095}
+
+
+@pytest.mark.slow
+def test_default_study_meets_the_bars(tmp_path):
+    """The full default study (`colayers study`): mean normalized test regret over its 3 seeds."""
+    cfg = preset("default", output=str(tmp_path / "default"))
+    from colayers.studies.runner import run_study
+
+    rows = {r["method"]: r for r in summarize(run_study(cfg, progress=False))}
+    for method, bar in BARS.items():
+        assert rows[method]["normalized_regret"][0] <= bar, (method, rows[method]["normalized_regret"])
+
+
+def test_default_preset_is_the_issue_setting():
+    cfg = preset("default")
+    assert [p.name for p in cfg.problems] == ["shortest_path"]
+    assert {k: cfg.problems[0].params[k] for k in ("n", "deg", "noise")} == {"n": 1000, "deg": 4, "noise": 0.5}
+    assert [m.name for m in cfg.methods] == ["spo+", "fy", "imle", "aimle", "blackbox", "identity", "two-stage"]
+    assert Path(cfg.output).name == "colayers-study"

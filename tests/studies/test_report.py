@@ -1,0 +1,87 @@
+"""Tests of study reports: summary statistics, Markdown/CSV tables, PNG figures, rebuild from a results file."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import pytest
+
+from colayers.studies.report import build_report, final_records, format_table, plot_results, summarize, write_table
+from colayers.studies.runner import RESULTS_FILE, append_jsonl
+
+
+def record(method, seed, epoch, epochs=2, regret=0.1, settings="h", problem="p", **kw):
+    rec = dict(
+        problem=problem, method=method, seed=seed, settings=settings, epoch=epoch, epochs=epochs,
+        normalized_regret=regret, exact_match=0.5, hamming=0.2, cost_ratio=1.1, train_time_s=1.0 * epoch,
+        wall_time_s=2.0 * epoch, oracle_calls=10 * epoch, oracle_instances=100 * epoch,
+    )
+    rec.update(kw)
+    return rec
+
+
+def synthetic():
+    recs = []
+    for seed, final in ((0, 0.1), (1, 0.2), (2, 0.6)):
+        recs += [record("a", seed, 1, regret=0.9), record("a", seed, 2, regret=final, exact_match=final)]
+    recs += [record("b", 0, 1, regret=0.5), record("b", 0, 2, regret=0.4)]
+    recs += [record("c", 0, 1, regret=0.3)]  # incomplete trial: never reported
+    return recs
+
+
+def test_summary_is_mean_and_sample_std_of_final_epochs():
+    rows = summarize(synthetic())
+    assert [r["method"] for r in rows] == ["a", "b"]
+    a = rows[0]
+    assert a["seeds"] == 3
+    mean, std = a["normalized_regret"]
+    assert mean == pytest.approx(0.3)
+    assert std == pytest.approx(math.sqrt(((0.1 - 0.3) ** 2 + (0.2 - 0.3) ** 2 + (0.6 - 0.3) ** 2) / 2))
+    assert a["oracle_calls"] == (20.0, 0.0)  # the final epoch's cumulative count
+    assert rows[1]["normalized_regret"] == (pytest.approx(0.4), 0.0)
+
+
+def test_last_written_settings_win_for_a_trial():
+    recs = [record("a", 0, e, regret=0.5, settings="old") for e in (1, 2)]
+    recs += [record("a", 0, e, regret=0.25, settings="new") for e in (1, 2)]
+    finals = final_records(recs)
+    assert len(finals) == 1 and finals[0]["settings"] == "new"
+
+
+def test_tables_markdown_and_csv(tmp_path):
+    rows = summarize(synthetic())
+    text = format_table(rows)
+    assert "0.3000 ± " in text and "50.0" in text.splitlines()[3]  # exact match in percent for b
+    md, path = write_table(rows, tmp_path)
+    md_lines = md.read_text().strip().splitlines()
+    assert len(md_lines) == 2 + 2 and md_lines[2].startswith("| p | a | 3 |")
+    with path.open() as f:
+        table = list(csv.DictReader(f))
+    assert [r["method"] for r in table] == ["a", "b"]
+    assert float(table[0]["normalized_regret_mean"]) == pytest.approx(0.3)
+    assert float(table[1]["exact_match_mean"]) == pytest.approx(0.5)
+
+
+def test_figures_are_png_files(tmp_path):
+    paths = plot_results(synthetic(), tmp_path)
+    assert sorted(p.name for p in paths) == ["final_p.png", "regret_epoch_p.png", "regret_time_p.png"]
+    for p in paths:
+        data = p.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
+
+
+def test_build_report_rebuilds_from_the_results_file(tmp_path):
+    for rec in synthetic():
+        append_jsonl(tmp_path / RESULTS_FILE, rec)
+    table, paths = build_report(tmp_path)
+    assert table == format_table(summarize(synthetic()))
+    assert {p.name for p in paths} >= {"summary.md", "summary.csv", "final_p.png"}
+
+
+def test_build_report_errors(tmp_path):
+    with pytest.raises(ValueError, match="no results file"):
+        build_report(tmp_path)
+    append_jsonl(tmp_path / RESULTS_FILE, record("c", 0, 1))  # only an incomplete trial
+    with pytest.raises(ValueError, match="no complete trial"):
+        build_report(tmp_path)
