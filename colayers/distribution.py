@@ -90,7 +90,7 @@ class SolutionDistribution:
         return (self._expand(self._weights, self.atoms) * self.atoms).sum(0)
 
     def expectation(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        r""":math:`\mathbb E[\mathrm{fn}(y)]` where ``fn`` maps atoms ``(S, *batch, *event)`` to ``(S, *batch, ...)``."""
+        r""":math:`\mathbb E[\mathrm{fn}(y)]`; ``fn`` maps atoms ``(S, *batch, *event)`` to ``(S, *batch, ...)``."""
         values = fn(self.atoms)
         if values.shape[: 1 + len(self.batch_shape)] != self.atoms.shape[: 1 + len(self.batch_shape)]:
             raise ValueError(

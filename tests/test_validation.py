@@ -10,7 +10,7 @@ def test_finite_reports_counts_and_first_index():
     t = torch.zeros(3, 4)
     t[1, 2] = float("nan")
     t[2, 0] = float("inf")
-    with pytest.raises(ValueError, match=r"theta must be finite; found 1 NaN and 1 inf entries \(first at index \(1, 2\)\)"):
+    with pytest.raises(ValueError, match=r"must be finite; found 1 NaN and 1 inf entries \(first at index \(1, 2\)\)"):
         v.check_finite("theta", t)
     assert v.check_finite("theta", torch.ones(2)) is not None
 
