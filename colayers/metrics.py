@@ -67,7 +67,7 @@ def normalized_regret(
 def cost_ratio(
     oracle: Oracle, theta_true: torch.Tensor, y_pred: torch.Tensor, y_opt: torch.Tensor | None = None
 ) -> torch.Tensor:
-    r"""Per-instance :math:`\langle\bar\theta, \hat y\rangle / \langle\bar\theta, y^\star\rangle` (predicted/optimal)."""
+    r"""Per-instance :math:`\langle\bar\theta, \hat y\rangle / \langle\bar\theta, y^\star\rangle` (pred/opt)."""
     y_opt = _optimal(oracle, theta_true, y_opt)
     check_same_shape("y_pred", y_pred, "y_opt", y_opt)
     return oracle.objective(theta_true, y_pred) / oracle.objective(theta_true, y_opt)
@@ -91,7 +91,7 @@ def exact_match(
 
 
 def hamming_distance(y_pred: torch.Tensor, y_true: torch.Tensor, event_ndim: int = 1) -> torch.Tensor:
-    """Per-instance mean of :math:`|\hat y - y|` over the event entries (normalized Hamming distance on 0/1 vectors)."""
+    r"""Per-instance mean of :math:`|\hat y - y|` over the event entries (normalized Hamming distance on 0/1 vectors)."""
     check_same_shape("y_pred", y_pred, "y_true", y_true)
     dims = tuple(range(-event_ndim, 0))
     return (y_pred - y_true).abs().mean(dim=dims)

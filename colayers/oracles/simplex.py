@@ -50,7 +50,7 @@ class ArgmaxOneHot(_VectorOracle):
 
 
 class TopKSubset(_VectorOracle):
-    r"""Top-k subset indicator: :math:`\operatorname*{argmax}_{y \in \{0,1\}^n,\ \sum_i y_i = k} \langle\theta,y\rangle`.
+    r"""Top-k subset: :math:`\operatorname*{argmax}_{y \in \{0,1\}^n,\ \sum_i y_i = k} \langle\theta,y\rangle`.
 
     Selects the k largest scores; among equal scores the lowest indices win.
 
