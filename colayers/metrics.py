@@ -91,7 +91,7 @@ def exact_match(
 
 
 def hamming_distance(y_pred: torch.Tensor, y_true: torch.Tensor, event_ndim: int = 1) -> torch.Tensor:
-    r"""Per-instance mean of :math:`|\hat y - y|` over the event entries (normalized Hamming distance on 0/1 vectors)."""
+    r"""Per-instance mean of :math:`|\hat y - y|` over the event entries (the normalized Hamming distance)."""
     check_same_shape("y_pred", y_pred, "y_true", y_true)
     dims = tuple(range(-event_ndim, 0))
     return (y_pred - y_true).abs().mean(dim=dims)
