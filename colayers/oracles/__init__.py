@@ -1,8 +1,10 @@
 """Combinatorial oracles: the :class:`Oracle` abstraction, the per-instance solver wrapper, built-in solvers."""
 
 from .base import Oracle, OracleError, SolverOracle
+from .combinatorial import BipartiteMatching, Knapsack, SpanningTree
 from .grid import GridDAGShortestPath, GridVertexShortestPath
 from .simplex import ArgmaxOneHot, Ranking, TopKSubset
+from .solvers import CvxpyOracle, LinearProgram
 
 __all__ = [
     "Oracle",
@@ -13,4 +15,9 @@ __all__ = [
     "Ranking",
     "GridDAGShortestPath",
     "GridVertexShortestPath",
+    "LinearProgram",
+    "CvxpyOracle",
+    "BipartiteMatching",
+    "SpanningTree",
+    "Knapsack",
 ]

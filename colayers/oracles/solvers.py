@@ -1,0 +1,275 @@
+r"""Bring your own solver: linear and mixed-integer programs (scipy / HiGHS) and any cvxpy model.
+
+Both are :class:`~colayers.oracles.SolverOracle`\ s: each instance of a batch is solved by a per-instance
+numpy solver, serially or on a :class:`concurrent.futures.Executor` (threads, processes, or
+``dask.distributed.Client.get_executor()``); the solver objects are picklable so that they travel to worker
+processes.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scipy.optimize import Bounds, LinearConstraint, milp
+
+from .._validation import check_int_at_least
+from .base import OracleError, SolverOracle
+
+__all__ = ["LinearProgram", "CvxpyOracle"]
+
+_MILP_STATUS = {
+    0: "optimal",
+    1: "iteration or time limit reached",
+    2: "infeasible",
+    3: "unbounded",
+    4: "other failure",
+}
+
+
+def _matrix(name: str, value: Any, n: int) -> np.ndarray | None:
+    if value is None:
+        return None
+    a = np.atleast_2d(np.asarray(value, dtype=np.float64))
+    if a.ndim != 2 or a.shape[1] != n:
+        raise ValueError(f"{name} must be a matrix with {n} columns (one per variable); got shape {a.shape}")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} must be finite; got {int((~np.isfinite(a)).sum())} non-finite entries")
+    return a
+
+
+def _vector(name: str, value: Any, m: int, *, allow_inf: bool = False) -> np.ndarray:
+    v = np.broadcast_to(np.asarray(value, dtype=np.float64), (m,)).copy() if np.ndim(value) == 0 else None
+    if v is None:
+        v = np.asarray(value, dtype=np.float64)
+        if v.shape != (m,):
+            raise ValueError(f"{name} must have shape ({m},); got shape {v.shape}")
+    if np.isnan(v).any() or (not allow_inf and not np.isfinite(v).all()):
+        raise ValueError(f"{name} must be {'not NaN' if allow_inf else 'finite'}; got {v}")
+    return v
+
+
+class _LinearProgramSolver:
+    """Picklable per-instance solver: ``max <theta, y>`` under fixed constraints with scipy.optimize.milp."""
+
+    def __init__(self, constraints, integrality, lb, ub, options):
+        self.constraints = constraints
+        self.integrality = integrality
+        self.lb, self.ub = lb, ub
+        self.options = options
+
+    def __call__(self, theta: np.ndarray) -> np.ndarray:
+        res = milp(
+            c=-np.asarray(theta, dtype=np.float64),
+            constraints=self.constraints,
+            integrality=self.integrality,
+            bounds=Bounds(self.lb, self.ub),
+            options=self.options,
+        )
+        if res.status != 0 or res.x is None:
+            meaning = _MILP_STATUS.get(res.status, "unknown")
+            raise OracleError(f"LinearProgram: HiGHS status {res.status} ({meaning}): {res.message}")
+        x = res.x
+        if self.integrality is not None:
+            x = np.where(self.integrality > 0, np.round(x), x)
+        return x
+
+    def __repr__(self) -> str:
+        return f"LinearProgram(n={self.lb.shape[0]})"
+
+
+class LinearProgram(SolverOracle):
+    r"""Linear or mixed-integer program with scores in the objective, solved by HiGHS (``scipy.optimize.milp``).
+
+    .. math::  f(\theta) = \operatorname*{argmax}_{y} \ \langle \theta, y \rangle
+               \quad \text{s.t.} \quad A_{ub} y \le b_{ub},\ A_{eq} y = b_{eq},\ l \le y \le u,\
+               y_j \in \mathbb{Z} \text{ for } j \in J.
+
+    Maximization, like every oracle: a cost-minimization LP is served by ``theta = -cost``. The constraints
+    are fixed; only θ changes between instances. Without integrality the returned point is a vertex of the
+    polytope found by HiGHS; integer variables are rounded to the nearest integer (HiGHS returns them within
+    its feasibility tolerance). An infeasible, unbounded or otherwise failed instance raises
+    :class:`~colayers.oracles.OracleError` with the HiGHS status and the instance's index in the batch.
+
+    Args:
+        num_variables: the dimension n of θ and y.
+        A_ub, b_ub: inequality constraints (m × n matrix, m vector), or ``None``.
+        A_eq, b_eq: equality constraints, or ``None``.
+        bounds: ``(lower, upper)`` bounds on y, scalars or n-vectors; ``None`` or ±inf for no bound
+            (default ``(0, inf)`` as in ``scipy.optimize.linprog``).
+        integrality: n-vector of 0 (continuous) / 1 (integer), or a bool for all variables (default continuous).
+        options: HiGHS options passed to ``milp`` (e.g. ``{"time_limit": 10}``).
+        executor, timeout: see :class:`~colayers.oracles.SolverOracle`.
+
+    Example:
+        >>> import torch
+        >>> # choose at most 2 of 3 items (0 ≤ y ≤ 1, integer)
+        >>> lp = LinearProgram(3, A_ub=[[1, 1, 1]], b_ub=[2], bounds=(0, 1), integrality=True)
+        >>> lp(torch.tensor([[3.0, -1.0, 2.0], [0.5, 1.0, 2.0]]))
+        tensor([[1., 0., 1.],
+                [0., 1., 1.]])
+    """
+
+    def __init__(
+        self,
+        num_variables: int,
+        *,
+        A_ub: Any = None,
+        b_ub: Any = None,
+        A_eq: Any = None,
+        b_eq: Any = None,
+        bounds: tuple[Any, Any] | None = (0.0, None),
+        integrality: Any = None,
+        options: dict | None = None,
+        executor: concurrent.futures.Executor | None = None,
+        timeout: float | None = None,
+        validate_args: bool = True,
+    ) -> None:
+        n = check_int_at_least("num_variables", num_variables, 1)
+        constraints = []
+        for kind, a, b in (("ub", A_ub, b_ub), ("eq", A_eq, b_eq)):
+            if (a is None) != (b is None):
+                raise ValueError(f"A_{kind} and b_{kind} must be given together; got only one of them")
+            mat = _matrix(f"A_{kind}", a, n)
+            if mat is not None:
+                rhs = _vector(f"b_{kind}", b, mat.shape[0])
+                lower = rhs if kind == "eq" else np.full(mat.shape[0], -np.inf)
+                constraints.append(LinearConstraint(mat, lower, rhs))
+        lo, hi = (None, None) if bounds is None else bounds
+        lb = _vector("bounds[0]", -np.inf if lo is None else lo, n, allow_inf=True)
+        ub = _vector("bounds[1]", np.inf if hi is None else hi, n, allow_inf=True)
+        if (lb > ub).any():
+            raise ValueError(f"bounds must have lower ≤ upper; got lower={lb}, upper={ub}")
+        if integrality is None or isinstance(integrality, bool):
+            integ = np.full(n, int(bool(integrality)))
+        else:
+            integ = _vector("integrality", integrality, n).astype(int)
+            if not np.isin(integ, (0, 1)).all():
+                raise ValueError(f"integrality must hold 0 (continuous) or 1 (integer) per variable; got {integ}")
+        self.num_variables = n
+        solver = _LinearProgramSolver(constraints, integ if integ.any() else None, lb, ub, options or {})
+        super().__init__(solver, (n,), executor=executor, timeout=timeout, validate_args=validate_args)
+
+    def __repr__(self) -> str:
+        return f"LinearProgram(num_variables={self.num_variables})"
+
+
+class _CvxpySolver:
+    """Picklable per-instance solver: set the Parameter, solve the fixed cvxpy Problem, read the Variable."""
+
+    def __init__(self, problem, parameter, variable, solver, solver_options):
+        self.problem, self.parameter, self.variable = problem, parameter, variable
+        self.solver, self.solver_options = solver, solver_options
+        self._lock = threading.Lock()
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def __call__(self, theta: np.ndarray) -> np.ndarray:
+        import cvxpy as cp
+
+        with self._lock:  # one Problem object: instances on a thread pool take turns
+            self.parameter.value = np.asarray(theta, dtype=np.float64).reshape(self.parameter.shape)
+            self.problem.solve(solver=self.solver, **self.solver_options)
+            status, value = self.problem.status, self.variable.value
+        if status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE) or value is None:
+            raise OracleError(f"CvxpyOracle: solver {self.solver or 'default'} ended with status {status!r}")
+        value = np.asarray(value, dtype=np.float64)
+        if self.variable.attributes.get("boolean") or self.variable.attributes.get("integer"):
+            value = np.round(value)
+        return value
+
+    def __repr__(self) -> str:
+        return f"CvxpyOracle(solver={self.solver})"
+
+
+class CvxpyOracle(SolverOracle):
+    r"""Any problem modelled in cvxpy with an objective linear in a Parameter, as a batched oracle.
+
+    .. math::  f(\theta) = \operatorname*{argmax}_{y \in \mathcal{C}} \ \langle \theta, y \rangle
+
+    where :math:`\mathcal{C}` is the feasible set of ``problem`` over ``variable`` and θ is the value given to
+    ``parameter``. The objective must be a ``cp.Maximize`` of an expression affine in ``variable`` (typically
+    ``parameter @ variable``), so that the oracle convention holds: a cost-minimization model is written as
+    ``cp.Maximize(parameter @ y)`` and called with ``theta = -cost``. The problem is built (and canonicalized)
+    once; per instance only the parameter's value changes, which cvxpy's parameter caching makes cheap.
+
+    Solver: ``solver`` if given, else HiGHS for mixed-integer problems when cvxpy has it, else cvxpy's
+    default. A status other than optimal raises :class:`~colayers.oracles.OracleError` with the status and
+    the instance index. On a thread pool the single Problem object is used by one instance at a time (a
+    lock); process pools and dask workers each get their own copy.
+
+    Args:
+        problem: a ``cvxpy.Problem`` whose objective is linear in ``parameter``.
+        parameter: the ``cvxpy.Parameter`` receiving θ (its shape is the event shape).
+        variable: the ``cvxpy.Variable`` returned as the solution (shape: the solution shape).
+        solver: a cvxpy solver name, or ``None`` for the default rule above.
+        solver_options: keyword arguments for ``problem.solve``.
+        executor, timeout: see :class:`~colayers.oracles.SolverOracle`.
+
+    Example:
+        >>> import cvxpy as cp, torch
+        >>> theta, y = cp.Parameter(3), cp.Variable(3, boolean=True)
+        >>> knapsack = cp.Problem(cp.Maximize(theta @ y), [[2, 3, 4] @ y <= 5])
+        >>> oracle = CvxpyOracle(knapsack, theta, y)
+        >>> oracle(torch.tensor([[3.0, 4.0, 5.0], [1.0, 1.0, 5.0]]))
+        tensor([[1., 1., 0.],
+                [0., 0., 1.]])
+    """
+
+    def __init__(
+        self,
+        problem: Any,
+        parameter: Any,
+        variable: Any,
+        solver: str | None = None,
+        *,
+        solver_options: dict | None = None,
+        executor: concurrent.futures.Executor | None = None,
+        timeout: float | None = None,
+        validate_args: bool = True,
+    ) -> None:
+        import cvxpy as cp
+
+        if not isinstance(problem, cp.Problem):
+            raise TypeError(f"problem must be a cvxpy.Problem; got {type(problem).__name__}")
+        if not isinstance(parameter, cp.Parameter):
+            raise TypeError(f"parameter must be a cvxpy.Parameter; got {type(parameter).__name__}")
+        if not isinstance(variable, cp.Variable):
+            raise TypeError(f"variable must be a cvxpy.Variable; got {type(variable).__name__}")
+        if not any(p is parameter for p in problem.parameters()):
+            raise ValueError(f"parameter {parameter.name()} does not appear in the problem")
+        if not any(v is variable for v in problem.variables()):
+            raise ValueError(f"variable {variable.name()} does not appear in the problem")
+        if not isinstance(problem.objective, cp.Maximize):
+            raise ValueError(
+                "problem must maximize (colayers' convention: write cp.Maximize(parameter @ variable) and pass "
+                f"theta = -cost for a cost model); got {type(problem.objective).__name__}"
+            )
+        if not problem.objective.expr.is_affine():
+            raise ValueError("the problem's objective must be linear (affine) in the variable and the parameter")
+        if solver is None and problem.is_mixed_integer() and "HIGHS" in cp.installed_solvers():
+            solver = "HIGHS"
+        self.problem, self.parameter, self.variable = problem, parameter, variable
+        event: Sequence[int] = tuple(parameter.shape) or (1,)
+        super().__init__(
+            _CvxpySolver(problem, parameter, variable, solver, dict(solver_options or {})),
+            event,
+            solution_shape=tuple(variable.shape) or (1,),
+            executor=executor,
+            timeout=timeout,
+            validate_args=validate_args,
+        )
+
+    def __repr__(self) -> str:
+        shapes = f"parameter={self.parameter.shape}, variable={self.variable.shape}"
+        return f"CvxpyOracle({shapes}, solver={self.solver.solver})"
