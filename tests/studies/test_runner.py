@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -24,6 +25,7 @@ from colayers.studies.runner import (
     read_results,
     run_study,
 )
+from tests.conftest import DEVICES
 
 SMALL_SP = {"n": 64, "n_test": 64, "deg": 4, "noise": 0.5}
 
@@ -225,3 +227,10 @@ def test_unwritable_output_directory_fails_before_training(tmp_path):
     cfg = small_config(tmp_path, output=str(blocker / "sub"))
     with pytest.raises(ValueError, match="output directory"):
         run_study(cfg, progress=False)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_trials_run_on_the_configured_device(tmp_path, device):
+    recs = run_study(small_config(tmp_path, seeds=[0], methods=["fy", "blackbox"], device=device), progress=False)
+    assert len(recs) == 4 and all(r["device"].startswith(device) for r in recs)
+    assert all(math.isfinite(r["normalized_regret"]) for r in recs)
