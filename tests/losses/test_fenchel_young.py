@@ -216,7 +216,7 @@ def test_reductions_device_dtype(device, dtype):
 
 def test_layers_it_cannot_serve_raise_type_error_listing_the_served_ones():
     for layer in (IMLE(ArgmaxOneHot()), torch.nn.Linear(3, 3)):
-        with pytest.raises(TypeError, match="serves PerturbedAdditive.*SoftArgmax, SparseArgmax, RegularizedFrankWolfe"):
+        with pytest.raises(TypeError, match="serves PerturbedAdditive.*SparseArgmax, RegularizedFrankWolfe"):
             FenchelYoungLoss(layer)
 
 
