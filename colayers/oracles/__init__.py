@@ -1,6 +1,7 @@
 """Combinatorial oracles: the :class:`Oracle` abstraction, the per-instance solver wrapper, built-in solvers."""
 
 from .base import Oracle, OracleError, SolverOracle
+from .cache import CachedOracle
 from .combinatorial import BipartiteMatching, Knapsack, SpanningTree
 from .grid import GridDAGShortestPath, GridVertexShortestPath
 from .simplex import ArgmaxOneHot, Ranking, TopKSubset
@@ -20,4 +21,5 @@ __all__ = [
     "BipartiteMatching",
     "SpanningTree",
     "Knapsack",
+    "CachedOracle",
 ]
