@@ -8,8 +8,9 @@ library's MAXIMIZATION convention: for a cost-minimization problem the model out
 * :class:`WarcraftCNN` — a small CNN mapping RGB terrain images ``(B, 3, 8k, 8k)`` to tile scores
   ``(B, k, k)`` with ``theta = -(softplus(z) + floor) < 0`` so that predicted tile costs are positive, as the
   vertex-weighted shortest-path oracle requires.
-* :class:`DirectPathCNN` — the no-oracle baseline: the same kind of trunk mapping the image straight to path
-  logits ``(B, k, k)`` (train with a binary cross-entropy against the path, threshold at 0 to predict).
+* :class:`DirectPathCNN` — the no-oracle baseline: the same pixel-to-tile stem followed by tile-level
+  convolutions, mapping the image straight to path logits ``(B, k, k)`` (train with a binary cross-entropy
+  against the path, threshold at 0 to predict).
 """
 
 from __future__ import annotations
@@ -75,17 +76,27 @@ class LinearModel(nn.Module):
         return -out if self.negate else out
 
 
-def _trunk(width: int) -> nn.Sequential:
-    """Pixel trunk: (B, 3, 8k, 8k) -> (B, 2*width, k, k); two stride-2 stages and a 2x2 max pool."""
-    return nn.Sequential(
-        nn.Conv2d(3, width, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(width, 2 * width, 3, stride=2, padding=1),  # 8k -> 4k
-        nn.ReLU(),
-        nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1),  # 4k -> 2k
-        nn.ReLU(),
-        nn.MaxPool2d(2),  # 2k -> k: one cell per tile
-    )
+class _TileStem(nn.Module):
+    """Pixels to tiles: (B, 3, 8k, 8k) in [0, 1] -> (B, hidden, k, k).
+
+    The image is centred, ``(x - 0.5) / 0.25``; a 3×3 convolution extracts local texture features, an 8×8
+    convolution of stride 8 aligned with the tiles turns each tile into one feature vector, and a 1×1
+    convolution mixes it.
+    """
+
+    def __init__(self, width: int, hidden: int) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Conv2d(3, width, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(width, hidden, 8, stride=8),
+            nn.ReLU(),
+            nn.Conv2d(hidden, hidden, 1),
+            nn.ReLU(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers((x - 0.5) / 0.25)
 
 
 def _check_image(x: torch.Tensor) -> None:
@@ -98,19 +109,25 @@ def _check_image(x: torch.Tensor) -> None:
 class WarcraftCNN(nn.Module):
     r"""Tile-cost CNN for Warcraft-like maps: images ``(B, 3, 8k, 8k)`` to scores ``(B, k, k)``.
 
-    A convolutional trunk brings the image to tile resolution (two stride-2 3×3 convolutions and a 2×2 max
-    pool: 8 pixels per tile become one cell), then per-tile 1×1 convolutions give a logit :math:`z` and
+    The image, centred as :math:`(x - 0.5)/0.25`, goes through a 3×3 convolution (``width`` channels), an 8×8
+    convolution of stride 8 aligned with the tiles (``hidden`` channels: one feature vector per tile) and a
+    1×1 convolution, with ReLUs; a last 1×1 convolution gives one logit :math:`z` per tile and
 
     .. math::  \theta = -\bigl(\operatorname{softplus}(z) + c_{\min}\bigr) \le -c_{\min} < 0,
 
     i.e. the predicted tile cost :math:`\operatorname{softplus}(z) + c_{\min}` is positive (the 8-neighbour
-    vertex-weighted shortest-path oracle needs positive costs). ``c_min`` is ``floor`` (default 0.01).
-    The model is small enough to train on a CPU (about 25 k parameters at ``width=16``); it plays the role of
-    the truncated ResNet-18 of Vlastelica et al. (ICLR 2020) and Niepert et al. (NeurIPS 2021).
+    vertex-weighted shortest-path oracle needs positive costs); :math:`c_{\min}` is ``floor`` (default 0.01).
+    The last bias starts at :math:`\operatorname{softplus}^{-1}(` ``init_cost`` :math:`)`, so an untrained
+    model predicts costs near ``init_cost`` rather than near 0.7. A tile's score depends on its own pixels and
+    a one-pixel rim of its neighbours only. The model is small enough to train on a CPU (about 70 k
+    parameters with the defaults); it plays the role of the truncated ResNet-18 of Vlastelica et al.
+    (ICLR 2020) and Niepert et al. (NeurIPS 2021).
 
     Args:
-        width: channels of the first convolution (later stages use ``2 * width``).
+        width: channels of the 3×3 convolution.
+        hidden: channels per tile.
         floor: the minimum predicted tile cost :math:`c_{\min} > 0`.
+        init_cost: the initial predicted cost (> ``floor``).
 
     Example:
         >>> import torch
@@ -121,30 +138,38 @@ class WarcraftCNN(nn.Module):
         (torch.Size([2, 12, 12]), True)
     """
 
-    def __init__(self, width: int = 16, floor: float = 0.01):
+    def __init__(self, width: int = 16, hidden: int = 64, floor: float = 0.01, init_cost: float = 4.0):
         super().__init__()
         check_int_at_least("width", width, 1)
+        check_int_at_least("hidden", hidden, 1)
         self.floor = check_positive("floor", floor)
-        self.trunk = _trunk(width)
-        self.head = nn.Sequential(nn.Conv2d(2 * width, 2 * width, 1), nn.ReLU(), nn.Conv2d(2 * width, 1, 1))
+        init = check_positive("init_cost", init_cost) - self.floor
+        if init <= 0:
+            raise ValueError(f"init_cost must be > floor={floor}; got {init_cost}")
+        self.stem = _TileStem(width, hidden)
+        self.head = nn.Conv2d(hidden, 1, 1)
+        with torch.no_grad():
+            self.head.bias.fill_(init + math.log(-math.expm1(-init)))  # softplus^{-1}(init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_image(x)
-        z = self.head(self.trunk(x)).squeeze(1)
+        z = self.head(self.stem(x)).squeeze(1)
         return -(F.softplus(z) + self.floor)
 
 
 class DirectPathCNN(nn.Module):
     r"""No-oracle baseline for Warcraft-like maps: images ``(B, 3, 8k, 8k)`` to path logits ``(B, k, k)``.
 
-    The same pixel trunk as :class:`WarcraftCNN`, followed by ``depth`` 3×3 convolutions at tile resolution
-    (so each tile sees a ``2*depth + 1`` tile neighbourhood) and a 1×1 convolution to one logit per tile.
-    Train with ``F.binary_cross_entropy_with_logits(logits, y)`` against the 0/1 path; predict
-    ``logits > 0``. The output is not a path in general (nothing makes it connected): that is the point of
-    the baseline.
+    The pixel-to-tile stem of :class:`WarcraftCNN`, two coordinate channels (row and column in [-1, 1], so
+    the network knows where the start and the target are), then ``depth`` 3×3 convolutions at tile
+    resolution (each tile sees a ``(2 depth + 1)``-tile neighbourhood: the default 6 covers a 12×12 map) and a
+    1×1 convolution to one logit per tile. Train with ``F.binary_cross_entropy_with_logits(logits, y)``
+    against the 0/1 path and predict ``logits > 0``. The output is not a path in general (nothing makes it
+    connected or optimal): that is what the baseline measures.
 
     Args:
-        width: channels of the first convolution (later stages use ``2 * width``).
+        width: channels of the stem's 3×3 convolution.
+        hidden: channels per tile.
         depth: number of 3×3 convolutions at tile resolution.
 
     Example:
@@ -154,18 +179,22 @@ class DirectPathCNN(nn.Module):
         torch.Size([2, 12, 12])
     """
 
-    def __init__(self, width: int = 16, depth: int = 4):
+    def __init__(self, width: int = 16, hidden: int = 64, depth: int = 6):
         super().__init__()
         check_int_at_least("width", width, 1)
+        check_int_at_least("hidden", hidden, 1)
         check_int_at_least("depth", depth, 0)
-        c = 2 * width
+        self.stem = _TileStem(width, hidden)
         layers: list[nn.Module] = []
-        for _ in range(depth):
-            layers += [nn.Conv2d(c, c, 3, padding=1), nn.ReLU()]
-        self.trunk = _trunk(width)
+        for i in range(depth):
+            layers += [nn.Conv2d(hidden + 2 if i == 0 else hidden, hidden, 3, padding=1), nn.ReLU()]
         self.context = nn.Sequential(*layers)
-        self.head = nn.Conv2d(c, 1, 1)
+        self.head = nn.Conv2d(hidden if depth else hidden + 2, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_image(x)
-        return self.head(self.context(self.trunk(x))).squeeze(1)
+        f = self.stem(x)
+        b, _, h, w = f.shape
+        rows = torch.linspace(-1, 1, h, device=f.device, dtype=f.dtype).view(1, 1, h, 1).expand(b, 1, h, w)
+        cols = torch.linspace(-1, 1, w, device=f.device, dtype=f.dtype).view(1, 1, 1, w).expand(b, 1, h, w)
+        return self.head(self.context(torch.cat([f, rows, cols], dim=1))).squeeze(1)
