@@ -46,11 +46,15 @@ def test_perturbed_layers_make_one_oracle_call_per_forward_and_none_backward(cls
 
 
 @pytest.mark.parametrize("two_sided", [False, True])
-@pytest.mark.parametrize("make", [
-    lambda o, ts: IMLE(o, num_samples=S, two_sided=ts, seed=0),
-    lambda o, ts: AIMLE(o, num_samples=S, two_sided=ts, seed=0),
-    lambda o, ts: Blackbox(o),
-], ids=["imle", "aimle", "blackbox"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda o, ts: IMLE(o, num_samples=S, two_sided=ts, seed=0),
+        lambda o, ts: AIMLE(o, num_samples=S, two_sided=ts, seed=0),
+        lambda o, ts: Blackbox(o),
+    ],
+    ids=["imle", "aimle", "blackbox"],
+)
 def test_finite_difference_layers_make_one_oracle_call_per_backward(make, two_sided):
     oracle = CountingOracle()
     layer = make(oracle, two_sided)
@@ -73,8 +77,13 @@ def test_validation_errors_name_the_argument():
     oracle = ArgmaxOneHot(n=N)
     bad = _theta().detach().clone()
     bad[1, 2] = float("nan")
-    for layer in (PerturbedAdditive(oracle), IMLE(oracle), Blackbox(oracle), IdentityRelaxation(oracle),
-                  RegularizedFrankWolfe(oracle)):
+    for layer in (
+        PerturbedAdditive(oracle),
+        IMLE(oracle),
+        Blackbox(oracle),
+        IdentityRelaxation(oracle),
+        RegularizedFrankWolfe(oracle),
+    ):
         with pytest.raises(ValueError, match="theta"):
             layer(bad)
         with pytest.raises(ValueError, match="theta"):
@@ -117,11 +126,15 @@ def test_oracle_returning_the_wrong_shape_is_caught():
         IMLE(WrongShapeOracle())(_theta())
 
 
-@pytest.mark.parametrize("make", [
-    lambda seed: PerturbedAdditive(TopKSubset(2), num_samples=3, seed=seed),
-    lambda seed: PerturbedMultiplicative(TopKSubset(2), num_samples=3, seed=seed),
-    lambda seed: IMLE(TopKSubset(2), num_samples=3, seed=seed),
-], ids=["additive", "multiplicative", "imle"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda seed: PerturbedAdditive(TopKSubset(2), num_samples=3, seed=seed),
+        lambda seed: PerturbedMultiplicative(TopKSubset(2), num_samples=3, seed=seed),
+        lambda seed: IMLE(TopKSubset(2), num_samples=3, seed=seed),
+    ],
+    ids=["additive", "multiplicative", "imle"],
+)
 def test_seeded_layers_replay_the_same_sequence(make):
     theta = _theta().detach()
     a, b, c = make(0), make(0), make(1)
@@ -162,8 +175,12 @@ def test_every_layer_keeps_device_and_dtype(device, dtype):
 
 def test_batched_output_equals_a_per_instance_loop():
     theta = _theta(dtype=torch.float64).detach()
-    for layer in (Blackbox(TopKSubset(2)), IdentityRelaxation(TopKSubset(2)), RegularizedFrankWolfe(TopKSubset(2)),
-                  SparseArgmax()):
+    for layer in (
+        Blackbox(TopKSubset(2)),
+        IdentityRelaxation(TopKSubset(2)),
+        RegularizedFrankWolfe(TopKSubset(2)),
+        SparseArgmax(),
+    ):
         batched = layer(theta)
         looped = torch.stack([layer(row) for row in theta])
         assert torch.allclose(batched, looped, atol=1e-10), type(layer).__name__
@@ -192,22 +209,30 @@ def test_functional_twins_match_modules():
     theta = _theta(dtype=torch.float64).detach()
     oracle = TopKSubset(2)
     g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
-    assert torch.equal(F.perturbed_additive(theta, oracle, 0.5, S, generator=g()),
-                       PerturbedAdditive(oracle, 0.5, S)(theta, generator=g()))
-    assert torch.equal(F.perturbed_multiplicative(theta, oracle, 0.5, S, generator=g()),
-                       PerturbedMultiplicative(oracle, 0.5, S)(theta, generator=g()))
-    assert torch.equal(F.perturbed(theta, oracle, Additive(epsilon=0.5), S, generator=g()),
-                       PerturbedAdditive(oracle, 0.5, S)(theta, generator=g()))
-    assert torch.equal(F.imle(theta, oracle, num_samples=S, generator=g()),
-                       IMLE(oracle, num_samples=S)(theta, generator=g()))
+    assert torch.equal(
+        F.perturbed_additive(theta, oracle, 0.5, S, generator=g()),
+        PerturbedAdditive(oracle, 0.5, S)(theta, generator=g()),
+    )
+    assert torch.equal(
+        F.perturbed_multiplicative(theta, oracle, 0.5, S, generator=g()),
+        PerturbedMultiplicative(oracle, 0.5, S)(theta, generator=g()),
+    )
+    assert torch.equal(
+        F.perturbed(theta, oracle, Additive(epsilon=0.5), S, generator=g()),
+        PerturbedAdditive(oracle, 0.5, S)(theta, generator=g()),
+    )
+    assert torch.equal(
+        F.imle(theta, oracle, num_samples=S, generator=g()), IMLE(oracle, num_samples=S)(theta, generator=g())
+    )
     assert torch.equal(F.blackbox(theta, oracle), oracle(theta))
     assert torch.equal(F.identity_relaxation(theta, oracle), oracle(theta))
     assert torch.allclose(F.soft_argmax(theta, 0.5), torch.softmax(theta / 0.5, -1))
     assert torch.allclose(F.sparse_argmax(theta), SparseArgmax()(theta))
     assert torch.allclose(F.regularized_frank_wolfe(theta, oracle), RegularizedFrankWolfe(oracle)(theta))
     layer = PerturbedAdditive(oracle, 0.5, S)
-    assert torch.equal(F.pushforward(theta, layer, lambda y: y[..., 0], generator=g()),
-                       layer(theta, generator=g())[..., 0])
+    assert torch.equal(
+        F.pushforward(theta, layer, lambda y: y[..., 0], generator=g()), layer(theta, generator=g())[..., 0]
+    )
 
 
 def test_omega_values():

@@ -38,8 +38,15 @@ def _imle_error(num_samples: int, lam: float, seed: int) -> float:
     eps = 1.0
     theta = torch.tensor([0.5, -0.2, 0.0], dtype=torch.float64, requires_grad=True)
     dy = torch.tensor([1.0, -0.5, 0.2], dtype=torch.float64)
-    layer = IMLE(ArgmaxOneHot(), noise=Gumbel(), epsilon=eps, lambda_=lam, num_samples=num_samples,
-                 return_mean=True, two_sided=True)
+    layer = IMLE(
+        ArgmaxOneHot(),
+        noise=Gumbel(),
+        epsilon=eps,
+        lambda_=lam,
+        num_samples=num_samples,
+        return_mean=True,
+        two_sided=True,
+    )
     (layer(theta, generator=torch.Generator().manual_seed(seed)) * dy).sum().backward()
     exact = softmax_jacobian(theta.detach(), eps) @ dy  # the smoothed Jacobian is symmetric
     return float((theta.grad - exact).abs().max())
