@@ -212,7 +212,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Warcraft-like 12x12 maps: a CNN learns tile costs from pixels; paths only for I-MLE / blackbox / FY.
     "warcraft": {
         "name": "warcraft",
-        "problems": [{"name": "warcraft", "params": {"k": 12}}],
+        "problems": [{"name": "warcraft", "params": {"size": 12}}],
         "methods": [
             {"name": "imle", "params": {"task_loss": "hamming", "lambda_": 20.0}},
             {"name": "blackbox", "params": {"task_loss": "hamming", "lambda_": 20.0}},

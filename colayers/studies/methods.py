@@ -46,6 +46,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from colayers.oracles.base import Oracle
+
 __all__ = ["METHODS", "MethodInfo", "TrainingObjective", "make_method", "method_defaults", "TASK_LOSSES"]
 
 TASK_LOSSES = ("regret", "hamming")
@@ -107,7 +109,7 @@ class _SPOPlus(TrainingObjective):
         super().__init__(oracle, event_ndim)
         from colayers.losses import SPOPlusLoss
 
-        self.fn = SPOPlusLoss(oracle, alpha=alpha)
+        self.fn = SPOPlusLoss(_domain_safe(oracle), alpha=alpha)
 
     def loss(self, theta, theta_true, y_true):
         return self.fn(theta, theta_true, y_true)
@@ -167,11 +169,11 @@ class _Direct(TrainingObjective):
         self.decode = decode
 
     def wrap_model(self, model, problem=None):
-        # Warcraft-like maps have a dedicated no-oracle CNN; elsewhere an affine read-out of the default model.
-        if problem is not None and getattr(problem, "name", None) == "warcraft":
-            from .models import DirectPathCNN
-
-            return DirectPathCNN().to(problem.x_train.device)
+        # A problem may provide a dedicated no-oracle model (Warcraft: DirectPathCNN, images to path logits);
+        # elsewhere an affine read-out of the default model gives the logits.
+        extras = getattr(problem, "extras", None) or {}
+        if "make_direct_model" in extras:
+            return extras["make_direct_model"]()
         return _DirectHead(model)
 
     def loss(self, theta, theta_true, y_true):
@@ -185,6 +187,47 @@ class _Direct(TrainingObjective):
         # "oracle": the feasible solution with the largest total predicted probability, found by the oracle at
         # scores p - 1 - 1e-3 < 0 (tile costs 1 + 1e-3 - p > 0, as vertex-weighted path oracles require).
         return self.oracle(prob - 1.0 - 1e-3)
+
+
+class _NegativeScores(Oracle):
+    """Oracle adapter for oracles defined on θ < 0 only (Warcraft's vertex-weighted paths: costs must be > 0).
+
+    Finite-difference targets θ − λ·dy and additive perturbations θ + εZ may leave that domain; they are
+    clamped to θ ≤ −``floor`` (tile costs ≥ ``floor``) before the oracle is called. Other attributes are the
+    wrapped oracle's.
+    """
+
+    def __init__(self, oracle: Oracle, floor: float = 1e-3) -> None:
+        super().__init__(validate_args=False)
+        self.inner = oracle
+        self.floor = floor
+        self.event_ndim = oracle.event_ndim
+        self.event_shape = oracle.event_shape
+        self.deterministic = oracle.deterministic
+
+    def __call__(self, theta):
+        return self.inner(theta.clamp(max=-self.floor))
+
+    def solve(self, theta):
+        return self.inner.solve(theta.clamp(max=-self.floor))
+
+    def solution_shape(self, event_shape):
+        return self.inner.solution_shape(event_shape)
+
+    def objective(self, theta, y):
+        return self.inner.objective(theta, y)
+
+    def __getattr__(self, name):
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
+def _domain_safe(oracle):
+    from colayers.oracles.grid import GridVertexShortestPath
+
+    inner = getattr(oracle, "inner", oracle)  # the runner's CountingOracle wraps the problem's oracle
+    return _NegativeScores(oracle) if isinstance(inner, GridVertexShortestPath) else oracle
 
 
 def _build_spo(oracle, event_ndim, seed, *, alpha):
@@ -201,26 +244,26 @@ def _build_imle(oracle, event_ndim, seed, *, epsilon, lambda_, num_samples, task
     from colayers.layers import IMLE
 
     kw = _kwargs_for(IMLE, epsilon=epsilon, lambda_=lambda_, num_samples=num_samples, seed=seed)
-    return _TaskLossLayer(oracle, event_ndim, IMLE(oracle, **kw), task_loss)
+    return _TaskLossLayer(oracle, event_ndim, IMLE(_domain_safe(oracle), **kw), task_loss)
 
 
 def _build_aimle(oracle, event_ndim, seed, *, epsilon, num_samples, task_loss):
     from colayers.layers import AIMLE
 
     kw = _kwargs_for(AIMLE, epsilon=epsilon, num_samples=num_samples, seed=seed)
-    return _TaskLossLayer(oracle, event_ndim, AIMLE(oracle, **kw), task_loss)
+    return _TaskLossLayer(oracle, event_ndim, AIMLE(_domain_safe(oracle), **kw), task_loss)
 
 
 def _build_blackbox(oracle, event_ndim, seed, *, lambda_, task_loss):
     from colayers.layers import Blackbox
 
-    return _TaskLossLayer(oracle, event_ndim, Blackbox(oracle, lambda_=lambda_), task_loss)
+    return _TaskLossLayer(oracle, event_ndim, Blackbox(_domain_safe(oracle), lambda_=lambda_), task_loss)
 
 
 def _build_identity(oracle, event_ndim, seed, *, task_loss):
     from colayers.layers import IdentityRelaxation
 
-    return _TaskLossLayer(oracle, event_ndim, IdentityRelaxation(oracle), task_loss)
+    return _TaskLossLayer(oracle, event_ndim, IdentityRelaxation(_domain_safe(oracle)), task_loss)
 
 
 def _build_two_stage(oracle, event_ndim, seed):
