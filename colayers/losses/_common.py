@@ -30,7 +30,9 @@ def inner(a: torch.Tensor, b: torch.Tensor, event_ndim: int) -> torch.Tensor:
 
 def check_oracle(name: str, oracle: object) -> Oracle:
     if not isinstance(oracle, Oracle):
-        raise TypeError(f"{name} must be a colayers Oracle (e.g. ArgmaxOneHot(), TopKSubset(k)); got {type(oracle).__name__}")
+        raise TypeError(
+            f"{name} must be a colayers Oracle (e.g. ArgmaxOneHot(), TopKSubset(k)); got {type(oracle).__name__}"
+        )
     return oracle
 
 

@@ -46,7 +46,9 @@ def _layer_kind(layer: object) -> str:
 
 
 class FenchelYoungLoss(nn.Module):
-    r"""Fenchel-Young loss :math:`L_\Omega(\theta; \bar y) = \Omega^*(\theta) + \Omega(\bar y) - \langle\theta, \bar y\rangle \ge 0`.
+    r"""Fenchel-Young loss of a layer.
+
+    .. math::  L_\Omega(\theta; \bar y) = \Omega^*(\theta) + \Omega(\bar y) - \langle\theta, \bar y\rangle \ge 0.
 
     Its gradient is :math:`\nabla_\theta L = \mu(\theta) - \bar y` where :math:`\mu = \nabla\Omega^*` is the
     layer's output (hand-written: no autograd through the layer or the oracle). It is zero exactly when
@@ -61,11 +63,14 @@ class FenchelYoungLoss(nn.Module):
     **Perturbed layers**: :math:`\Omega^*(\theta) = \mathbb E_Z[\max_y\langle\eta(\theta, Z), y\rangle]`. With the
     layer's S samples :math:`\eta_s`, :math:`y_s = f(\eta_s)` (ONE batched oracle call) the value is estimated by
 
-    .. math::  \hat L = \frac1S\sum_s \langle\eta_s, g(y_s) - g(\bar y)\rangle \;\ge 0 \text{ sample-wise for } \bar y\in\mathcal Y,
+    .. math::  \hat L = \frac1S\sum_s \langle\eta_s, g(y_s) - g(\bar y)\rangle
+
+    (≥ 0 sample-wise for :math:`\bar y\in\mathcal Y`),
 
     whose mean is :math:`\mathbb E[\max_y\langle\eta, y\rangle] - \langle\mathbb E[\eta], \bar y\rangle`. For
-    zero-mean noise (Normal, additive) and for the mean-one multiplicative perturbation, :math:`\mathbb E[\eta] = \theta`
-    and this is unbiased for :math:`L`. For Gumbel noise (mean γ) it is :math:`L - \varepsilon\gamma\sum_i\bar y_i`, a
+    zero-mean noise (Normal, additive) and for the mean-one multiplicative perturbation,
+    :math:`\mathbb E[\eta] = \theta` and this is unbiased for :math:`L`. For Gumbel noise (mean γ)
+    it is :math:`L - \varepsilon\gamma\sum_i\bar y_i`, a
     constant shift that makes the estimator ≥ 0 and, for one-hot argmax, unbiased for the softmax FY loss
     :math:`\varepsilon\,\mathrm{logsumexp}(\theta/\varepsilon) - \langle\theta,\bar y\rangle` (= ε·CE(θ/ε, ȳ)).
     Gradient, with the same samples:

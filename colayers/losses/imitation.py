@@ -115,7 +115,7 @@ class ImitationLoss(nn.Module):
 
     @classmethod
     def structured_svm(cls, oracle: Oracle, margin_weight: float = 1.0, alpha: float = 1.0, **kwargs) -> ImitationLoss:
-        r"""Ω = 0 and the Hamming margin δ = w‖y − ȳ‖₁, served by the oracle at :math:`\alpha\theta + w(1 - 2\bar y)`."""
+        r"""Ω = 0 and the Hamming margin δ = w‖y − ȳ‖₁, served by the oracle at :math:`\alpha\theta + w(1-2\bar y)`."""
         w = check_positive("margin_weight", margin_weight)
         nd = oracle.event_ndim
 
@@ -148,4 +148,5 @@ class ImitationLoss(nn.Module):
         return reduce(value_with_gradient(theta, value, grad), self.reduction)
 
     def extra_repr(self) -> str:
-        return f"alpha={self.alpha}, delta={self.delta is not None}, omega={self.omega is not None}, reduction={self.reduction!r}"
+        has = f"delta={self.delta is not None}, omega={self.omega is not None}"
+        return f"alpha={self.alpha}, {has}, reduction={self.reduction!r}"

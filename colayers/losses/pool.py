@@ -34,7 +34,8 @@ class SolutionPool(Oracle):
         generator: an explicit CPU generator for the draws (takes precedence over ``seed``).
 
     Attributes:
-        solutions: the pool, ``(|Γ|, *solution_shape)``, sorted lexicographically (``torch.unique``).
+        solutions: the pool, ``(|Γ|, *solution_shape)``, sorted lexicographically (``torch.unique``), in the
+            dtype of the first solutions added and on the device of the latest ones.
         oracle_calls: the number of batches on which the oracle was called.
         pool_calls: the number of batches answered from the pool.
 
@@ -107,11 +108,13 @@ class SolutionPool(Oracle):
                     f"got shape {tuple(solutions.shape)}"
                 )
         if solutions.ndim < sol_ndim:
-            raise ValueError(f"solutions must have at least {sol_ndim} dimension(s); got shape {tuple(solutions.shape)}")
+            raise ValueError(
+                f"solutions must have at least {sol_ndim} dimension(s); got shape {tuple(solutions.shape)}"
+            )
         event = tuple(solutions.shape[solutions.ndim - sol_ndim :])
         new = solutions.detach().reshape((-1, *event))
-        if self.solutions is not None:
-            new = torch.cat([self.solutions, new.to(device=self.solutions.device, dtype=self.solutions.dtype)])
+        if self.solutions is not None:  # the pool follows the device of the newest solutions
+            new = torch.cat([self.solutions.to(new.device), new.to(self.solutions.dtype)])
         flat = new.reshape(new.shape[0], -1)
         self.solutions = torch.unique(flat, dim=0).reshape((-1, *event))
 
@@ -172,7 +175,9 @@ class SolutionPool(Oracle):
         return f"SolutionPool({self.oracle!r}, size={len(self)}, solve_ratio={self.solve_ratio})"
 
 
-def pool_objectives(pool: SolutionPool, theta: torch.Tensor, y_target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def pool_objectives(
+    pool: SolutionPool, theta: torch.Tensor, y_target: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(scores (*batch, |Γ|), target objective (*batch))``, both differentiable in θ."""
     scores = pool.scores(theta)
     nd = pool.event_ndim

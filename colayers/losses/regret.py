@@ -157,7 +157,9 @@ class ExperienceLoss(nn.Module):
         self.cost_fn = cost_fn
         self.reduction = check_reduction_arg(reduction)
 
-    def forward(self, theta: torch.Tensor, *args: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def forward(
+        self, theta: torch.Tensor, *args: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         push = self._pushforward_cls(self.layer, lambda atoms: self.cost_fn(atoms, *args))
         return reduce(push(theta, generator=generator), self.reduction)
 

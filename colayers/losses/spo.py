@@ -117,7 +117,8 @@ class SPOPlusLoss(nn.Module):
     :math:`\theta_\alpha`, plus one at :math:`\bar\theta` when ``y_true`` is not given). A gradient also
     flows to ``theta_true`` (:math:`-(g(y_\alpha) - g(\bar y))`) when it requires one. For an oracle with an
     offset :math:`h`, the value is the objective difference
-    :math:`[\langle\theta_\alpha, g(y_\alpha)\rangle + h(y_\alpha)] - [\langle\theta_\alpha, g(\bar y)\rangle + h(\bar y)]`.
+    :math:`F(\theta_\alpha, y_\alpha) - F(\theta_\alpha, \bar y)`
+    with :math:`F(\theta, y) = \langle\theta, g(y)\rangle + h(y)`.
 
     Works with: any :class:`~colayers.oracles.Oracle` (including a :class:`SolutionPool` standing in for one);
     no layer is needed.

@@ -44,7 +44,10 @@ def hamming_augmented_oracle(oracle: Oracle, theta: torch.Tensor, y_target: torc
 
     Since :math:`\delta_H(y,\bar y) = w\sum_i y_i(1 - 2\bar y_i) + w\sum_i \bar y_i` for 0/1 vectors :math:`y`,
 
-    .. math::  \operatorname{argmax}_y\ \delta_H(y, \bar y) + \langle\theta, y\rangle = f\big(\theta + w(\mathbf 1 - 2\bar y)\big).
+    .. math::
+
+        \operatorname{argmax}_y\ \delta_H(y, \bar y) + \langle\theta, y\rangle
+        = f\big(\theta + w(\mathbf 1 - 2\bar y)\big).
 
     Example:
         >>> import torch
@@ -57,7 +60,9 @@ def hamming_augmented_oracle(oracle: Oracle, theta: torch.Tensor, y_target: torc
 
 
 class StructuredSVMLoss(nn.Module):
-    r"""Structured hinge loss :math:`\ell(\theta; \bar y) = \max_{y\in\mathcal Y}\ \delta(y, \bar y) + \langle\theta, g(y) - g(\bar y)\rangle`.
+    r"""Structured hinge (SSVM) loss.
+
+    .. math::  \ell(\theta; \bar y) = \max_{y\in\mathcal Y}\ \delta(y, \bar y) + \langle\theta, g(y) - g(\bar y)\rangle.
 
     The value is ≥ 0 when :math:`\bar y \in \mathcal Y` and δ(ȳ, ȳ) = 0 (take y = ȳ); its subgradient is
     :math:`g(\hat y) - g(\bar y)` with :math:`\hat y` the loss-augmented maximizer (hand-written).

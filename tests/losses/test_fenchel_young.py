@@ -245,3 +245,19 @@ def test_generic_perturbed_with_additive_perturbation_is_served():
 
     layer = Perturbed(ArgmaxOneHot(), Additive(Gumbel(), 1.0), num_samples=5)
     assert FenchelYoungLoss(layer).kind == "additive"
+
+
+def test_multiplicative_on_a_two_dimensional_event():
+    # Warcraft-style vertex shortest path: θ = −cost < 0; the multiplicative perturbation keeps the sign
+    from colayers import GridVertexShortestPath
+
+    g = torch.Generator().manual_seed(0)
+    oracle = GridVertexShortestPath(4, 4)
+    theta = (-torch.rand(3, 4, 4, generator=g, dtype=torch.float64) - 0.1).requires_grad_()
+    y = oracle(-torch.rand(3, 4, 4, generator=g, dtype=torch.float64) - 0.1)
+    layer = PerturbedMultiplicative(oracle, epsilon=0.2, num_samples=5)
+    value = FenchelYoungLoss(layer, reduction="none")(theta, y, generator=torch.Generator().manual_seed(1))
+    assert value.shape == (3,) and bool((value >= 0).all())
+    value.sum().backward()
+    sample, atoms = layer.sample(theta.detach(), generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(theta.grad, (atoms * torch.exp(0.2 * sample.noise - 0.02)).mean(0) - y)

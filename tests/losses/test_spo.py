@@ -144,6 +144,10 @@ def test_bad_input():
         SPOPlusLoss(oracle)(theta, torch.randn(4, 5))
     with pytest.raises(ValueError, match="theta must be finite"):
         SPOPlusLoss(oracle)(theta.clone().fill_(float("nan")), theta)
+    with pytest.raises(ValueError, match="y_true must have theta's batch shape"):
+        SPOPlusLoss(oracle)(theta, theta, torch.zeros(3, 6))
+    with pytest.raises(ValueError, match="y_true must have the shape of the oracle's solutions"):
+        SPOPlusLoss(oracle, allow_relaxed_targets=True)(theta, theta, torch.zeros(4, 5))
     not_in_y = torch.tensor([[1.0, 1.0, 1.0, 0.0, 0.0, 0.0]]).expand(4, 6)  # 3 items, k = 2
     with pytest.raises(ValueError, match="y_true must be a solution in Y of TopKSubset.*allow_relaxed_targets"):
         SPOPlusLoss(oracle)(theta, theta, not_in_y)
