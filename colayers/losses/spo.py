@@ -121,7 +121,9 @@ class SPOPlusLoss(nn.Module):
     with :math:`F(\theta, y) = \langle\theta, g(y)\rangle + h(y)`.
 
     Works with: any :class:`~colayers.oracles.Oracle` (including a :class:`SolutionPool` standing in for one);
-    no layer is needed.
+    no layer is needed. An oracle that accepts only scores of one sign (``GridVertexShortestPath`` needs
+    θ < 0, i.e. positive tile costs) rejects :math:`\theta_\alpha` wherever :math:`\alpha\theta - \bar\theta` leaves
+    that domain (negative costs make its problem unbounded); use an imitation loss there.
 
     Args:
         oracle: the maximization oracle.

@@ -76,7 +76,9 @@ class StructuredSVMLoss(nn.Module):
 
     Works with: any :class:`~colayers.oracles.Oracle` whose solutions are 0/1 vectors (Hamming margin:
     ArgmaxOneHot, TopKSubset, GridDAGShortestPath, GridVertexShortestPath, matchings, spanning trees,
-    knapsack...); any oracle with a user-supplied loss-augmented oracle. No layer is needed.
+    knapsack...); any oracle with a user-supplied loss-augmented oracle. No layer is needed. The shifted
+    scores :math:`\theta + w(\mathbf 1 - 2\bar y)` can leave the domain of an oracle that needs scores of one
+    sign (``GridVertexShortestPath``); such an oracle then raises.
 
     Args:
         oracle: the maximization oracle.
