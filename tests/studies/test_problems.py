@@ -6,6 +6,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from colayers.studies import PROBLEMS, Problem, make_problem
 from tests.conftest import DEVICES
@@ -246,3 +248,30 @@ def test_bad_parameters_of_other_problems_are_named():
         make_problem("warcraft", size=1)
     with pytest.raises(ValueError, match="noise"):
         make_problem("ranking", noise=2.0)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# instances lie in the stated ranges, for any seed and parameters
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    deg=st.integers(1, 6),
+    noise=st.floats(0.0, 0.9),
+    p=st.integers(1, 6),
+)
+def test_polynomial_generators_stay_in_their_stated_ranges(seed, deg, noise, p):
+    # For even deg, (s + 3)^deg + 1 ≥ 1, so c ≥ (1 - noise) / 3.5^deg > 0 exactly. For odd deg, as in PyEPO,
+    # c < 0 is possible but needs s = (Bx)_j / sqrt(p) < -4, with s ~ N(0, ≤ 1): only finiteness is asserted.
+    sp = make_problem("shortest_path", seed=seed, n=4, n_test=2, p=p, grid=(3, 3), deg=deg, noise=noise)
+    cost = -torch.cat([sp.theta_train, sp.theta_test])
+    if deg % 2 == 0:
+        assert bool((cost >= (1 - noise) / 3.5**deg * (1 - 1e-6)).all())
+    assert bool(torch.isfinite(cost).all())
+    ks = make_problem("knapsack", seed=seed, n=4, n_test=2, p=p, num_items=8, deg=deg, noise=noise)
+    vals = torch.cat([ks.theta_train, ks.theta_test])
+    assert bool((vals == vals.round()).all())  # integer values (PyEPO rounds up)
+    W, cap = ks.extras["weights"], ks.extras["capacity"]
+    assert bool(((W >= 3.0) & (W <= 7.99 + 1e-6)).all())
+    assert bool(((torch.cat([ks.y_train, ks.y_test]) @ W.T) <= cap + 1e-5).all())
