@@ -153,3 +153,18 @@ def test_bad_input():
         SPOPlusLoss(oracle)(theta, theta, not_in_y)
     relaxed = SPOPlusLoss(oracle, allow_relaxed_targets=True)(theta, theta, not_in_y)
     assert relaxed.shape == ()
+
+
+def test_batched_losses_equal_a_per_instance_loop():
+    from colayers import StructuredSVMLoss
+
+    g = torch.Generator().manual_seed(4)
+    oracle = GridDAGShortestPath(4, 5)
+    theta = torch.randn(2, 3, oracle.num_edges, generator=g, dtype=torch.float64)
+    theta_true = -torch.rand(2, 3, oracle.num_edges, generator=g, dtype=torch.float64)
+    y_bar = oracle(theta_true)
+    for loss in (SPOPlusLoss(oracle, reduction="none"), StructuredSVMLoss(oracle, reduction="none")):
+        args = (theta_true,) if isinstance(loss, SPOPlusLoss) else (y_bar,)
+        batched = loss(theta, *args)
+        looped = torch.stack([torch.stack([loss(theta[i, j], args[0][i, j]) for j in range(3)]) for i in range(2)])
+        torch.testing.assert_close(batched, looped)
