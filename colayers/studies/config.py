@@ -191,9 +191,18 @@ PRESETS: dict[str, dict[str, Any]] = {
     "default": {
         "name": "default",
         "problems": [{"name": "shortest_path", "params": dict(_SP)}],
-        "methods": ["spo+", "fy", "imle", "aimle", "blackbox", "identity", "two-stage"],
+        # Hyper-parameters chosen on tuning seeds 100-102 (other data sets), never on the reported seeds 0-2.
+        "methods": [
+            {"name": "spo+"},
+            {"name": "fy", "params": {"epsilon": 1.0, "num_samples": 10}},
+            {"name": "imle", "params": {"epsilon": 0.5, "lambda_": 50.0, "task_loss": "regret"}},
+            {"name": "aimle", "params": {"epsilon": 0.5, "task_loss": "regret"}},
+            {"name": "blackbox", "params": {"lambda_": 20.0, "task_loss": "regret"}},
+            {"name": "identity", "params": {"task_loss": "regret"}},
+            {"name": "two-stage"},
+        ],
         "seeds": [0, 1, 2],
-        "epochs": 10,
+        "epochs": 20,
         "batch_size": 32,
         "lr": 0.01,
         "output": "colayers-study",
