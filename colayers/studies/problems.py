@@ -412,9 +412,9 @@ def topk_problem(
     r"""k-subset selection: pick the ``k`` items of largest value, values a noisy polynomial of features.
 
     Item values follow Elmachtoub & Grigas' generator (as in :func:`shortest_path_problem`, with ``d =
-    num_items``): :math:`v_{ij} = [(	frac{1}{\sqrt p}(B x_i)_j + 3)^{\deg} + 1] / 3.5^{\deg}\,arepsilon_{ij}`,
-    :math:`B \in \{0,1\}^{m	imes p}` Bernoulli(0.5), :math:`x_i \sim \mathcal{N}(0, I_p)`,
-    :math:`arepsilon_{ij} \sim U[1-ararepsilon, 1+ararepsilon]` (numpy ``RandomState(seed)``).
+    num_items``): :math:`v_{ij} = [(\tfrac{1}{\sqrt p}(B x_i)_j + 3)^{\deg} + 1] / 3.5^{\deg}\,\varepsilon_{ij}`,
+    :math:`B \in \{0,1\}^{m\times p}` Bernoulli(0.5), :math:`x_i \sim \mathcal{N}(0, I_p)`,
+    :math:`\varepsilon_{ij} \sim U[1-\bar\varepsilon, 1+\bar\varepsilon]` (numpy ``RandomState(seed)``).
 
     Sign convention: ``sense="max"``, ``theta = v > 0``, ``y = TopKSubset(k)(theta)`` the 0/1 indicator of the
     k most valuable items. Default model: :class:`~colayers.studies.LinearModel` ``p -> num_items`` with bias.
@@ -466,8 +466,7 @@ def ranking_problem(
     r"""Ranking: order items by value, values a noisy polynomial of features (the generator of :func:`topk_problem`).
 
     Sign convention: ``sense="max"``, ``theta = v > 0``, ``y = Ranking()(theta)`` the rank vector (rank ``m``
-    for the most valuable item, 1 for the least; it maximizes :math:`\langle	heta, y
-angle` over the
+    for the most valuable item, 1 for the least; it maximizes :math:`\langle\theta, y\rangle` over the
     permutations of (1, ..., m)). Default model: :class:`~colayers.studies.LinearModel` ``p -> num_items``.
 
     Args:
@@ -584,10 +583,20 @@ class _PackingOracle(Oracle):
         best = torch.cat([(t @ Y.T).argmax(dim=1) for t in theta.split(chunk)])
         return Y[best]
 
+    def __repr__(self) -> str:
+        return f"PackingOracle(items={self.packings.shape[1]}, feasible_packings={self.packings.shape[0]})"
+
 
 def _knapsack_oracle(weights: np.ndarray, capacity: np.ndarray) -> Oracle:
     import functools
 
+    scaled = np.round(weights * 100)
+    if weights.shape[0] == 1 and np.allclose(scaled, weights * 100) and float(capacity[0] * 100).is_integer():
+        # one constraint and weights in hundredths (PyEPO's): the library's batched dynamic program, on
+        # integer weights in hundredths (the same feasible set)
+        from ..oracles import Knapsack
+
+        return Knapsack(weights=scaled[0], capacity=float(capacity[0] * 100))
     packings = _feasible_packings(weights, capacity, limit=2_000_000)
     if packings is not None:
         return _PackingOracle(packings)
@@ -611,22 +620,23 @@ def knapsack_problem(
 ) -> Problem:
     r"""0/1 multi-dimensional knapsack with PyEPO's generator (``pyepo.data.knapsack.genData``).
 
-    Item weights :math:`W \in \{3.00, 3.01, \dots, 7.99\}^{\mathrm{dim}	imes m}` are fixed across instances;
+    Item weights :math:`W \in \{3.00, 3.01, \dots, 7.99\}^{\mathrm{dim}\times m}` are fixed across instances;
     item values are
 
-    .. math::  v_{ij} = \Bigl\lceil 5\,rac{(	frac{1}{\sqrt p}(B x_i)_j + 3)^{\deg} + 1}{3.5^{\deg}}\,
-                arepsilon_{ij} \Bigr
-ceil
+    .. math::  v_{ij} = \Bigl\lceil 5\,\frac{(\tfrac{1}{\sqrt p}(B x_i)_j + 3)^{\deg} + 1}{3.5^{\deg}}\,
+                \varepsilon_{ij} \Bigr\rceil
 
-    with :math:`B \in \{0,1\}^{m	imes p}` Bernoulli(0.5), :math:`x_i \sim \mathcal{N}(0, I_p)`,
-    :math:`arepsilon_{ij} \sim U[1-ararepsilon, 1+ararepsilon]`, drawn in PyEPO's order (W, B, x,
+    with :math:`B \in \{0,1\}^{m\times p}` Bernoulli(0.5), :math:`x_i \sim \mathcal{N}(0, I_p)`,
+    :math:`\varepsilon_{ij} \sim U[1-\bar\varepsilon, 1+\bar\varepsilon]`, drawn in PyEPO's order (W, B, x,
     noise) from ``numpy.random.RandomState(seed)``; so the data equal PyEPO's
     ``genData(n + n_test, p, num_items, dim, deg, noise, seed)``. Every dimension has capacity ``capacity``
     (PyEPO's experiments: 32 items, dim 2, capacity 20). Tang & Khalil, *PyEPO*, 2022.
 
     Sign convention: ``sense="max"``, ``theta = v`` (positive integers), ``y`` the 0/1 packing maximizing
-    :math:`\langle v, y
-angle` subject to :math:`W y \le` capacity, solved exactly by a MILP.
+    :math:`\langle v, y\rangle` subject to :math:`W y \le` capacity, solved exactly: with ``dim == 1`` by
+    :class:`~colayers.oracles.Knapsack` (a batched dynamic program on the weights in hundredths); with
+    several constraints by scoring every feasible packing (enumerated once; 9,366 for the defaults) in one
+    matrix product, or by a HiGHS MILP per instance when there are more than two million packings.
     Default model: :class:`~colayers.studies.LinearModel` ``p -> num_items`` with bias.
     ``extras`` holds ``weights`` (dim, m) and ``capacity`` (dim,) as float32 tensors.
 
@@ -687,18 +697,10 @@ angle` subject to :math:`W y \le` capacity, solved exactly by a MILP.
 # bipartite matching
 
 
-def _assignment(theta: np.ndarray) -> np.ndarray:
-    """Maximum-weight perfect matching of a square score matrix (scipy's linear_sum_assignment)."""
-    from scipy.optimize import linear_sum_assignment
-
-    rows, cols = linear_sum_assignment(theta, maximize=True)
-    y = np.zeros_like(theta)
-    y[rows, cols] = 1
-    return y
-
-
 def _matching_oracle(size: int) -> Oracle:
-    return SolverOracle(_assignment, event_shape=(size, size))
+    from ..oracles import BipartiteMatching
+
+    return BipartiteMatching(size)
 
 
 def matching_problem(
@@ -715,12 +717,12 @@ def matching_problem(
     r"""Maximum-weight perfect bipartite matching of ``size + size`` nodes; edge weights from features.
 
     The ``size²`` edge weights follow Elmachtoub & Grigas' generator (as in :func:`topk_problem` with
-    ``d = size²``, reshaped row-major to ``(size, size)``): :math:`w_{i,(a,b)} = [(	frac{1}{\sqrt p}(B x_i)_{ab}
-    + 3)^{\deg} + 1] / 3.5^{\deg}\,arepsilon_{i,ab}`.
+    ``d = size²``, reshaped row-major to ``(size, size)``): :math:`w_{i,(a,b)} = [(\tfrac{1}{\sqrt p}(B x_i)_{ab}
+    + 3)^{\deg} + 1] / 3.5^{\deg}\,\varepsilon_{i,ab}`.
 
     Sign convention: ``sense="max"``, ``theta = w > 0`` of shape ``(size, size)``, ``y`` the permutation matrix
-    of the perfect matching maximizing :math:`\langle w, y
-angle` (the assignment problem, solved exactly).
+    of the perfect matching maximizing :math:`\langle w, y\rangle` (the assignment problem, solved exactly
+    by :class:`~colayers.oracles.BipartiteMatching`).
     Default model: :class:`~colayers.studies.LinearModel` ``p -> (size, size)`` with bias.
 
     Args:

@@ -223,8 +223,9 @@ def test_knapsack_values_match_independent_pyepo_recomputation():
     np.testing.assert_array_equal(prob.theta_test.numpy(), vals[n:])
 
 
-def test_knapsack_oracle_is_optimal_and_feasible_for_any_sign_of_scores():
-    prob = make_problem("knapsack", seed=4, n=20, n_test=5, num_items=10, capacity=15)
+@pytest.mark.parametrize("dim", [1, 2])
+def test_knapsack_oracle_is_optimal_and_feasible_for_any_sign_of_scores(dim):
+    prob = make_problem("knapsack", seed=4, n=20, n_test=5, num_items=10, capacity=15, dim=dim)
     W, cap = prob.extras["weights"].double(), prob.extras["capacity"].double()
     subsets = torch.tensor(list(itertools.product([0.0, 1.0], repeat=10)), dtype=torch.float64)  # all 1024
     feasible = subsets[((subsets @ W.T) <= cap + 1e-9).all(dim=1)]
