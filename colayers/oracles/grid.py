@@ -165,6 +165,8 @@ class GridVertexShortestPath(Oracle):
 
     Args:
         height, width: the map size (at least 2 tiles).
+        chunk_size: instances solved together; ``None`` picks 4096 on the CPU (the working set then stays in
+            the cache) and the whole batch on CUDA. The result does not depend on it.
         validate_args: see :class:`~colayers.oracles.Oracle`; also checks that ``theta < 0``.
 
     Example:
@@ -179,10 +181,11 @@ class GridVertexShortestPath(Oracle):
 
     event_ndim = 2
 
-    def __init__(self, height: int, width: int, *, validate_args: bool = True) -> None:
+    def __init__(self, height: int, width: int, *, chunk_size: int | None = None, validate_args: bool = True) -> None:
         super().__init__(validate_args=validate_args)
         self.height, self.width = _check_grid(height, width)
         self.event_shape = (self.height, self.width)
+        self.chunk_size = None if chunk_size is None else check_int_at_least("chunk_size", chunk_size, 1)
 
     @staticmethod
     def _relax(before: torch.Tensor, cost: torch.Tensor, target: torch.Tensor) -> None:
@@ -192,27 +195,34 @@ class GridVertexShortestPath(Oracle):
         best += cost
         torch.minimum(target, best, out=target)
 
+    def _sweeps(self, dist: torch.Tensor, cost: torch.Tensor) -> None:
+        """One Gauss-Seidel round, in place: four directional sweeps (down, right, up, left).
+
+        A sweep relaxes a whole row (column) of every instance from the 3 adjacent tiles of the row (column)
+        before it, which it has just updated, so a straight run of any length is settled in one sweep.
+        """
+        h, w = cost.shape[:2]
+        for r in range(1, h):  # down: grid row r from grid row r - 1
+            self._relax(dist[r], cost[r], dist[r + 1, 1 : w + 1])
+        for c in range(1, w):  # right: grid column c from grid column c - 1
+            self._relax(dist[:, c], cost[:, c], dist[1 : h + 1, c + 1])
+        for r in range(h - 2, -1, -1):  # up: grid row r from grid row r + 1
+            self._relax(dist[r + 2], cost[r], dist[r + 1, 1 : w + 1])
+        for c in range(w - 2, -1, -1):  # left: grid column c from grid column c + 1
+            self._relax(dist[:, c + 2], cost[:, c], dist[1 : h + 1, c + 1])
+
     def _padded_distances(self, cost: torch.Tensor) -> torch.Tensor:
         """Distances in the padded, batch-last layout (h+2, w+2, N) with +inf on the border."""
         h, w, n = cost.shape
         dist = cost.new_full((h + 2, w + 2, n), float("inf"))
         dist[1, 1] = cost[0, 0]
+        # Rounds of sweeps until a round changes nothing (one host synchronisation per round). Each round
+        # does at least the work of one Jacobi (all-at-once) Bellman-Ford round, so h*w rounds always suffice.
         previous = torch.empty_like(dist)
-        # Gauss-Seidel rounds of four directional sweeps; a sweep relaxes a row (column) from the 3 tiles of
-        # the row (column) before it, which it has just updated, so a straight run is settled in one sweep.
-        # A round changes nothing once the distances are final; each round does at least the work of one
-        # Jacobi (all-at-once) Bellman-Ford round, so h*w rounds always suffice.
         for _ in range(h * w + 1):
             previous.copy_(dist)
-            for r in range(1, h):  # down: grid row r from grid row r - 1
-                self._relax(dist[r], cost[r], dist[r + 1, 1 : w + 1])
-            for c in range(1, w):  # right: grid column c from grid column c - 1
-                self._relax(dist[:, c], cost[:, c], dist[1 : h + 1, c + 1])
-            for r in range(h - 2, -1, -1):  # up: grid row r from grid row r + 1
-                self._relax(dist[r + 2], cost[r], dist[r + 1, 1 : w + 1])
-            for c in range(w - 2, -1, -1):  # left: grid column c from grid column c + 1
-                self._relax(dist[:, c + 2], cost[:, c], dist[1 : h + 1, c + 1])
-            if torch.equal(dist, previous):  # one host synchronisation per round
+            self._sweeps(dist, cost)
+            if torch.equal(dist, previous):
                 return dist
         raise OracleError(f"{self!r}: Bellman-Ford did not converge; the tile costs must be positive")
 
@@ -232,39 +242,39 @@ class GridVertexShortestPath(Oracle):
                 f"found {int((theta >= 0).sum())} entries ≥ 0, first at (instance, row, col) = {tuple(bad)} "
                 f"with value {float(theta[tuple(bad)])}"
             )
+        chunk = self.chunk_size
+        if chunk is None:
+            chunk = theta.shape[0] if theta.device.type == "cuda" else 4096
+        if theta.shape[0] <= chunk:
+            return self._solve_chunk(theta)
+        return torch.cat([self._solve_chunk(part) for part in theta.split(chunk)])
+
+    def _solve_chunk(self, theta: torch.Tensor) -> torch.Tensor:
         n, h, w = theta.shape
         device = theta.device
-        cost = torch.empty((h, w, n), dtype=theta.dtype, device=device)
-        torch.neg(theta.permute(1, 2, 0), out=cost)
-        dist = self._padded_distances(cost)
-        dist = dist.view((h + 2) * (w + 2), n)
+        cost = theta.reshape(n, h * w).t().contiguous().neg_().view(h, w, n)
+        dist = self._padded_distances(cost).view((h + 2) * (w + 2), n).t().contiguous()  # (n, padded tiles)
         # trace back from the target: the predecessor of a tile is its neighbour of least distance, ties to the
         # first in _OFFSETS; at the fixed point D_u + c_v = D_v for it (v not the start), so the path is optimal
-        deltas = [dr * (w + 2) + dc for dr, dc in _OFFSETS]
+        deltas = torch.tensor([[dr * (w + 2) + dc for dr, dc in _OFFSETS]], device=device)
         start = w + 3  # padded flat index of tile (0, 0)
-        y = torch.zeros(((h + 2) * (w + 2), n), dtype=theta.dtype, device=device)
-        current = torch.full((1, n), (h + 1) * (w + 2) - 2, dtype=torch.long, device=device)
-        y.scatter_(0, current, 1.0)
+        current = torch.full((n, 1), (h + 1) * (w + 2) - 2, dtype=torch.long, device=device)
+        visited = [current]
         steps = 0
         while True:  # a path has at least max(h, w) tiles and at most h * w
             for _ in range(max(h, w) - 1 if steps == 0 else 4):
-                best_value, best_index = None, current
-                for delta in deltas:
-                    index = current + delta
-                    value = dist.gather(0, index)
-                    if best_value is None:
-                        best_value, best_index = value, index
-                    else:
-                        better = value < best_value
-                        best_value = torch.where(better, value, best_value)
-                        best_index = torch.where(better, index, best_index)
-                current = torch.where(current == start, current, best_index)
-                y.scatter_(0, current, 1.0)
+                around = current + deltas  # (n, 8)
+                best = around.gather(1, dist.gather(1, around).argmin(dim=1, keepdim=True))
+                current = torch.where(current == start, current, best)
+                visited.append(current)
                 steps += 1
             if bool((current == start).all()):
-                return y.view(h + 2, w + 2, n)[1 : h + 1, 1 : w + 1].permute(2, 0, 1).contiguous()
+                break
             if steps > h * w:
                 raise OracleError(f"{self!r}: tracing back the paths did not reach the start tile")
+        y = torch.zeros((n, (h + 2) * (w + 2)), dtype=theta.dtype, device=device)
+        y.scatter_(1, torch.cat(visited, dim=1), 1.0)
+        return y.view(n, h + 2, w + 2)[:, 1 : h + 1, 1 : w + 1].contiguous()
 
     def shortest_path(self, cost: torch.Tensor) -> torch.Tensor:
         """The shortest path for positive tile costs ``cost`` (*batch, h, w): the same as ``self(-cost)``."""

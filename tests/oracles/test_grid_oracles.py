@@ -195,3 +195,11 @@ def test_bad_grid_sizes(cls):
         cls(3, 2.5)
     with pytest.raises(TypeError, match="cost"):
         cls(2, 2).shortest_path(np.ones(4))
+
+
+def test_vertex_chunking_does_not_change_the_result():
+    cost = torch.randint(1, 4, (30, 6, 7), generator=torch.Generator().manual_seed(5)).double()
+    whole = GridVertexShortestPath(6, 7, chunk_size=30).shortest_path(cost)
+    assert torch.equal(GridVertexShortestPath(6, 7, chunk_size=7).shortest_path(cost), whole)
+    with pytest.raises(ValueError, match="chunk_size"):
+        GridVertexShortestPath(6, 7, chunk_size=0)
