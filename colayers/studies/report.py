@@ -150,6 +150,7 @@ def plot_results(records: list[dict[str, Any]], out_dir: str | os.PathLike) -> l
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     out = Path(out_dir)
     trials = _trials(records)
@@ -164,6 +165,8 @@ def plot_results(records: list[dict[str, Any]], out_dir: str | os.PathLike) -> l
                 ax.plot(xs, m, marker="o", ms=3, label=method)
                 ax.fill_between(xs, [a - b for a, b in zip(m, s)], [a + b for a, b in zip(m, s)], alpha=0.15)
             ax.set_xlabel(xlabel)
+            if x_key is None:
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_ylabel("test normalized regret")
             ax.set_title(f"{problem}: test regret vs {xlabel}")
             ax.grid(alpha=0.3)
