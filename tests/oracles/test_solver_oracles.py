@@ -52,7 +52,8 @@ def test_binary_program_matches_brute_force(n, m, seed):
 def test_continuous_lp_matches_an_independent_solver(n, seed):
     """An LP with equality and inequality constraints against cvxpy's interior-point solver (Clarabel)."""
     rng = np.random.default_rng(seed)
-    A_ub, b_ub = rng.normal(size=(2, n)), rng.uniform(0.5, 2.0, size=2)
+    A_ub = rng.normal(size=(2, n))
+    b_ub = A_ub @ np.full(n, 1.0 / n) + rng.uniform(0.1, 1.0, size=2)  # the centre of the simplex is feasible
     A_eq, b_eq = np.ones((1, n)), np.array([1.0])
     theta = rng.normal(size=(3, n))
     lp = LinearProgram(n, A_ub=A_ub, b_ub=b_ub, A_eq=A_eq, b_eq=b_eq, bounds=(0, 1))
