@@ -4,7 +4,7 @@ See :mod:`colayers.layers.core` for the shared machinery (the VJP rules) and ``d
 formulas and a guide to choosing an estimator.
 """
 
-from . import functional
+from . import functional as functional  # the functional twins: colayers.layers.functional
 from .core import (
     OracleLayer,
     active_set_vjp,
@@ -36,5 +36,4 @@ __all__: list[str] = [
     "finite_difference_vjp",
     "identity_vjp",
     "active_set_vjp",
-    "functional",
 ]
