@@ -203,3 +203,17 @@ def test_vertex_chunking_does_not_change_the_result():
     assert torch.equal(GridVertexShortestPath(6, 7, chunk_size=7).shortest_path(cost), whole)
     with pytest.raises(ValueError, match="chunk_size"):
         GridVertexShortestPath(6, 7, chunk_size=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_warcraft_size_against_scipy(dtype):
+    """12 x 12 maps as in the Warcraft benchmark, half of them with integer costs (many ties)."""
+    gen = torch.Generator().manual_seed(4)
+    cost = 1.0 + 9.0 * torch.rand(40, 12, 12, generator=gen, dtype=torch.float64)
+    cost[:20] = cost[:20].round()
+    cost = cost.to(dtype)
+    y = GridVertexShortestPath(12, 12).shortest_path(cost)
+    rtol = 1e-5 if dtype == torch.float32 else 1e-12
+    for c, path in zip(cost.double().numpy(), y.double().numpy()):
+        assert_vertex_path(path)
+        np.testing.assert_allclose((c * path).sum(), vertex_optimum(c), rtol=rtol)
