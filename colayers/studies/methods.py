@@ -25,7 +25,11 @@ Task losses for the estimator methods (``task_loss``):
   :math:`\langle\bar\theta, \bar y\rangle - \langle\bar\theta, \hat y\rangle`,
   whose gradient with respect to :math:`\hat y` is :math:`-\bar\theta` (needs the true scores);
 * ``"hamming"`` — :math:`\langle \hat y, 1 - 2\bar y\rangle + \langle\bar y, 1\rangle = \|\hat y - \bar y\|_1` for 0/1
-  vectors, averaged over entries (needs the optimal solutions only: "trained from paths").
+  vectors (needs the optimal solutions only: "trained from paths").
+
+Both are summed over the event and averaged over the batch (and the samples), as in the blackbox paper's
+Hamming loss, so that the finite-difference step :math:`\lambda\,\mathrm{d}y` of I-MLE and blackbox has the
+scale λ/B.
 
 Example:
     >>> import torch
@@ -89,8 +93,10 @@ def _task_loss(kind: str, y_hat: torch.Tensor, theta_true: torch.Tensor, y_true:
     if kind == "regret":
         # <θ̄, ȳ> - <θ̄, ŷ>: the constant term keeps the value a regret (≥ 0) without changing the gradient.
         return ((theta_true * y_true).sum(dim=dims) - (theta_true * y_hat).sum(dim=dims)).mean()
-    # Hamming: ||ŷ - ȳ||_1 for 0/1 vectors, written linearly in ŷ so that ŷ may be a mean of samples.
-    return (y_hat * (1 - 2 * y_true) + y_true).mean()
+    # Hamming: ||ŷ - ȳ||_1 per instance for 0/1 vectors, written linearly in ŷ so that ŷ may be a mean of samples;
+    # summed over the event and averaged over the batch like the regret (the finite-difference step λ·dy of
+    # I-MLE and blackbox then does not shrink with the event size).
+    return (y_hat * (1 - 2 * y_true) + y_true).sum(dim=dims).mean()
 
 
 def _kwargs_for(cls: Any, **kwargs: Any) -> dict[str, Any]:

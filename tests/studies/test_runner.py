@@ -17,6 +17,7 @@ import torch
 
 from colayers import ArgmaxOneHot
 from colayers.studies.config import config_from_dict
+from colayers.studies.methods import METHODS, make_method, method_defaults
 from colayers.studies.runner import (
     RESULTS_FILE,
     CountingOracle,
@@ -234,3 +235,75 @@ def test_trials_run_on_the_configured_device(tmp_path, device):
     recs = run_study(small_config(tmp_path, seeds=[0], methods=["fy", "blackbox"], device=device), progress=False)
     assert len(recs) == 4 and all(r["device"].startswith(device) for r in recs)
     assert all(math.isfinite(r["normalized_regret"]) for r in recs)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# methods
+
+
+def _sp_batch(n=16, seed=0):
+    from colayers.studies.problems import make_problem
+
+    prob = make_problem("shortest_path", seed=seed, n=n, n_test=4)
+    return prob, prob.x_train, prob.theta_train, prob.y_train
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_method_gives_a_finite_loss_with_a_gradient(name):
+    prob, x, theta_true, y_true = _sp_batch()
+    oracle = CountingOracle(prob.oracle)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        objective = make_method(name, oracle, prob.event_ndim, seed=0)
+        model = objective.wrap_model(prob.make_model(), prob)
+    loss = objective.loss(model(x), theta_true, y_true)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads
+    if name != "aimle":  # AIMLE's adaptive step starts small and may give a zero first gradient
+        assert any(float(g.abs().sum()) > 0 for g in grads)
+    assert (oracle.calls > 0) == objective.uses_oracle_in_training == (name not in ("two-stage", "direct"))
+    y_hat = objective.predict(model(x).detach())
+    assert y_hat.shape == y_true.shape and bool(((y_hat == 0) | (y_hat == 1)).all())
+
+
+def test_task_losses_are_regret_and_hamming():
+    from colayers.metrics import regret
+    from colayers.studies.methods import _task_loss
+
+    prob, _, theta_true, y_true = _sp_batch()
+    y_hat = prob.oracle(theta_true.flip(0))  # the optimal paths of other instances
+    want = regret(prob.oracle, theta_true, y_hat, y_true).mean()
+    assert torch.allclose(_task_loss("regret", y_hat, theta_true, y_true, 1), want)
+    l1 = (y_hat - y_true).abs().sum(dim=1).mean()
+    assert torch.allclose(_task_loss("hamming", y_hat, theta_true, y_true, 1), l1)
+    # samples stacked first average like the batch
+    stacked = torch.stack([y_hat, y_true])
+    assert torch.allclose(_task_loss("hamming", stacked, theta_true, y_true, 1), l1 / 2)
+
+
+def test_method_hyper_parameter_errors_name_the_parameter():
+    with pytest.raises(ValueError, match="epsilon"):
+        make_method("fy", ArgmaxOneHot(), 1, epsilon=0.0)
+    with pytest.raises(ValueError, match="task_loss"):
+        make_method("imle", ArgmaxOneHot(), 1, task_loss="cross-entropy")
+    with pytest.raises(ValueError, match="num_samples"):
+        make_method("fy", ArgmaxOneHot(), 1, num_samples=2.5)
+    with pytest.raises(ValueError, match="unknown hyper-parameter 'sigma'"):
+        make_method("blackbox", ArgmaxOneHot(), 1, sigma=1.0)
+    assert method_defaults("fy") == {"epsilon": 1.0, "num_samples": 10, "multiplicative": False}
+
+
+def test_negative_domain_oracle_is_clamped_for_finite_differences():
+    from colayers.oracles.grid import GridVertexShortestPath
+
+    oracle = CountingOracle(GridVertexShortestPath(4, 4))
+    objective = make_method("blackbox", oracle, 2, lambda_=100.0, task_loss="hamming")
+    theta = (-torch.rand(3, 4, 4, generator=torch.Generator().manual_seed(0)) - 0.1).requires_grad_()
+    y_true = oracle.inner(-torch.ones(3, 4, 4))
+    objective.loss(theta, -torch.ones(3, 4, 4), y_true).backward()  # θ − λ·dy leaves θ < 0: clamped, no error
+    assert theta.grad is not None and torch.isfinite(theta.grad).all()
+    assert oracle.calls == 2
+    with pytest.raises(ValueError):
+        oracle(theta.detach() + 1.0)  # the bare oracle rejects θ ≥ 0
