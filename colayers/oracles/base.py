@@ -6,7 +6,7 @@ An oracle solves, for every instance of a batch of scores :math:`\theta`,
 
 with :math:`\mathcal{Y}` finite (the vertices of a polytope). By default :math:`g` is the identity and
 :math:`h` is zero. Scores are *maximized*: a cost-minimization problem is served by ``theta = -cost``
-unless the oracle says otherwise (the grid shortest-path oracles take costs and say so).
+(the grid shortest-path oracles follow this rule too, and offer ``shortest_path(cost)`` for readability).
 """
 
 from __future__ import annotations
