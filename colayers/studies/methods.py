@@ -128,7 +128,7 @@ class _FenchelYoung(TrainingObjective):
         from colayers.losses import FenchelYoungLoss
 
         cls = PerturbedMultiplicative if multiplicative else PerturbedAdditive
-        self.layer = cls(oracle, epsilon=epsilon, num_samples=num_samples, seed=seed)
+        self.layer = cls(_domain_safe(oracle), epsilon=epsilon, num_samples=num_samples, seed=seed)
         self.fn = FenchelYoungLoss(self.layer)
 
     def loss(self, theta, theta_true, y_true):
