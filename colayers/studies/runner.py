@@ -42,6 +42,7 @@ import math
 import multiprocessing
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -277,6 +278,7 @@ class TrialSpec:
 
 
 _PROBLEM_CACHE: dict[tuple, Any] = {}
+_INIT_LOCK = threading.RLock()
 
 
 def _get_problem(spec: ProblemSpec, seed: int, device: str):
@@ -322,7 +324,10 @@ def iter_trial(spec: TrialSpec) -> Iterator[dict[str, Any]]:
     old_threads = torch.get_num_threads()
     torch.set_num_threads(spec.threads)
     try:
-        with torch.random.fork_rng(devices=fork_devices):
+        # Model initialisation draws from the global RNG: fork it, seed it with the trial seed, restore it after.
+        # The lock keeps concurrent trials on a thread executor from seeding each other's draws. Training then
+        # uses only explicit generators (batch order below, the layers' own seeded generators).
+        with _INIT_LOCK, torch.random.fork_rng(devices=fork_devices):
             torch.manual_seed(spec.seed)
             problem = _get_problem(spec.problem, spec.seed, spec.device)
             oracle = CountingOracle(problem.oracle)
@@ -330,47 +335,47 @@ def iter_trial(spec: TrialSpec) -> Iterator[dict[str, Any]]:
                 spec.method.name, oracle, problem.event_ndim, seed=spec.seed, **spec.method.params
             ).to(device)
             model = objective.wrap_model(problem.make_model(), problem).to(device)
-            params = list(model.parameters()) + [p for p in objective.parameters() if p.requires_grad]
-            lr = float(spec.method.params.get("lr", spec.lr))
-            optimizer = torch.optim.Adam(params, lr=lr, weight_decay=spec.weight_decay)
-            order = torch.Generator().manual_seed(spec.seed)
-            n = problem.x_train.shape[0]
-            train_time = 0.0
-            for epoch in range(1, spec.epochs + 1):
-                model.train()
-                _sync(device)
-                t0 = time.perf_counter()
-                perm = torch.randperm(n, generator=order).to(device)
-                total, count = 0.0, 0
-                for i in range(0, n, spec.batch_size):
-                    idx = perm[i : i + spec.batch_size]
-                    theta = model(problem.x_train[idx])
-                    loss = objective.loss(theta, problem.theta_train[idx], problem.y_train[idx])
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    total += float(loss.detach()) * idx.shape[0]
-                    count += idx.shape[0]
-                _sync(device)
-                train_time += time.perf_counter() - t0
-                metrics = _evaluate(model, objective, problem, oracle)
-                yield {
-                    "study": spec.study,
-                    "problem": spec.problem.name,
-                    "method": spec.method.label,
-                    "method_name": spec.method.name,
-                    "seed": spec.seed,
-                    "settings": spec.settings,
-                    "epoch": epoch,
-                    "epochs": spec.epochs,
-                    **metrics,
-                    "train_loss": total / max(count, 1),
-                    "train_time_s": train_time,
-                    "wall_time_s": time.perf_counter() - t_start,
-                    "oracle_calls": oracle.calls,
-                    "oracle_instances": oracle.instances,
-                    "device": str(device),
-                }
+        params = list(model.parameters()) + [p for p in objective.parameters() if p.requires_grad]
+        lr = float(spec.method.params.get("lr", spec.lr))
+        optimizer = torch.optim.Adam(params, lr=lr, weight_decay=spec.weight_decay)
+        order = torch.Generator().manual_seed(spec.seed)
+        n = problem.x_train.shape[0]
+        train_time = 0.0
+        for epoch in range(1, spec.epochs + 1):
+            model.train()
+            _sync(device)
+            t0 = time.perf_counter()
+            perm = torch.randperm(n, generator=order).to(device)
+            total, count = 0.0, 0
+            for i in range(0, n, spec.batch_size):
+                idx = perm[i : i + spec.batch_size]
+                theta = model(problem.x_train[idx])
+                loss = objective.loss(theta, problem.theta_train[idx], problem.y_train[idx])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += float(loss.detach()) * idx.shape[0]
+                count += idx.shape[0]
+            _sync(device)
+            train_time += time.perf_counter() - t0
+            metrics = _evaluate(model, objective, problem, oracle)
+            yield {
+                "study": spec.study,
+                "problem": spec.problem.name,
+                "method": spec.method.label,
+                "method_name": spec.method.name,
+                "seed": spec.seed,
+                "settings": spec.settings,
+                "epoch": epoch,
+                "epochs": spec.epochs,
+                **metrics,
+                "train_loss": total / max(count, 1),
+                "train_time_s": train_time,
+                "wall_time_s": time.perf_counter() - t_start,
+                "oracle_calls": oracle.calls,
+                "oracle_instances": oracle.instances,
+                "device": str(device),
+            }
     finally:
         torch.set_num_threads(old_threads)
 

@@ -148,15 +148,28 @@ def test_a_changed_setting_makes_new_trials(tmp_path):
     assert len(read_results(Path(tmp_path) / "study" / RESULTS_FILE)) == 5
 
 
-def test_same_seed_same_results_and_global_rng_untouched(tmp_path):
+def test_same_seed_same_results_whatever_the_global_rng_and_global_rng_untouched(tmp_path):
+    methods = ["fy", "imle", "aimle"]
     torch.manual_seed(123)
     state = torch.get_rng_state()
-    a = run_study(small_config(tmp_path / "a", seeds=[3], methods=["fy"]), progress=False)
+    a = run_study(small_config(tmp_path / "a", seeds=[3], methods=methods), progress=False)
     assert torch.equal(torch.get_rng_state(), state)
-    b = run_study(small_config(tmp_path / "b", seeds=[3], methods=["fy"]), progress=False)
+    torch.manual_seed(999)  # a different global state must not matter
+    b = run_study(small_config(tmp_path / "b", seeds=[3], methods=methods), progress=False)
     assert [r["normalized_regret"] for r in a] == [r["normalized_regret"] for r in b]
-    c = run_study(small_config(tmp_path / "c", seeds=[4], methods=["fy"]), progress=False)
+    assert [r["train_loss"] for r in a] == [r["train_loss"] for r in b]
+    c = run_study(small_config(tmp_path / "c", seeds=[4], methods=methods), progress=False)
     assert [r["normalized_regret"] for r in a] != [r["normalized_regret"] for r in c]
+
+
+def test_a_dask_executor_gives_the_serial_results(tmp_path):
+    import distributed
+    serial = run_study(small_config(tmp_path / "s", methods=["fy", "blackbox"]), progress=False)
+    with distributed.Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None) as client:
+        remote = run_study(small_config(tmp_path / "d", methods=["fy", "blackbox"]), executor=client.get_executor(),
+                           progress=False)
+    keys = ("normalized_regret", "exact_match", "train_loss", "oracle_instances")
+    assert [[r[k] for k in keys] for r in serial] == [[r[k] for k in keys] for r in remote]
 
 
 def test_two_workers_give_the_serial_results(tmp_path):
