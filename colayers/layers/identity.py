@@ -5,12 +5,12 @@ from __future__ import annotations
 import torch
 
 from ..oracles.base import Oracle
-from .core import OracleLayer, identity_vjp
+from .core import OracleLayer, PositionalFunction, identity_vjp
 
 __all__ = ["IdentityRelaxation", "StraightThrough"]
 
 
-class StraightThrough(torch.autograd.Function):
+class StraightThrough(PositionalFunction):
     """``apply(theta, y, negative)`` returns ``y``; the VJP is :func:`~colayers.layers.core.identity_vjp`."""
 
     @staticmethod

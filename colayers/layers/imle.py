@@ -29,7 +29,7 @@ import torch
 from .._validation import check_int_at_least, check_positive
 from ..oracles.base import Oracle
 from ..perturb import Noise, SumOfGamma
-from .core import OracleLayer, _unsqueeze_to, finite_difference_vjp
+from .core import OracleLayer, PositionalFunction, _unsqueeze_to, finite_difference_vjp
 
 __all__ = ["IMLE", "AIMLE", "Blackbox", "FiniteDifference", "FiniteDifferenceRule"]
 
@@ -81,7 +81,7 @@ class FiniteDifferenceRule:
         st["previous_update"].copy_(upd)
 
 
-class FiniteDifference(torch.autograd.Function):
+class FiniteDifference(PositionalFunction):
     r"""Hard samples forward; finite difference toward θ − λȳ (same noise) backward.
 
     ``apply(theta, atoms, noise, rule)`` where ``atoms = oracle(theta + epsilon * noise)`` were computed in

@@ -22,12 +22,12 @@ from .._validation import check_int_at_least
 from ..distribution import SolutionDistribution
 from ..oracles.base import Oracle
 from ..perturb import Additive, Multiplicative, Noise, Perturbation, PerturbedSample
-from .core import OracleLayer, score_function_vjp
+from .core import OracleLayer, PositionalFunction, leave_one_out_centered, score_function_vjp
 
-__all__ = ["Perturbed", "PerturbedAdditive", "PerturbedMultiplicative", "ScoreFunctionMean"]
+__all__ = ["Perturbed", "PerturbedAdditive", "PerturbedMultiplicative", "ScoreFunctionMean", "LazyScoreFunctionMean"]
 
 
-class ScoreFunctionMean(torch.autograd.Function):
+class ScoreFunctionMean(PositionalFunction):
     r"""``values.mean(0)`` as a function of θ, differentiated by the score function.
 
     ``apply(theta, values, score, value_ndim, baseline)``: ``values`` ``(S, *batch, *value_event)`` and
@@ -51,6 +51,42 @@ class ScoreFunctionMean(torch.autograd.Function):
         values, score = ctx.saved_tensors
         grad = score_function_vjp(values, score, grad_output, ctx.value_ndim, ctx.baseline)
         return grad, None, None, None, None
+
+
+class LazyScoreFunctionMean(PositionalFunction):
+    r"""``values.mean(0)`` as a function of θ, differentiated by the score function, with the score left
+    implicit until the backward.
+
+    ``apply(theta, values, sample, perturbation, value_ndim, baseline)``: ``values``
+    ``(S, *batch, *value_event)`` were computed without autograd from ``sample`` (a
+    :class:`~colayers.perturb.PerturbedSample` of ``perturbation`` at θ). The backward forms the weights
+    :math:`w_s = \langle v_s - b_s, \bar y\rangle` and returns ``perturbation.score_mean(theta, sample, w)``,
+    which equals :func:`~colayers.layers.core.score_function_vjp` without building the ``(S, *theta.shape)``
+    score tensor (nor any of it in a forward whose result is never differentiated).
+    """
+
+    @staticmethod
+    def forward(theta, values, sample, perturbation, value_ndim, baseline):
+        return values.mean(0)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        theta, values, sample, perturbation, value_ndim, baseline = inputs
+        ctx.save_for_backward(theta, values)
+        ctx.sample = sample  # plain tensors that never require grad
+        ctx.perturbation = perturbation
+        ctx.value_ndim = value_ndim
+        ctx.baseline = baseline
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        theta, values = ctx.saved_tensors
+        value_ndim = ctx.value_ndim
+        prod = values * grad_output.unsqueeze(0)
+        inner = prod.sum(dim=tuple(range(-value_ndim, 0))) if value_ndim else prod
+        if ctx.baseline:
+            inner = leave_one_out_centered(inner)
+        return ctx.perturbation.score_mean(theta.detach(), ctx.sample, inner), None, None, None, None, None
 
 
 def _check_score_perturbation(perturbation: Perturbation) -> Perturbation:
@@ -123,8 +159,12 @@ class Perturbed(OracleLayer):
         """
         self.check_theta(theta)
         gen = self.resolve_generator(generator, theta)
+        pert = self.perturbation
         with torch.no_grad():
-            sample = self.perturbation.sample(theta.detach(), self.num_samples, gen)
+            # theta, num_samples and the generator are checked already: draw and apply directly
+            t = theta.detach()
+            z = pert.noise.sample((self.num_samples, *t.shape), generator=gen, device=t.device, dtype=t.dtype)
+            sample = PerturbedSample(eta=pert.apply(t, z), noise=z)
             atoms = self.oracle(sample.eta)
         return sample, atoms
 
@@ -135,10 +175,8 @@ class Perturbed(OracleLayer):
 
     def forward(self, theta: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         sample, atoms = self.sample(theta, generator)
-        with torch.no_grad():
-            score = self.perturbation.score(theta.detach(), sample)
         value_ndim = atoms.ndim - 1 - theta.ndim + self.oracle.event_ndim
-        return ScoreFunctionMean.apply(theta, atoms, score, value_ndim, self.baseline)
+        return LazyScoreFunctionMean.apply(theta, atoms, sample, self.perturbation, value_ndim, self.baseline)
 
     def extra_repr(self) -> str:
         return (

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import torch
 
-from .perturbed import Perturbed, ScoreFunctionMean
+from .perturbed import LazyScoreFunctionMean, Perturbed
 
 __all__ = ["Pushforward"]
 
@@ -57,5 +57,6 @@ class Pushforward(torch.nn.Module):
                     f"cost_fn must map atoms {tuple(atoms.shape)} to values of shape (S, *batch) = "
                     f"{(atoms.shape[0], *batch)}; got {got}"
                 )
-            score = self.layer.perturbation.score(theta.detach(), sample)
-        return ScoreFunctionMean.apply(theta, values.to(theta.dtype), score, 0, self.layer.baseline)
+        return LazyScoreFunctionMean.apply(
+            theta, values.to(theta.dtype), sample, self.layer.perturbation, 0, self.layer.baseline
+        )

@@ -22,7 +22,7 @@ import torch
 from .._validation import check_int_at_least, check_positive, check_tensor
 from ..distribution import SolutionDistribution
 from ..oracles.base import Oracle
-from .core import OracleLayer, active_set_vjp
+from .core import OracleLayer, PositionalFunction, active_set_vjp
 
 __all__ = [
     "SoftArgmax",
@@ -82,7 +82,7 @@ class SoftArgmax(torch.nn.Module):
         return f"temperature={self.temperature}"
 
 
-class Sparsemax(torch.autograd.Function):
+class Sparsemax(PositionalFunction):
     r"""Sparsemax :math:`\mathrm{proj}_\Delta(\theta)` over the last dimension with the closed-form VJP
     :math:`s\odot(\bar y - \langle s,\bar y\rangle/|s|)` (s the support indicator)."""
 
@@ -240,7 +240,7 @@ def _polish(theta, atoms, weights, fw_gap, tol, done):
     return weights, done
 
 
-class ActiveSetProjection(torch.autograd.Function):
+class ActiveSetProjection(PositionalFunction):
     r"""``apply(theta, atoms, weights)`` returns :math:`\mu = \sum_j w_j a_j` reshaped like θ; the VJP is the
     implicit active-set rule :func:`~colayers.layers.core.active_set_vjp` (atoms ``(B, m, d)``, weights ``(B, m)``)."""
 

@@ -72,6 +72,36 @@ class Perturbation:
         r""":math:`\nabla_\theta \log p(\eta_s\mid\theta)` for each sample, shape ``(S, *theta.shape)``."""
         raise NotImplementedError
 
+    def score_mean(self, theta: torch.Tensor, sample: PerturbedSample, weights: torch.Tensor) -> torch.Tensor:
+        r"""The weighted mean of the scores, :math:`\frac1S\sum_s w_s\,\nabla_\theta\log p(\eta_s\mid\theta)`.
+
+        ``weights`` has shape ``(S, *batch)`` (one weight per sample and instance, broadcast over θ's event
+        dimensions). This is the score-function VJP once the weights :math:`\langle f(\eta_s) - b_s,
+        \bar y\rangle` are known; subclasses compute it without forming the ``(S, *theta.shape)`` score.
+
+        Returns:
+            A tensor of θ's shape.
+
+        Example:
+            >>> import torch
+            >>> pert = Additive(epsilon=0.5)
+            >>> theta = torch.zeros(2, 3)
+            >>> s = pert.sample(theta, 4, generator=torch.Generator().manual_seed(0))
+            >>> w = torch.rand(4, 2, generator=torch.Generator().manual_seed(1))
+            >>> torch.allclose(pert.score_mean(theta, s, w), (w[..., None] * pert.score(theta, s)).mean(0))
+            True
+        """
+        score = self.score(theta, sample)
+        return (weights.reshape(weights.shape + (1,) * (score.ndim - weights.ndim)) * score).mean(0)
+
+    def _weighted_noise_score_sum(self, noise: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        r""":math:`-\sum_s w_s (\nabla_z\log\rho)(Z_s)`, shape ``noise.shape[1:]`` (for Normal noise
+        :math:`\sum_s w_s Z_s`, without the elementwise pass)."""
+        w = weights.reshape(weights.shape + (1,) * (noise.ndim - weights.ndim))
+        if type(self.noise) is Normal:  # grad log rho(z) = -z
+            return (w * noise).sum(0)
+        return (w * self.noise.grad_log_density(noise)).sum(0).neg_()
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.noise!r}, epsilon={self.epsilon})"
 
@@ -93,10 +123,14 @@ class Additive(Perturbation):
     """
 
     def apply(self, theta: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        return theta + self.epsilon * noise
+        return theta + noise if self.epsilon == 1.0 else theta + self.epsilon * noise
 
     def score(self, theta: torch.Tensor, sample: PerturbedSample) -> torch.Tensor:
         return -self.noise.grad_log_density(sample.noise) / self.epsilon
+
+    def score_mean(self, theta: torch.Tensor, sample: PerturbedSample, weights: torch.Tensor) -> torch.Tensor:
+        noise = sample.noise
+        return self._weighted_noise_score_sum(noise, weights).mul_(1.0 / (noise.shape[0] * self.epsilon))
 
 
 class Multiplicative(Perturbation):
@@ -122,9 +156,15 @@ class Multiplicative(Perturbation):
 
     def apply(self, theta: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         eps = self.epsilon
-        return theta * torch.exp(eps * noise - eps * eps / 2)
+        return theta * (eps * noise).sub_(eps * eps / 2).exp_()
 
     def score(self, theta: torch.Tensor, sample: PerturbedSample) -> torch.Tensor:
         g = -self.noise.grad_log_density(sample.noise) / self.epsilon
         safe = torch.where(theta == 0, torch.ones_like(theta), theta)
         return torch.where(theta == 0, torch.zeros_like(g), g / safe)
+
+    def score_mean(self, theta: torch.Tensor, sample: PerturbedSample, weights: torch.Tensor) -> torch.Tensor:
+        noise = sample.noise
+        g = self._weighted_noise_score_sum(noise, weights).mul_(1.0 / (noise.shape[0] * self.epsilon))
+        zero = theta == 0
+        return torch.where(zero, torch.zeros_like(g), g / torch.where(zero, torch.ones_like(theta), theta))

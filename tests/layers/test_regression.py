@@ -65,3 +65,40 @@ def test_leave_one_out_baseline_lowers_error_against_closed_form():
     # the MSE over 100 repetitions has a relative std of about sqrt(2/100) ~ 0.14; the observed ratio is ~0.47,
     # so asking for < 0.7 leaves a margin of more than two such standard deviations on each side
     assert errors[True] < 0.7 * errors[False]
+
+
+def test_lazy_score_backward_equals_the_explicit_score_rule():
+    # the perturbed layers form the score in the backward only (LazyScoreFunctionMean); the gradient must equal
+    # score_function_vjp applied to the explicit score of the same samples
+    from colayers import TopKSubset
+    from colayers.layers.core import score_function_vjp
+
+    g = torch.Generator().manual_seed(0)
+    theta = torch.randn(4, 6, generator=g, dtype=torch.float64)
+    dy = torch.randn(4, 6, generator=g, dtype=torch.float64)
+    for layer in (
+        PerturbedAdditive(TopKSubset(2), epsilon=0.5, num_samples=7),
+        PerturbedMultiplicative(TopKSubset(2), epsilon=0.5, num_samples=7, noise=Gumbel()),
+    ):
+        t = theta.clone().requires_grad_(True)
+        (layer(t, generator=torch.Generator().manual_seed(1)) * dy).sum().backward()
+        sample, atoms = layer.sample(theta, generator=torch.Generator().manual_seed(1))
+        expected = score_function_vjp(atoms, layer.perturbation.score(theta, sample), dy, 1, baseline=True)
+        assert torch.allclose(t.grad, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_positional_apply_matches_stock_apply_and_functorch():
+    # PositionalFunction.apply skips torch's signature binding; gradients must be those of the stock path,
+    # and under torch.func transforms it must fall back to the stock path (which supports them)
+    from colayers import IdentityRelaxation
+    from colayers.layers.identity import StraightThrough
+
+    theta = torch.tensor([0.5, 2.0, -1.0], requires_grad=True)
+    y = IdentityRelaxation(ArgmaxOneHot(), negative=True)(theta)
+    (y * torch.tensor([1.0, 2.0, 3.0])).sum().backward()
+    assert torch.equal(theta.grad, torch.tensor([-1.0, -2.0, -3.0]))
+    assert type(y.grad_fn).__name__ == "StraightThroughBackward"
+    grad = torch.func.grad(lambda t: (StraightThrough.apply(t, t.detach() * 2, False) * t.detach()).sum())(
+        torch.tensor([1.0, -1.0])
+    )
+    assert torch.equal(grad, torch.tensor([1.0, -1.0]))

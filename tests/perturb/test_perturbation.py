@@ -67,3 +67,23 @@ def test_apply_reuses_noise_and_keeps_dtype(device, dtype):
         assert torch.equal(pert.apply(theta, s.noise), s.eta)
         shifted = pert.apply(theta + 1.0, s.noise)  # same noise, another θ: what finite differences use
         assert shifted.shape == s.eta.shape
+
+
+@pytest.mark.parametrize(
+    "pert",
+    [Additive(Normal(), 0.7), Additive(Gumbel(), 1.0), Multiplicative(Normal(), 0.4), Multiplicative(Gumbel(), 1.3)],
+    ids=["add-normal", "add-gumbel", "mul-normal", "mul-gumbel"],
+)
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**16))
+def test_score_mean_is_the_weighted_mean_of_scores(pert, seed):
+    # score_mean skips forming the (S, *theta.shape) score; it must equal the weighted mean of score()
+    g = torch.Generator().manual_seed(seed)
+    theta = torch.randn(3, 4, generator=g, dtype=torch.float64)
+    theta[0, 1] = 0.0  # the multiplicative score is 0 there
+    sample = pert.sample(theta, 5, generator=g)
+    w = torch.randn(5, 3, generator=g, dtype=torch.float64)
+    expected = (w[..., None] * pert.score(theta, sample)).mean(0)
+    got = pert.score_mean(theta, sample, w)
+    assert got.shape == theta.shape and torch.isfinite(got).all()
+    assert torch.allclose(got, expected, rtol=1e-12, atol=1e-12)
