@@ -32,7 +32,8 @@ def standard_gamma_small(
     Poisson and binomial distributions*, Computing 12, 1974), with :math:`b = 1 + \alpha/e`: draw
     :math:`U_1, U_2` uniform and :math:`P = bU_1`;
 
-    * if :math:`P \le 1`: propose :math:`X = P^{1/\alpha}`, accept if :math:`-\log U_2 \ge X`;
+    * if :math:`P \le 1`: propose :math:`X = P^{1/\alpha}`, accept if :math:`-\log U_2 \ge X` (decided without
+      the logarithm where :math:`U_2 \le 1 - X`, since :math:`e^{-X} \ge 1 - X`);
     * else: propose :math:`X = -\log((b - P)/\alpha)`, accept if :math:`\log U_2 \le (\alpha - 1)\log X`.
 
     The acceptance probability is :math:`\Gamma(\alpha + 1)/b` (0.92 at α = 0.1, 0.75 at α = 0.5, 0.73 at
@@ -79,17 +80,34 @@ def _gs_round(alpha, b, m, generator, device, dtype):
     inv_alpha = 1.0 / alpha
     tiny = torch.finfo(dtype).tiny
     u = torch.rand((2, m), generator=generator, device=device, dtype=dtype)
-    p = u[0].mul_(b)
-    x = torch.log(p).mul_(inv_alpha).exp_()  # P^(1/alpha): the proposal where P <= 1
-    # entries with P > 1 (about alpha / (e b) of them) use the second proposal; look at them together with the
-    # first branch's rejections (-log U2 < x), in one pass over the few entries that are not plainly accepted
-    special = (p > 1.0).logical_or_(torch.log(u[1]).neg_() < x).nonzero().squeeze(-1)
-    ps = p[special]
+    p, u2 = u[0].mul_(b), u[1]
+    x = _power(p, inv_alpha)  # P^(1/alpha): the proposal where P <= 1
+    # Quick acceptance without a logarithm: exp(-x) >= 1 - x, so U2 + x <= 1 accepts (with a margin of a few
+    # ulps, so that rounding never accepts what the exact test would reject). The few other entries, and
+    # those with P > 1 (about alpha / (e b) of them, second proposal), get the exact tests below.
+    special = (u2 + x > 1.0 - 4 * torch.finfo(dtype).eps).logical_or_(p > 1.0).nonzero().squeeze(-1)
+    ps, xs, log_u2 = p[special], x[special], torch.log(u2[special])
     upper = ps > 1.0
     xb = torch.log(((b - ps) * inv_alpha).clamp_(min=tiny)).neg_()  # >= 1 where P in (1, b)
-    ok_b = torch.log(u[1][special]) <= (alpha - 1.0) * torch.log(xb.clamp(min=tiny))
-    x[special] = torch.where(upper, xb, x[special])
-    return x, special[~(upper & ok_b)]
+    ok = torch.where(upper, log_u2 <= (alpha - 1.0) * torch.log(xb.clamp(min=tiny)), log_u2 <= -xs)
+    x[special] = torch.where(upper, xb, xs)
+    return x, special[~ok]
+
+
+def _power(p: torch.Tensor, exponent: float) -> torch.Tensor:
+    """``p ** exponent`` for p >= 0: by repeated squaring when the exponent is a small integer (as 1/alpha = k
+    is for Sum-of-Gamma noise; a few multiplications instead of a logarithm and an exponential)."""
+    k = round(exponent)
+    if k != exponent or not 1 <= k <= 256:
+        return torch.log(p).mul_(exponent).exp_()
+    result, base = None, p
+    while True:
+        if k & 1:
+            result = base.clone() if result is None and base is p else base if result is None else result.mul_(base)
+        k >>= 1
+        if not k:
+            return result
+        base = base * base
 
 
 class Noise:

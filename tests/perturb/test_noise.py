@@ -189,3 +189,16 @@ def test_standard_gamma_small_rejects_bad_alpha():
 
     with pytest.raises(ValueError, match=r"alpha must be in \(0, 1\]; got 1.5"):
         standard_gamma_small(1.5, 3)
+
+
+@pytest.mark.parametrize("exponent", [1.0, 2.0, 7.0, 10.0, 33.0, 2.5, 300.0])
+def test_power_helper_matches_pow(exponent):
+    from colayers.perturb.noise import _power
+
+    p = torch.rand(1000, generator=gen(seed=4), dtype=torch.float64) * 1.05
+    p_before = p.clone()
+    # repeated squaring (integer exponents up to 256) rounds once per multiplication, <= 16 of them: rtol 1e-13;
+    # otherwise exp(exponent * log p), whose error is about |exponent log p| eps <= 300 * 10 * 2.2e-16: rtol 1e-11
+    rtol = 1e-13 if exponent == round(exponent) and exponent <= 256 else 1e-11
+    assert torch.allclose(_power(p, exponent), p**exponent, rtol=rtol, atol=0)
+    assert torch.equal(p, p_before)  # the input is not modified
