@@ -154,8 +154,8 @@ def finite_difference_vjp(
     if isinstance(lambda_, torch.Tensor):
         diff = diff / _unsqueeze_to(lambda_, diff.ndim)
     else:
-        diff = diff / lambda_
-    return diff.mean(0)
+        diff.div_(lambda_)
+    return diff[0] if diff.shape[0] == 1 else diff.mean(0)  # the mean of one sample is that sample
 
 
 def identity_vjp(grad_output: torch.Tensor, negative: bool = False) -> torch.Tensor:

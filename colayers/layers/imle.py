@@ -91,7 +91,9 @@ class FiniteDifference(PositionalFunction):
 
     @staticmethod
     def forward(theta, atoms, noise, rule):
-        return atoms.mean(0) if rule.return_mean else atoms.clone()
+        if rule.return_mean:
+            return atoms[0].clone() if atoms.shape[0] == 1 else atoms.mean(0)  # (the mean of one sample is itself)
+        return atoms.clone()
 
     @staticmethod
     def setup_context(ctx, inputs, output):

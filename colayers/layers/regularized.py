@@ -162,24 +162,26 @@ def frank_wolfe_projection(
     weights = torch.ones(b, 1, dtype=theta.dtype, device=theta.device)
     done = torch.zeros(b, dtype=torch.bool, device=theta.device)
     scale = 1.0 + (theta * theta).sum(-1)
+    tol_scaled = tol * scale
+    rows = torch.arange(b, device=theta.device)
     for it in range(max_iter):
         mu = (weights.unsqueeze(-1) * atoms).sum(1)
         grad = theta - mu
         v = oracle(grad).reshape(b, d)
         fw_gap = (grad * (v - mu)).sum(-1)
         if (it + 1) % polish_every == 0:
-            weights, done = _polish(theta, atoms, weights, fw_gap, tol * scale, done)
+            weights, done = _polish(theta, atoms, weights, fw_gap, tol_scaled, done)
             mu = (weights.unsqueeze(-1) * atoms).sum(1)
             grad = theta - mu
             v = oracle(grad).reshape(b, d)
             fw_gap = (grad * (v - mu)).sum(-1)
-        done = done | (fw_gap <= tol * scale)
+        done = done | (fw_gap <= tol_scaled)
         if bool(done.all()):
             break
         # away atom: the active atom with the smallest <grad, a>
         scores = (atoms * grad.unsqueeze(1)).sum(-1).masked_fill(weights <= 0, float("inf"))
         a_idx = scores.argmin(-1)
-        a = atoms[torch.arange(b, device=theta.device), a_idx]
+        a = atoms[rows, a_idx]
         w_a = weights.gather(1, a_idx.unsqueeze(1)).squeeze(1)
         away_gap = (grad * (mu - a)).sum(-1)
         use_fw = fw_gap >= away_gap
@@ -188,7 +190,7 @@ def frank_wolfe_projection(
         dd = (direction * direction).sum(-1)
         gamma = torch.where(dd > 0, (grad * direction).sum(-1) / torch.where(dd > 0, dd, 1.0), 0.0)
         gamma = torch.minimum(torch.clamp(gamma, min=0.0), gmax)
-        gamma = torch.where(done, torch.zeros_like(gamma), gamma)
+        gamma = gamma.masked_fill(done, 0.0)
         # FW vertex: reuse an existing slot if v is already stored, else append a new slot
         match = (atoms == v.unsqueeze(1)).all(-1)
         has = match.any(-1)
@@ -200,10 +202,8 @@ def frank_wolfe_projection(
         aw_w = (1 + gamma).unsqueeze(1) * weights
         aw_w = aw_w.scatter_add(1, a_idx.unsqueeze(1), -gamma.unsqueeze(1))
         drop = (~use_fw) & (gamma >= gmax)  # drop step: the away atom leaves the active set exactly
-        aw_w = torch.where(
-            drop.unsqueeze(1) & (torch.arange(weights.shape[1], device=theta.device) == a_idx.unsqueeze(1)),
-            torch.zeros_like(aw_w),
-            aw_w,
+        aw_w = aw_w.masked_fill(
+            drop.unsqueeze(1) & (torch.arange(weights.shape[1], device=theta.device) == a_idx.unsqueeze(1)), 0.0
         )
         weights = torch.where(use_fw.unsqueeze(1), fw_w, aw_w).clamp(min=0.0)
         weights = weights / weights.sum(-1, keepdim=True)
@@ -213,7 +213,7 @@ def frank_wolfe_projection(
             atoms, weights = atoms[:, keep], weights[:, keep]
     mu = (weights.unsqueeze(-1) * atoms).sum(1)
     fw_gap = ((theta - mu) * (oracle(theta - mu).reshape(b, d) - mu)).sum(-1)
-    weights, _ = _polish(theta, atoms, weights, fw_gap, tol * scale, torch.zeros_like(done))
+    weights, _ = _polish(theta, atoms, weights, fw_gap, tol_scaled, torch.zeros_like(done))
     keep = (weights > 0).any(0)
     return atoms[:, keep], weights[:, keep]
 
