@@ -163,6 +163,14 @@ class GridVertexShortestPath(Oracle):
     no distance (one host synchronisation per round). Then each tile's predecessor is its neighbour of least
     distance (ties in a fixed neighbour order), and the paths are traced back from the target all at once.
 
+    Rounding: the sums are formed in ``theta``'s dtype, where a small cost can vanish next to a large
+    running sum (in float32, :math:`10^8 + 1 = 10^8`), so that two neighbours have equal distances. The
+    traceback therefore only steps to a strictly smaller distance; the (rare) instances where it cannot are
+    solved again by a Bellman-Ford that records each tile's predecessor when its distance strictly
+    decreases, whose predecessor graph is acyclic whatever the rounding. The traceback never cycles, and the
+    path returned costs at most :math:`(1 + 2 k \epsilon)` times the optimum, for :math:`k \le hw` tiles and
+    the dtype's machine epsilon :math:`\epsilon` (exactly optimal when the sums are exact).
+
     Args:
         height, width: the map size (at least 2 tiles).
         chunk_size: instances solved together; ``None`` picks 4096 on the CPU (the working set then stays in
@@ -195,24 +203,62 @@ class GridVertexShortestPath(Oracle):
         best += cost
         torch.minimum(target, best, out=target)
 
-    def _sweeps(self, dist: torch.Tensor, cost: torch.Tensor) -> None:
+    @staticmethod
+    def _relax_recording(
+        before: torch.Tensor,
+        cost: torch.Tensor,
+        target: torch.Tensor,
+        pred: torch.Tensor,
+        offsets: tuple[int, int, int],
+    ) -> None:
+        """:meth:`_relax` that also records, where ``target`` strictly decreases, the offset (padded flat index
+        of the predecessor minus that of the tile) of the entry of ``before`` it came from, in ``pred``."""
+        a, b, c = before[:-2], before[1:-1], before[2:]
+        take_b = b < a
+        best = torch.where(take_b, b, a)
+        offset = torch.where(take_b, offsets[1], offsets[0])
+        take_c = c < best
+        best = torch.where(take_c, c, best)
+        offset = torch.where(take_c, offsets[2], offset)
+        best += cost
+        better = best < target
+        target.copy_(torch.where(better, best, target))
+        pred.copy_(torch.where(better, offset, pred))
+
+    def _sweeps(self, dist: torch.Tensor, cost: torch.Tensor, pred: torch.Tensor | None = None) -> None:
         """One Gauss-Seidel round, in place: four directional sweeps (down, right, up, left).
 
         A sweep relaxes a whole row (column) of every instance from the 3 adjacent tiles of the row (column)
-        before it, which it has just updated, so a straight run of any length is settled in one sweep.
+        before it, which it has just updated, so a straight run of any length is settled in one sweep. With
+        ``pred`` (padded, batch-last, int64) the predecessor offsets are recorded on strict improvements.
         """
         h, w = cost.shape[:2]
-        for r in range(1, h):  # down: grid row r from grid row r - 1
-            self._relax(dist[r], cost[r], dist[r + 1, 1 : w + 1])
-        for c in range(1, w):  # right: grid column c from grid column c - 1
-            self._relax(dist[:, c], cost[:, c], dist[1 : h + 1, c + 1])
-        for r in range(h - 2, -1, -1):  # up: grid row r from grid row r + 1
-            self._relax(dist[r + 2], cost[r], dist[r + 1, 1 : w + 1])
-        for c in range(w - 2, -1, -1):  # left: grid column c from grid column c + 1
-            self._relax(dist[:, c + 2], cost[:, c], dist[1 : h + 1, c + 1])
+        if pred is None:
+            for r in range(1, h):  # down: grid row r from grid row r - 1
+                self._relax(dist[r], cost[r], dist[r + 1, 1 : w + 1])
+            for c in range(1, w):  # right: grid column c from grid column c - 1
+                self._relax(dist[:, c], cost[:, c], dist[1 : h + 1, c + 1])
+            for r in range(h - 2, -1, -1):  # up: grid row r from grid row r + 1
+                self._relax(dist[r + 2], cost[r], dist[r + 1, 1 : w + 1])
+            for c in range(w - 2, -1, -1):  # left: grid column c from grid column c + 1
+                self._relax(dist[:, c + 2], cost[:, c], dist[1 : h + 1, c + 1])
+            return
+        s = w + 2  # padded row stride
+        down, right = (-s - 1, -s, -s + 1), (-s - 1, -1, s - 1)
+        up, left = (s - 1, s, s + 1), (-s + 1, 1, s + 1)
+        relax = self._relax_recording
+        for r in range(1, h):
+            relax(dist[r], cost[r], dist[r + 1, 1 : w + 1], pred[r + 1, 1 : w + 1], down)
+        for c in range(1, w):
+            relax(dist[:, c], cost[:, c], dist[1 : h + 1, c + 1], pred[1 : h + 1, c + 1], right)
+        for r in range(h - 2, -1, -1):
+            relax(dist[r + 2], cost[r], dist[r + 1, 1 : w + 1], pred[r + 1, 1 : w + 1], up)
+        for c in range(w - 2, -1, -1):
+            relax(dist[:, c + 2], cost[:, c], dist[1 : h + 1, c + 1], pred[1 : h + 1, c + 1], left)
 
-    def _padded_distances(self, cost: torch.Tensor) -> torch.Tensor:
-        """Distances in the padded, batch-last layout (h+2, w+2, N) with +inf on the border."""
+    def _padded_distances(self, cost: torch.Tensor, pred: torch.Tensor | None = None) -> torch.Tensor:
+        """Distances in the padded, batch-last layout (h+2, w+2, N) with +inf on the border (and, with
+        ``pred``, the predecessor offsets recorded in it; see :meth:`_sweeps`)."""
         h, w, n = cost.shape
         dist = cost.new_full((h + 2, w + 2, n), float("inf"))
         dist[1, 1] = cost[0, 0]
@@ -221,7 +267,7 @@ class GridVertexShortestPath(Oracle):
         previous = torch.empty_like(dist)
         for _ in range(h * w + 1):
             previous.copy_(dist)
-            self._sweeps(dist, cost)
+            self._sweeps(dist, cost, pred)
             if torch.equal(dist, previous):
                 return dist
         raise OracleError(f"{self!r}: Bellman-Ford did not converge; the tile costs must be positive")
@@ -254,24 +300,60 @@ class GridVertexShortestPath(Oracle):
         device = theta.device
         cost = theta.reshape(n, h * w).t().contiguous().neg_().view(h, w, n)
         dist = self._padded_distances(cost).view((h + 2) * (w + 2), n).t().contiguous()  # (n, padded tiles)
-        # trace back from the target: the predecessor of a tile is its neighbour of least distance, ties to the
-        # first in _OFFSETS; at the fixed point D_u + c_v = D_v for it (v not the start), so the path is optimal
+        # Trace back from the target: the predecessor of a tile is its neighbour of least distance, ties to the
+        # first in _OFFSETS; at the fixed point fl(D_u + c_v) = D_v for it (v not the start), so the path is
+        # optimal up to rounding. The walk must go to a strictly smaller distance, so it cannot cycle; where
+        # rounding absorbs a cost (fl(D_u + c_v) = D_u, e.g. 1e8 + 1 in float32) it may not, and those
+        # instances are solved again by _solve_recording, which follows recorded predecessors instead.
         deltas = torch.tensor([[dr * (w + 2) + dc for dr, dc in _OFFSETS]], device=device)
         start = w + 3  # padded flat index of tile (0, 0)
         current = torch.full((n, 1), (h + 1) * (w + 2) - 2, dtype=torch.long, device=device)
+        current_dist = dist.gather(1, current)
+        stuck = torch.zeros((n, 1), dtype=torch.bool, device=device)
         visited = [current]
         steps = 0
         while True:  # a path has at least max(h, w) tiles and at most h * w
             for _ in range(max(h, w) - 1 if steps == 0 else 4):
                 around = current + deltas  # (n, 8)
-                best = around.gather(1, dist.gather(1, around).argmin(dim=1, keepdim=True))
-                current = torch.where(current == start, current, best)
+                best_dist, k = dist.gather(1, around).min(dim=1, keepdim=True)
+                arrived = current == start
+                stuck |= ~arrived & ~(best_dist < current_dist)
+                stop = arrived | stuck
+                current = torch.where(stop, current, around.gather(1, k))
+                current_dist = torch.where(stop, current_dist, best_dist)
                 visited.append(current)
                 steps += 1
-            if bool((current == start).all()):
+            if bool(((current == start) | stuck).all()):
                 break
-            if steps > h * w:
+            if steps > h * w:  # unreachable: the distances strictly decrease along every walk not stopped
                 raise OracleError(f"{self!r}: tracing back the paths did not reach the start tile")
+        y = torch.zeros((n, (h + 2) * (w + 2)), dtype=theta.dtype, device=device)
+        y.scatter_(1, torch.cat(visited, dim=1), 1.0)
+        y = y.view(n, h + 2, w + 2)[:, 1 : h + 1, 1 : w + 1].contiguous()
+        if bool(stuck.any()):
+            redo = stuck.view(-1).nonzero().view(-1)
+            y[redo] = self._solve_recording(theta[redo])
+        return y
+
+    def _solve_recording(self, theta: torch.Tensor) -> torch.Tensor:
+        """Slower, rounding-proof variant: Bellman-Ford recording each tile's predecessor when its distance
+        strictly decreases. The predecessor graph is then acyclic whatever the rounding (along a recorded
+        chain u -> v, D_v >= D_u as costs are >= 0 and float addition is monotone, so closing a cycle would
+        need D_v < D_v), and every recorded edge is tight at the fixed point."""
+        n, h, w = theta.shape
+        device = theta.device
+        cost = theta.reshape(n, h * w).t().contiguous().neg_().view(h, w, n)
+        pred = torch.zeros((h + 2, w + 2, n), dtype=torch.long, device=device)
+        self._padded_distances(cost, pred)
+        pred = pred.view((h + 2) * (w + 2), n).t().contiguous()
+        start = w + 3
+        current = torch.full((n, 1), (h + 1) * (w + 2) - 2, dtype=torch.long, device=device)
+        visited = [current]
+        for _ in range(h * w - 1):  # an acyclic chain has at most h*w tiles
+            current = torch.where(current == start, current, current + pred.gather(1, current))
+            visited.append(current)
+        if not bool((current == start).all()):
+            raise OracleError(f"{self!r}: tracing back the recorded predecessors did not reach the start tile")
         y = torch.zeros((n, (h + 2) * (w + 2)), dtype=theta.dtype, device=device)
         y.scatter_(1, torch.cat(visited, dim=1), 1.0)
         return y.view(n, h + 2, w + 2)[:, 1 : h + 1, 1 : w + 1].contiguous()

@@ -219,3 +219,77 @@ def test_warcraft_size_against_scipy(dtype):
     for c, path in zip(cost.double().numpy(), y.double().numpy()):
         assert_vertex_path(path)
         np.testing.assert_allclose((c * path).sum(), vertex_optimum(c), rtol=rtol)
+
+
+# ---- wide-range costs: rounding must neither break the traceback nor the optimality ---------------------
+def rounding_rtol(h, w, dtype):
+    """Relative gap allowed between the returned path's cost and the optimum when the distances are summed in
+    ``dtype``: each of the two paths (at most h*w tiles) is summed with a relative error ≤ h*w*eps, hence
+    2*h*w*eps in all (the exact optimum is then within that of the cost found)."""
+    return 2 * h * w * torch.finfo(dtype).eps
+
+
+def check_vertex_against_scipy(cost, dtype):
+    """cost (N, h, w) float64 numpy; the oracle runs in dtype on the costs rounded to dtype."""
+    h, w = cost.shape[1:]
+    rounded = torch.from_numpy(cost).to(dtype)
+    y = GridVertexShortestPath(h, w).shortest_path(rounded)
+    assert y.dtype == dtype
+    exact = rounded.double().numpy()
+    for c, path in zip(exact, y.double().numpy()):
+        assert_vertex_path(path)
+        np.testing.assert_allclose((c * path).sum(), vertex_optimum(c), rtol=rounding_rtol(h, w, dtype))
+
+
+non_square = st.tuples(st.integers(2, 13), st.integers(2, 13)).filter(lambda s: s[0] != s[1])
+
+
+@settings(max_examples=30, deadline=None)
+@given(non_square, st.integers(0, 2**32 - 1), st.sampled_from([torch.float32, torch.float64]))
+def test_vertex_log_uniform_costs_over_8_decades(shape, seed, dtype):
+    """Tile costs 10^U(-4, 4): running sums far exceed the smallest costs, which round away in float32."""
+    cost = 10.0 ** np.random.default_rng(seed).uniform(-4.0, 4.0, size=(6, *shape))
+    check_vertex_against_scipy(cost, dtype)
+
+
+@settings(max_examples=30, deadline=None)
+@given(non_square, st.integers(0, 2**32 - 1), st.sampled_from([torch.float32, torch.float64]))
+def test_vertex_two_valued_costs(shape, seed, dtype):
+    """Costs in {1, 1e8}: in float32 1e8 + 1 == 1e8, so neighbours of a wall tile tie in distance."""
+    cost = np.random.default_rng(seed).choice([1.0, 1e8], size=(6, *shape))
+    check_vertex_against_scipy(cost, dtype)
+
+
+@pytest.mark.parametrize("shape", [(3, 7), (7, 3), (6, 6), (12, 12), (4, 10)])
+@pytest.mark.parametrize("dtype, big", [(torch.float32, 1e8), (torch.float64, 1e17)])
+def test_vertex_absorbed_costs_regression(shape, dtype, big):
+    """The reported failures: costs {1, big} with big + 1 == big in dtype used to make the traceback cycle
+    ('did not reach the start tile'); 30 maps per shape, seeded."""
+    cost = np.random.default_rng(sum(shape)).choice([1.0, big], size=(30, *shape))
+    check_vertex_against_scipy(cost, dtype)
+
+
+def test_vertex_30x30_log_uniform_float32():
+    cost = 10.0 ** np.random.default_rng(7).uniform(-4.0, 4.0, size=(16, 30, 30))
+    check_vertex_against_scipy(cost, torch.float32)
+
+
+@settings(max_examples=20, deadline=None)
+@given(grids, st.integers(0, 2**32 - 1), st.booleans())
+def test_vertex_recording_fallback_optimal_against_scipy(shape, seed, ties):
+    """The rounding-proof fallback (predecessors recorded on strict improvements) on its own, ties included."""
+    oracle = GridVertexShortestPath(*shape)
+    rng = np.random.default_rng(seed)
+    cost = rng.integers(1, 3, size=(6, *shape)) if ties else rng.uniform(0.1, 10.0, size=(6, *shape))
+    y = oracle._solve_recording(-torch.from_numpy(cost.astype(np.float64))).numpy()
+    for c, path in zip(cost, y):
+        assert_vertex_path(path)
+        np.testing.assert_allclose((c * path).sum(), vertex_optimum(c), rtol=1e-12)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
+def test_cuda_agrees_with_cpu_on_absorbed_costs():
+    cost = torch.from_numpy(np.random.default_rng(3).choice([1.0, 1e8], size=(200, 9, 13))).float()
+    oracle = GridVertexShortestPath(9, 13)
+    assert torch.equal(oracle.shortest_path(cost.cuda()).cpu(), oracle.shortest_path(cost))
