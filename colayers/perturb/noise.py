@@ -83,9 +83,10 @@ def _gs_round(alpha, b, m, generator, device, dtype):
     p, u2 = u[0].mul_(b), u[1]
     x = _power(p, inv_alpha)  # P^(1/alpha): the proposal where P <= 1
     # Quick acceptance without a logarithm: exp(-x) >= 1 - x, so U2 + x <= 1 accepts (with a margin of a few
-    # ulps, so that rounding never accepts what the exact test would reject). The few other entries, and
-    # those with P > 1 (about alpha / (e b) of them, second proposal), get the exact tests below.
-    special = (u2 + x > 1.0 - 4 * torch.finfo(dtype).eps).logical_or_(p > 1.0).nonzero().squeeze(-1)
+    # ulps, so that rounding never accepts what the exact test would reject). The few other entries get the
+    # exact tests below; they include every P > 1 (about alpha / (e b) of them, second proposal), since
+    # P > 1 gives x = P^(1/alpha) >= 1 in floating point too.
+    special = (u2 + x > 1.0 - 4 * torch.finfo(dtype).eps).nonzero().squeeze(-1)
     ps, xs, log_u2 = p[special], x[special], torch.log(u2[special])
     upper = ps > 1.0
     xb = torch.log(((b - ps) * inv_alpha).clamp_(min=tiny)).neg_()  # >= 1 where P in (1, b)
