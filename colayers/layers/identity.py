@@ -55,8 +55,15 @@ class IdentityRelaxation(OracleLayer):
         self.negative = bool(negative)
 
     def forward(self, theta: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        self.check_theta(theta)
-        y = self.oracle(theta.detach())
+        oracle = self.oracle
+        # the stock Oracle.__call__ with validate_args makes exactly the layer's checks on this same tensor (same
+        # argument name, shape and messages), so the layer does not repeat them
+        # (Oracle.__call__ detaches its input itself and runs without autograd)
+        if self.validate_args and getattr(oracle, "validate_args", False) and type(oracle).__call__ is Oracle.__call__:
+            y = oracle(theta)
+        else:
+            self.check_theta(theta)
+            y = oracle(theta.detach())
         if y.shape != theta.shape:
             raise ValueError(
                 f"oracle must return solutions of theta's shape {tuple(theta.shape)} for the identity rule; "
