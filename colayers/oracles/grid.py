@@ -9,9 +9,11 @@ instances, in ``theta``'s dtype, and break ties by a fixed rule so that CPU and 
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from .._validation import check_int_at_least, check_tensor
+from .._validation import check_int_at_least, check_positive, check_tensor
 from .base import Oracle, OracleError
 
 __all__ = ["GridDAGShortestPath", "GridVertexShortestPath"]
@@ -156,6 +158,18 @@ class GridVertexShortestPath(Oracle):
     i.e. the **shortest path for tile costs** :math:`c = -\theta`, which must be positive (``theta < 0``;
     a :class:`ValueError` otherwise, as Dijkstra-type methods need positive costs).
 
+    Scores of any sign (``min_cost``): perturbed scores :math:`\theta + \varepsilon Z` and the targets
+    :math:`\theta - \lambda\,\mathrm{d}y` of Blackbox / I-MLE leave :math:`\theta < 0`. With
+    ``min_cost=c > 0`` the oracle raises every tile cost below :math:`c` to :math:`c`, i.e. it returns
+
+    .. math::  f_c(\theta) = \operatorname*{argmax}_{y \in \mathcal{Y}} \langle \min(\theta, -c), y \rangle
+               \qquad (\text{elementwise min}),
+
+    the plain oracle applied to the clamped scores. This is an explicit modelling choice, never a silent
+    one: without ``min_cost`` non-negative scores raise. :meth:`objective` is unchanged and still evaluates
+    :math:`\langle \theta, y \rangle` with the scores **given** (so regret-type metrics see the true scores);
+    only the argmax uses the clamped ones.
+
     Method: batched Bellman-Ford. Distances :math:`D_v` (cost of the best path from the start to :math:`v`,
     :math:`v` included) are relaxed by :math:`D_v \leftarrow \min(D_v, \min_{u \sim v} D_u + c_v)` on
     shifted tensors (batch last, so every shift is a contiguous slice), a whole row or column of every
@@ -173,9 +187,12 @@ class GridVertexShortestPath(Oracle):
 
     Args:
         height, width: the map size (at least 2 tiles).
+        min_cost: ``None`` (default: tile costs must be positive, ``theta < 0``) or a finite ``c > 0``: tile
+            costs below ``c`` are raised to ``c`` (scores above ``-c`` lowered to ``-c``) before solving.
         chunk_size: instances solved together; ``None`` picks 4096 on the CPU (the working set then stays in
             the cache) and the whole batch on CUDA. The result does not depend on it.
-        validate_args: see :class:`~colayers.oracles.Oracle`; also checks that ``theta < 0``.
+        validate_args: see :class:`~colayers.oracles.Oracle`; also checks that ``theta < 0`` when
+            ``min_cost`` is ``None``.
 
     Example:
         >>> import torch
@@ -185,14 +202,32 @@ class GridVertexShortestPath(Oracle):
         tensor([[1., 0., 0.],
                 [0., 1., 0.],
                 [0., 0., 1.]])
+        >>> theta = torch.tensor([[-1.0, 2.0, -9.0], [-9.0, -20.0, -9.0], [-9.0, -9.0, -1.0]])  # a score > 0
+        >>> GridVertexShortestPath(3, 3, min_cost=0.5)(theta)  # the tile of score 2 costs 0.5: total 11.5
+        tensor([[1., 1., 0.],
+                [0., 0., 1.],
+                [0., 0., 1.]])
     """
 
     event_ndim = 2
 
-    def __init__(self, height: int, width: int, *, chunk_size: int | None = None, validate_args: bool = True) -> None:
+    def __init__(
+        self,
+        height: int,
+        width: int,
+        min_cost: float | None = None,
+        *,
+        chunk_size: int | None = None,
+        validate_args: bool = True,
+    ) -> None:
         super().__init__(validate_args=validate_args)
         self.height, self.width = _check_grid(height, width)
         self.event_shape = (self.height, self.width)
+        if min_cost is not None:
+            min_cost = check_positive("min_cost", min_cost)
+            if not math.isfinite(min_cost):
+                raise ValueError(f"min_cost must be finite (or None); got {min_cost!r}")
+        self.min_cost = min_cost
         self.chunk_size = None if chunk_size is None else check_int_at_least("chunk_size", chunk_size, 1)
 
     @staticmethod
@@ -281,12 +316,14 @@ class GridVertexShortestPath(Oracle):
         return self._padded_distances(cost.permute(1, 2, 0).contiguous())[1 : h + 1, 1 : w + 1].permute(2, 0, 1)
 
     def solve(self, theta: torch.Tensor) -> torch.Tensor:
-        if self.validate_args and bool((theta >= 0).any()):
+        if self.min_cost is not None:
+            theta = theta.clamp(max=-self.min_cost)  # a new tensor: the caller's theta is left alone
+        elif self.validate_args and bool((theta >= 0).any()):
             bad = (theta >= 0).nonzero()[0].tolist()
             raise ValueError(
                 "theta must be < 0 everywhere (theta = -cost with positive tile costs); "
                 f"found {int((theta >= 0).sum())} entries ≥ 0, first at (instance, row, col) = {tuple(bad)} "
-                f"with value {float(theta[tuple(bad)])}"
+                f"with value {float(theta[tuple(bad)])}; pass min_cost=c > 0 to raise tile costs below c to c"
             )
         chunk = self.chunk_size
         if chunk is None:
@@ -359,9 +396,13 @@ class GridVertexShortestPath(Oracle):
         return y.view(n, h + 2, w + 2)[:, 1 : h + 1, 1 : w + 1].contiguous()
 
     def shortest_path(self, cost: torch.Tensor) -> torch.Tensor:
-        """The shortest path for positive tile costs ``cost`` (*batch, h, w): the same as ``self(-cost)``."""
+        """The shortest path for tile costs ``cost`` (*batch, h, w): the same as ``self(-cost)``.
+
+        The costs must be positive, or with ``min_cost`` those below it are raised to it.
+        """
         check_tensor("cost", cost)
         return self(-cost)
 
     def __repr__(self) -> str:
-        return f"GridVertexShortestPath(height={self.height}, width={self.width})"
+        extra = "" if self.min_cost is None else f", min_cost={self.min_cost}"
+        return f"GridVertexShortestPath(height={self.height}, width={self.width}{extra})"

@@ -293,3 +293,44 @@ def test_cuda_agrees_with_cpu_on_absorbed_costs():
     cost = torch.from_numpy(np.random.default_rng(3).choice([1.0, 1e8], size=(200, 9, 13))).float()
     oracle = GridVertexShortestPath(9, 13)
     assert torch.equal(oracle.shortest_path(cost.cuda()).cpu(), oracle.shortest_path(cost))
+
+
+# ---- min_cost: explicit opt-in for scores outside theta < 0 ---------------------------------------------
+@settings(max_examples=30, deadline=None)
+@given(non_square, st.integers(0, 2**32 - 1), st.sampled_from([1e-3, 0.5, 2.0]))
+def test_vertex_min_cost_equals_oracle_on_clamped_scores(shape, seed, min_cost):
+    """Scores of both signs (e.g. theta + eps Z, or theta - lambda dy): with min_cost=c the oracle is the plain
+    oracle applied to min(theta, -c), and the objective still uses the scores given."""
+    theta = torch.from_numpy(np.random.default_rng(seed).normal(-1.0, 2.0, size=(5, *shape)))
+    theta[0, 0, 0], theta[-1, -1, -1] = 0.5, 0.0  # a positive and a zero score at least
+    oracle = GridVertexShortestPath(*shape, min_cost=min_cost)
+    clamped = torch.minimum(theta, torch.tensor(-min_cost, dtype=theta.dtype))
+    y = oracle(theta)
+    assert torch.equal(y, GridVertexShortestPath(*shape)(clamped))
+    torch.testing.assert_close(oracle.objective(theta, y), (theta * y).sum(dim=(-2, -1)), rtol=0, atol=0)
+
+
+def test_vertex_min_cost_on_positive_scores_and_error_without_it():
+    theta = torch.tensor([[-1.0, 3.0, 0.0], [0.0, -5.0, 2.0]])  # positive and zero scores: invalid costs
+    with pytest.raises(ValueError, match="theta must be < 0.*min_cost"):
+        GridVertexShortestPath(2, 3)(theta)
+    y = GridVertexShortestPath(2, 3, min_cost=1.0)(theta)
+    # clamped costs [[1, 1, 1], [1, 5, 1]]: the cheapest path avoids the tile of cost 5, 3 tiles of cost 1
+    expected = GridVertexShortestPath(2, 3).shortest_path(torch.tensor([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0]]))
+    assert torch.equal(y, expected) and y.sum() == 3 and y[1, 1] == 0
+
+
+@pytest.mark.parametrize(
+    "bad, error",
+    [
+        (0.0, ValueError),
+        (-1.0, ValueError),
+        (float("nan"), ValueError),
+        (float("inf"), ValueError),
+        (True, TypeError),
+        ("1", TypeError),
+    ],
+)
+def test_vertex_min_cost_validation(bad, error):
+    with pytest.raises(error, match="min_cost"):
+        GridVertexShortestPath(3, 3, min_cost=bad)
