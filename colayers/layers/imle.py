@@ -212,13 +212,30 @@ class IMLE(OracleLayer):
         )
 
     def forward(self, theta: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        self.check_theta(theta)
-        with torch.no_grad():
-            noise = self.draw_noise(theta, generator)
-            base = theta.detach().unsqueeze(0)
-            eta = base.expand((self.num_samples, *theta.shape)) if noise is None else base + self.epsilon * noise
-            atoms = self.oracle(eta)
-        if atoms.shape != eta.shape:
+        oracle, s = self.oracle, self.num_samples
+        if (
+            self.epsilon == 0
+            and s == 1
+            and self.validate_args
+            and getattr(oracle, "validate_args", False)
+            and type(oracle).__call__ is Oracle.__call__
+        ):
+            # Blackbox: the one score solved is theta itself, and a validating stock oracle checks it exactly as
+            # the layer would (same argument name, shape and messages); no noise is drawn
+            noise = None
+            with torch.no_grad():
+                atoms = oracle(theta).unsqueeze(0)
+        else:
+            self.check_theta(theta)
+            with torch.no_grad():
+                noise = self.draw_noise(theta, generator)
+                base = theta.detach().unsqueeze(0)
+                if noise is None:
+                    eta = base.expand((s, *theta.shape))
+                else:
+                    eta = base + noise if self.epsilon == 1.0 else base + self.epsilon * noise
+                atoms = oracle(eta)
+        if atoms.shape != (s, *theta.shape):
             raise ValueError(
                 f"oracle must return solutions of theta's shape for the finite-difference rule; "
                 f"got {tuple(atoms.shape[1:])} for theta {tuple(theta.shape)}"

@@ -109,13 +109,15 @@ def test_positional_apply_matches_stock_apply_and_functorch():
     [[1.0, 2.0, 3.0], torch.tensor([1, 2, 3]), torch.tensor([1.0, float("nan"), 0.0]), torch.zeros(4)],
     ids=["list", "int", "nan", "shape"],
 )
-def test_identity_relaxation_reports_bad_theta_like_check_theta(bad):
-    # IdentityRelaxation leaves its checks to a validating stock oracle; the errors must be the layer's own
-    from colayers import IdentityRelaxation
+@pytest.mark.parametrize("kind", ["identity", "blackbox"])
+def test_direct_layers_report_bad_theta_like_check_theta(bad, kind):
+    # IdentityRelaxation and Blackbox leave their checks to a validating stock oracle called on theta itself;
+    # the errors must be the layer's own
+    from colayers import Blackbox, IdentityRelaxation
 
-    layer = IdentityRelaxation(ArgmaxOneHot(n=3))
+    layer = IdentityRelaxation(ArgmaxOneHot(n=3)) if kind == "identity" else Blackbox(ArgmaxOneHot(n=3))
     with pytest.raises((TypeError, ValueError)) as expected:
         layer.check_theta(bad)
-    with pytest.raises(expected.type, match=None) as got:
+    with pytest.raises(expected.type) as got:
         layer(bad)
     assert str(got.value) == str(expected.value)
