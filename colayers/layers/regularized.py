@@ -192,8 +192,9 @@ def frank_wolfe_projection(
         gamma = torch.minimum(torch.clamp(gamma, min=0.0), gmax)
         gamma = gamma.masked_fill(done, 0.0)
         # FW vertex: reuse an existing slot if v is already stored, else append a new slot
-        match = (atoms == v.unsqueeze(1)).all(-1)
-        has = match.any(-1)
+        # (torch's all/any over a last dimension are slow on the CPU: count instead, same result)
+        match = (atoms == v.unsqueeze(1)).sum(-1) == d
+        has = match.sum(-1) > 0
         atoms = torch.cat([atoms, v.unsqueeze(1)], 1)
         weights = torch.cat([weights, weights.new_zeros(b, 1)], 1)
         v_idx = torch.where(has, match.to(torch.int8).argmax(-1), atoms.shape[1] - 1)
@@ -208,13 +209,13 @@ def frank_wolfe_projection(
         weights = torch.where(use_fw.unsqueeze(1), fw_w, aw_w).clamp(min=0.0)
         weights = weights / weights.sum(-1, keepdim=True)
         # forget slots no instance uses any more
-        keep = (weights > 0).any(0)
+        keep = (weights > 0).sum(0) > 0
         if not bool(keep.all()):
             atoms, weights = atoms[:, keep], weights[:, keep]
     mu = (weights.unsqueeze(-1) * atoms).sum(1)
     fw_gap = ((theta - mu) * (oracle(theta - mu).reshape(b, d) - mu)).sum(-1)
     weights, _ = _polish(theta, atoms, weights, fw_gap, tol_scaled, torch.zeros_like(done))
-    keep = (weights > 0).any(0)
+    keep = (weights > 0).sum(0) > 0
     return atoms[:, keep], weights[:, keep]
 
 
@@ -232,7 +233,7 @@ def _polish(theta, atoms, weights, fw_gap, tol, done):
     coef = torch.where(is_ref, torch.zeros_like(coef), coef)
     new_w = torch.where(is_ref, (1 - coef.sum(-1, keepdim=True)).expand_as(coef), coef)
     tiny = 100 * torch.finfo(theta.dtype).eps
-    ok = (new_w >= -tiny).all(-1) & ~done
+    ok = ((new_w >= -tiny).sum(-1) == m) & ~done
     new_w = torch.where(new_w <= tiny, torch.zeros_like(new_w), new_w)
     new_w = new_w / new_w.sum(-1, keepdim=True)
     weights = torch.where(ok.unsqueeze(-1), new_w, weights)
