@@ -32,8 +32,15 @@ class GridDAGShortestPath(Oracle):
 
     The graph has the ``height × width`` vertices :math:`v = r \cdot w + c` of a grid and the edges
     :math:`(v, v+1)` (a step right) and :math:`(v, v+w)` (a step down), listed in :attr:`edges` in the fixed
-    order used for the vectors: vertices in row-major order, for each its right edge then its down edge. A path
-    runs from the top-left vertex 0 to the bottom-right vertex :math:`hw - 1`; it is encoded as
+    order used for the vectors, **PyEPO's order** (``pyepo.model.utils._get_grid_arcs``, the columns of
+    ``pyepo.data.shortestpath.genData`` costs and of PyEPO's solutions), so PyEPO's cost and solution vectors
+    can be used as they are: row by row, the row's :math:`w - 1` right edges from left to right, then (but for
+    the last row) its :math:`w` down edges from left to right. For 3 × 3 (vertices 0 1 2 / 3 4 5 / 6 7 8)::
+
+        index:  0      1      2      3      4      5      6      7      8      9      10     11
+        edge:   (0,1)  (1,2)  (0,3)  (1,4)  (2,5)  (3,4)  (4,5)  (3,6)  (4,7)  (5,8)  (6,7)  (7,8)
+
+    A path runs from the top-left vertex 0 to the bottom-right vertex :math:`hw - 1`; it is encoded as
     :math:`y \in \{0, 1\}^{E}` with :math:`E = h(w-1) + (h-1)w` edges (40 for 5 × 5), and always has
     :math:`h + w - 2` edges. The oracle returns
 
@@ -51,6 +58,8 @@ class GridDAGShortestPath(Oracle):
 
     Example:
         >>> import torch
+        >>> GridDAGShortestPath(3, 3).edges[:5]  # row 0: right edges, then down edges
+        [(0, 1), (1, 2), (0, 3), (1, 4), (2, 5)]
         >>> oracle = GridDAGShortestPath(2, 2)
         >>> oracle.edges
         [(0, 1), (0, 2), (1, 3), (2, 3)]
@@ -70,15 +79,15 @@ class GridDAGShortestPath(Oracle):
         edges: list[tuple[int, int]] = []
         right: dict[int, int] = {}  # target vertex -> index of the edge entering it from the left
         down: dict[int, int] = {}  # target vertex -> index of the edge entering it from above
-        for r in range(h):
-            for c in range(w):
+        for r in range(h):  # PyEPO's order: each row's right edges, then (but for the last row) its down edges
+            for c in range(w - 1):
                 v = r * w + c
-                if c < w - 1:
-                    right[v + 1] = len(edges)
-                    edges.append((v, v + 1))
-                if r < h - 1:
-                    down[v + w] = len(edges)
-                    edges.append((v, v + w))
+                right[v + 1] = len(edges)
+                edges.append((v, v + 1))
+            for c in range(w if r < h - 1 else 0):
+                v = r * w + c
+                down[v + w] = len(edges)
+                edges.append((v, v + w))
         self.edges = edges
         self.num_edges = len(edges)
         self.event_shape = (self.num_edges,)

@@ -186,16 +186,6 @@ def _grid_oracles():
     return GridDAGShortestPath, GridVertexShortestPath
 
 
-def _pyepo_edge_order(height: int, width: int) -> list[tuple[int, int]]:
-    """PyEPO's edge list for the grid DAG: row by row, the row's right edges, then its down edges."""
-    edges = []
-    for i in range(height):
-        edges += [(i * width + j, i * width + j + 1) for j in range(width - 1)]
-        if i < height - 1:
-            edges += [(i * width + j, (i + 1) * width + j) for j in range(width)]
-    return edges
-
-
 # ------------------------------------------------------------------------------------------------------
 # shortest path on the grid DAG
 
@@ -225,8 +215,8 @@ def shortest_path_problem(
     2022, ``pyepo.data.shortestpath.genData``). The draws follow PyEPO's order with a
     ``numpy.random.RandomState(seed)``, so the ``n + n_test`` instances equal PyEPO's
     ``genData(n + n_test, p, grid, deg, noise, seed)`` (the first ``n`` form the training split), edge for
-    edge (PyEPO lists edges row by row, right edges then down edges; the columns are permuted to the
-    oracle's order ``oracle.edges``).
+    edge: :class:`~colayers.oracles.GridDAGShortestPath` lists its edges (``oracle.edges``) in PyEPO's order
+    (row by row, the row's right edges then its down edges), so the cost columns are used as drawn.
 
     Sign convention: ``sense="min"``, ``theta = -c``, ``y = oracle(theta)`` the 0/1 edge indicator of the
     shortest path (edge order ``oracle.edges``). Default model: :class:`~colayers.studies.LinearModel`
@@ -263,9 +253,7 @@ def shortest_path_problem(
     d = oracle.num_edges
     rnd = np.random.RandomState(seed)
     x, c = _pyepo_features_costs(rnd, n + n_test, p, d, deg, noise)
-    # PyEPO's column j is the cost of its j-th edge; reorder the columns to the oracle's edge order
-    pyepo_index = {e: j for j, e in enumerate(_pyepo_edge_order(h, w))}
-    c = c[:, [pyepo_index[e] for e in oracle.edges]]
+    # PyEPO's column j is the cost of its j-th edge, which is oracle.edges[j]: no reordering
     x_t, theta = _f32(x, device), -_f32(c, device)
     y = oracle(theta)
     x_tr, x_te, th_tr, th_te, y_tr, y_te = _split(n, x_t, theta, y)

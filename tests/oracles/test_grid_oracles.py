@@ -75,11 +75,29 @@ grids = st.tuples(st.integers(1, 6), st.integers(1, 6)).filter(lambda s: s[0] * 
 
 
 # ---- the edge-weighted DAG ------------------------------------------------------------------------------
+def pyepo_arcs(h, w):
+    """PyEPO's arc list (pyepo.model.utils._get_grid_arcs), written out independently: for each row, its
+    w - 1 right edges left to right, then (except for the last row) its w down edges left to right."""
+    rows = [[(r * w + c, r * w + c + 1) for c in range(w - 1)] for r in range(h)]
+    downs = [[(r * w + c, (r + 1) * w + c) for c in range(w)] for r in range(h - 1)] + [[]]
+    return [e for row, down in zip(rows, downs) for e in row + down]
+
+
 def test_dag_edges_match_pyepo_layout():
     oracle = GridDAGShortestPath(5, 5)
     assert oracle.num_edges == 40 and oracle.event_shape == (40,)
-    assert oracle.edges[:3] == [(0, 1), (0, 5), (1, 2)]
+    assert oracle.edges[:6] == [(0, 1), (1, 2), (2, 3), (3, 4), (0, 5), (1, 6)]
     assert all(v - u in (1, 5) for u, v in oracle.edges) and len(set(oracle.edges)) == 40
+    assert GridDAGShortestPath(3, 3).edges == [
+        (0, 1), (1, 2), (0, 3), (1, 4), (2, 5),  # row 0: right edges, then down edges
+        (3, 4), (4, 5), (3, 6), (4, 7), (5, 8),  # row 1
+        (6, 7), (7, 8),  # last row: right edges only
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("shape", [(2, 2), (3, 3), (5, 5), (2, 7), (6, 3), (1, 4), (4, 1)])
+def test_dag_edge_order_is_pyepo_order(shape):
+    assert GridDAGShortestPath(*shape).edges == pyepo_arcs(*shape)
 
 
 @settings(max_examples=40, deadline=None)
