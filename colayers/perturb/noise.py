@@ -68,8 +68,8 @@ def standard_gamma_small(
         x, rejected = _gs_round(alpha, b, int(m / accept_rate * 1.2) + 16, generator, device, dtype)
         keep = torch.ones(x.shape, dtype=torch.bool, device=x.device)
         keep[rejected] = False
-        x = x[keep][:m]
-        out[todo[: x.numel()]] = x
+        x = torch.masked_select(x, keep)[:m]
+        out.index_copy_(0, todo[: x.numel()], x)
         todo = todo[x.numel() :]
     # like torch._standard_gamma, report draws that underflow as the smallest positive normal number
     return out.clamp_(min=torch.finfo(dtype).tiny)
@@ -87,12 +87,13 @@ def _gs_round(alpha, b, m, generator, device, dtype):
     # exact tests below; they include every P > 1 (about alpha / (e b) of them, second proposal), since
     # P > 1 gives x = P^(1/alpha) >= 1 in floating point too.
     special = (u2 + x > 1.0 - 4 * torch.finfo(dtype).eps).nonzero().squeeze(-1)
-    ps, xs, log_u2 = p[special], x[special], torch.log(u2[special])
+    # (index_select / index_copy_ / masked_select: the same as advanced indexing, several times faster on CPU)
+    ps, xs, log_u2 = p.index_select(0, special), x.index_select(0, special), torch.log(u2.index_select(0, special))
     upper = ps > 1.0
     xb = torch.log(((b - ps) * inv_alpha).clamp_(min=tiny)).neg_()  # >= 1 where P in (1, b)
     ok = torch.where(upper, log_u2 <= (alpha - 1.0) * torch.log(xb.clamp(min=tiny)), log_u2 <= -xs)
-    x[special] = torch.where(upper, xb, xs)
-    return x, special[~ok]
+    x.index_copy_(0, special, torch.where(upper, xb, xs))
+    return x, torch.masked_select(special, ok.logical_not_())
 
 
 def _power(p: torch.Tensor, exponent: float) -> torch.Tensor:
