@@ -188,11 +188,12 @@ class GridVertexShortestPath(Oracle):
 
     Rounding: the sums are formed in ``theta``'s dtype, where a small cost can vanish next to a large
     running sum (in float32, :math:`10^8 + 1 = 10^8`), so that two neighbours have equal distances. The
-    traceback therefore only steps to a strictly smaller distance; the (rare) instances where it cannot are
-    solved again by a Bellman-Ford that records each tile's predecessor when its distance strictly
-    decreases, whose predecessor graph is acyclic whatever the rounding. The traceback never cycles, and the
-    path returned costs at most :math:`(1 + 2 k \epsilon)` times the optimum, for :math:`k \le hw` tiles and
-    the dtype's machine epsilon :math:`\epsilon` (exactly optimal when the sums are exact).
+    traceback therefore only steps to a strictly smaller distance; the instances where it cannot (only costs
+    that rounding absorbs cause this) are solved again by a Bellman-Ford that records each tile's predecessor
+    when its distance strictly decreases, whose predecessor graph is acyclic whatever the rounding. The
+    traceback never cycles, and the path returned costs at most :math:`(1 + 2 k \epsilon)` times the optimum,
+    for :math:`k \le hw` tiles and the dtype's machine epsilon :math:`\epsilon` (exactly optimal when the
+    sums are exact).
 
     Args:
         height, width: the map size (at least 2 tiles).
