@@ -22,7 +22,7 @@ import torch
 from .._validation import check_int_at_least, check_positive, check_tensor
 from ..distribution import SolutionDistribution
 from ..oracles.base import Oracle
-from .core import OracleLayer, PositionalFunction, active_set_vjp
+from .core import OracleLayer, PositionalFunction, active_set_vjp, check_finite_fast
 
 __all__ = [
     "SoftArgmax",
@@ -39,10 +39,8 @@ def _check_vector_theta(theta: torch.Tensor, validate: bool) -> None:
     check_tensor("theta", theta)
     if theta.ndim < 1:
         raise ValueError(f"theta must have at least 1 dimension (*batch, n); got shape {tuple(theta.shape)}")
-    if validate and not bool(torch.isfinite(theta).all()):
-        from .._validation import check_finite
-
-        check_finite("theta", theta)
+    if validate:
+        check_finite_fast("theta", theta)
 
 
 class SoftArgmax(torch.nn.Module):

@@ -121,3 +121,28 @@ def test_direct_layers_report_bad_theta_like_check_theta(bad, kind):
     with pytest.raises(expected.type) as got:
         layer(bad)
     assert str(got.value) == str(expected.value)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [[1.0, 2.0], [3e38, 3e38], [float("nan"), 1.0], [1.0, float("inf")], [float("-inf"), float("inf")], []],
+    ids=["finite", "sum-overflows", "nan", "inf", "inf-minus-inf", "empty"],
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fast_finite_check_agrees_with_check_finite(values, dtype):
+    # the layers check theta with one sum; a sum that overflows (or is NaN) falls back to the full check
+    from colayers._validation import check_finite
+    from colayers.layers.core import check_finite_fast
+
+    x = torch.tensor(values, dtype=dtype)
+    try:
+        check_finite("theta", x)
+        expected = None
+    except ValueError as err:
+        expected = str(err)
+    if expected is None:
+        assert check_finite_fast("theta", x) is x
+    else:
+        with pytest.raises(ValueError) as got:
+            check_finite_fast("theta", x)
+        assert str(got.value) == expected
