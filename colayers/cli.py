@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--epochs", type=int, default=None)
     st.add_argument("--batch-size", type=int, default=None)
     st.add_argument("--lr", type=float, default=None)
+    st.add_argument("--lr-milestones", default=None, help="comma-separated epochs after which the lr is decayed")
+    st.add_argument("--lr-decay", type=float, default=None, help="lr factor at each milestone (default 0.1)")
     st.add_argument("--device", default=None, help="cpu (default), cuda or cuda:N")
     st.add_argument("--workers", type=int, default=None, help="trials run at once (a process pool when > 1)")
     st.add_argument("--threads", type=int, default=None, help="torch threads per trial (default 1)")
@@ -105,7 +107,12 @@ def _study_config(args: argparse.Namespace):
             data["seeds"] = [int(s) for s in args.seeds.split(",") if s.strip()]
         except ValueError:
             raise ValueError(f"seeds must be comma-separated integers; got {args.seeds!r}") from None
-    for key in ("epochs", "batch_size", "lr", "device", "workers", "threads", "output"):
+    if args.lr_milestones is not None:
+        try:
+            data["lr_milestones"] = [int(s) for s in args.lr_milestones.split(",") if s.strip()]
+        except ValueError:
+            raise ValueError(f"lr_milestones must be comma-separated integers; got {args.lr_milestones!r}") from None
+    for key in ("epochs", "batch_size", "lr", "lr_decay", "device", "workers", "threads", "output"):
         v = getattr(args, key)
         if v is not None:
             data[key] = v

@@ -10,6 +10,7 @@ File format (TOML shown; JSON has the same keys)::
     epochs = 20
     batch_size = 32
     lr = 0.01
+    lr_milestones = []          # optional: epochs after which lr *= lr_decay (0.1)
     seeds = [0, 1, 2]
     device = "cpu"
     workers = 1                 # > 1: trials run on a process pool
@@ -80,6 +81,8 @@ class StudyConfig:
         seeds: one trial per (problem, method, seed); the seed fixes the data, the model initialisation and
             every random draw of the trial, whatever the parallelism.
         epochs, batch_size, lr, weight_decay: Adam training settings (a method may override ``lr``).
+        lr_milestones, lr_decay: multiply the learning rate by ``lr_decay`` after each epoch listed in
+            ``lr_milestones`` (a step schedule; none by default).
         device: ``"cpu"`` or ``"cuda"`` (``"cuda:1"``...).
         workers: number of trials run at once (a process pool when > 1, or pass any executor to the runner).
         threads: torch intra-op threads inside each trial.
@@ -94,6 +97,8 @@ class StudyConfig:
     batch_size: int = 32
     lr: float = 0.01
     weight_decay: float = 0.0
+    lr_milestones: list[int] = field(default_factory=list)
+    lr_decay: float = 0.1
     device: str = "cpu"
     workers: int = 1
     threads: int = 1
@@ -142,6 +147,15 @@ class StudyConfig:
             ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and (v >= 0 if allow_zero else v > 0)
             if not ok or v != v or v == float("inf"):
                 raise ValueError(f"{key} must be a finite number {'≥' if allow_zero else '>'} 0; got {v!r}")
+        if not isinstance(self.lr_milestones, (list, tuple)) or any(
+            isinstance(m, bool) or not isinstance(m, numbers.Integral) or not 1 <= m < self.epochs
+            for m in self.lr_milestones
+        ):
+            raise ValueError(
+                f"lr_milestones must list epochs in [1, epochs) = [1, {self.epochs}); got {self.lr_milestones!r}"
+            )
+        if isinstance(self.lr_decay, bool) or not isinstance(self.lr_decay, numbers.Real) or not 0 < self.lr_decay <= 1:
+            raise ValueError(f"lr_decay must be a number in (0, 1]; got {self.lr_decay!r}")
         dev = str(self.device)
         if not (dev == "cpu" or dev == "cuda" or dev.startswith("cuda:")):
             raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N'; got {self.device!r}")
@@ -164,6 +178,7 @@ class StudyConfig:
             "batch_size": self.batch_size,
             "lr": self.lr,
             "weight_decay": self.weight_decay,
+            **({"lr_milestones": list(self.lr_milestones), "lr_decay": self.lr_decay} if self.lr_milestones else {}),
         }
 
     def settings_hash(self, problem: ProblemSpec, method: MethodSpec) -> str:
@@ -268,8 +283,8 @@ def _as_method(entry: Any, i: int) -> MethodSpec:
     raise TypeError(f"methods[{i}] must be a name or a table with 'name'; got {type(entry).__name__}")
 
 
-_FIELDS = {"problems", "methods", "seeds", "epochs", "batch_size", "lr", "weight_decay", "device", "workers",
-           "threads", "output", "name"}
+_FIELDS = {"problems", "methods", "seeds", "epochs", "batch_size", "lr", "weight_decay", "lr_milestones", "lr_decay",
+           "device", "workers", "threads", "output", "name"}
 
 
 def config_from_dict(data: dict[str, Any]) -> StudyConfig:

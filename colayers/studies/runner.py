@@ -262,6 +262,8 @@ class TrialSpec:
     batch_size: int
     lr: float
     weight_decay: float = 0.0
+    lr_milestones: list[int] = field(default_factory=list)
+    lr_decay: float = 0.1
     device: str = "cpu"
     threads: int = 1
     study: str = "study"
@@ -338,6 +340,7 @@ def iter_trial(spec: TrialSpec) -> Iterator[dict[str, Any]]:
         params = list(model.parameters()) + [p for p in objective.parameters() if p.requires_grad]
         lr = float(spec.method.params.get("lr", spec.lr))
         optimizer = torch.optim.Adam(params, lr=lr, weight_decay=spec.weight_decay)
+        schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(spec.lr_milestones), gamma=spec.lr_decay)
         order = torch.Generator().manual_seed(spec.seed)
         n = problem.x_train.shape[0]
         train_time = 0.0
@@ -356,6 +359,7 @@ def iter_trial(spec: TrialSpec) -> Iterator[dict[str, Any]]:
                 optimizer.step()
                 total += float(loss.detach()) * idx.shape[0]
                 count += idx.shape[0]
+            schedule.step()
             _sync(device)
             train_time += time.perf_counter() - t0
             metrics = _evaluate(model, objective, problem, oracle)
@@ -409,6 +413,8 @@ def trial_specs(config: StudyConfig) -> list[TrialSpec]:
                         batch_size=config.batch_size,
                         lr=config.lr,
                         weight_decay=config.weight_decay,
+                        lr_milestones=list(config.lr_milestones),
+                        lr_decay=config.lr_decay,
                         device=config.device,
                         threads=config.threads,
                         study=config.name,

@@ -88,6 +88,7 @@ def test_toml_config_and_flags_override(tmp_path):
         (["--problems", "nowhere"], "problems[0].name"),
         (["--epochs", "0"], "epochs"),
         (["--lr", "0"], "lr"),
+        (["--lr-milestones", "30"], "lr_milestones"),
         (["--seeds", "a,b"], "seeds"),
         (["-M", "imle.lambda_=-1"], "methods[2].params.lambda_"),
         (["-M", "nomethod.x=1"], "nomethod"),

@@ -320,3 +320,18 @@ def test_negative_domain_oracle_is_clamped_for_finite_differences():
     assert oracle.calls == 2
     with pytest.raises(ValueError):
         oracle(theta.detach() + 1.0)  # the bare oracle rejects θ ≥ 0
+
+
+def test_learning_rate_milestones(tmp_path):
+    base = run_study(small_config(tmp_path / "a", seeds=[0], methods=["two-stage"]), progress=False)
+    same = run_study(small_config(tmp_path / "b", seeds=[0], methods=["two-stage"], lr_milestones=[1], lr_decay=1.0),
+                     progress=False)
+    slow = run_study(small_config(tmp_path / "c", seeds=[0], methods=["two-stage"], lr_milestones=[1], lr_decay=0.01),
+                     progress=False)
+    assert [r["train_loss"] for r in same] == [r["train_loss"] for r in base]
+    assert slow[0]["train_loss"] == base[0]["train_loss"]  # epoch 1 runs before the milestone
+    assert slow[1]["train_loss"] != base[1]["train_loss"]
+    with pytest.raises(ValueError, match="lr_milestones"):
+        run_study(small_config(tmp_path / "d", lr_milestones=[2]), progress=False)  # epochs = 2
+    with pytest.raises(ValueError, match="lr_decay"):
+        run_study(small_config(tmp_path / "e", lr_milestones=[1], lr_decay=0.0), progress=False)
