@@ -161,10 +161,13 @@ class Perturbed(OracleLayer):
         gen = self.resolve_generator(generator, theta)
         pert = self.perturbation
         with torch.no_grad():
-            # theta, num_samples and the generator are checked already: draw and apply directly
             t = theta.detach()
-            z = pert.noise.sample((self.num_samples, *t.shape), generator=gen, device=t.device, dtype=t.dtype)
-            sample = PerturbedSample(eta=pert.apply(t, z), noise=z)
+            if type(pert).sample is Perturbation.sample and type(pert).draw_noise is Perturbation.draw_noise:
+                # theta, num_samples and the generator are checked already: draw and apply directly
+                z = pert.noise.sample((self.num_samples, *t.shape), generator=gen, device=t.device, dtype=t.dtype)
+                sample = PerturbedSample(eta=pert.apply(t, z), noise=z)
+            else:  # a perturbation with its own sampling (e.g. antithetic): use it
+                sample = pert.sample(t, self.num_samples, gen)
             atoms = self.oracle(sample.eta)
         return sample, atoms
 

@@ -146,3 +146,30 @@ def test_fast_finite_check_agrees_with_check_finite(values, dtype):
         with pytest.raises(ValueError) as got:
             check_finite_fast("theta", x)
         assert str(got.value) == expected
+
+
+def test_custom_perturbation_sampling_and_score_are_used():
+    # the fast paths (direct noise draw, score_mean) must not bypass a subclass's own sample/score
+    from colayers import TopKSubset
+    from colayers.layers import Perturbed
+    from colayers.perturb import Additive, PerturbedSample
+
+    calls = []
+
+    class Antithetic(Additive):
+        def sample(self, theta, num_samples=1, generator=None):
+            calls.append("sample")
+            half = self.draw_noise(theta, num_samples // 2, generator)
+            z = torch.cat([half, -half])
+            return PerturbedSample(eta=self.apply(theta, z), noise=z)
+
+        def score(self, theta, sample):
+            calls.append("score")
+            return super().score(theta, sample)
+
+    layer = Perturbed(TopKSubset(2), Antithetic(epsilon=0.5), num_samples=6)
+    theta = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
+    sample, _ = layer.sample(theta, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(sample.noise[:3], -sample.noise[3:])
+    layer(theta, generator=torch.Generator().manual_seed(0)).sum().backward()
+    assert calls.count("sample") == 2 and calls.count("score") == 1
