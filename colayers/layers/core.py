@@ -59,6 +59,21 @@ class PositionalFunction(torch.autograd.Function):
     layers' forwards have no defaults and are always called with every argument, so this ``apply`` goes
     straight to the C++ ``apply`` (after the same dead-wrapper unwrapping), and falls back to the stock
     path under functorch transforms (``torch.func``) or when keyword arguments are given.
+
+    Example:
+        >>> class Double(PositionalFunction):
+        ...     @staticmethod
+        ...     def forward(x):
+        ...         return 2 * x
+        ...     @staticmethod
+        ...     def setup_context(ctx, inputs, output):
+        ...         pass
+        ...     @staticmethod
+        ...     def backward(ctx, grad):
+        ...         return 2 * grad
+        >>> x = torch.ones(2, requires_grad=True)
+        >>> Double.apply(x).sum().backward(); x.grad
+        tensor([2., 2.])
     """
 
     @classmethod

@@ -63,6 +63,17 @@ class LazyScoreFunctionMean(PositionalFunction):
     :math:`w_s = \langle v_s - b_s, \bar y\rangle` and returns ``perturbation.score_mean(theta, sample, w)``,
     which equals :func:`~colayers.layers.core.score_function_vjp` without building the ``(S, *theta.shape)``
     score tensor (nor any of it in a forward whose result is never differentiated).
+
+    Example:
+        >>> import torch
+        >>> from colayers import ArgmaxOneHot
+        >>> from colayers.perturb import Additive
+        >>> pert, theta = Additive(epsilon=1.0), torch.zeros(3, requires_grad=True)
+        >>> sample = pert.sample(theta.detach(), 4, generator=torch.Generator().manual_seed(0))
+        >>> values = ArgmaxOneHot()(sample.eta)
+        >>> mu = LazyScoreFunctionMean.apply(theta, values, sample, pert, 1, True)
+        >>> torch.equal(mu, values.mean(0)), float(mu.detach().sum())
+        (True, 1.0)
     """
 
     @staticmethod
