@@ -139,3 +139,17 @@ def test_default_preset_is_the_issue_setting():
     assert {k: cfg.problems[0].params[k] for k in ("n", "deg", "noise")} == {"n": 1000, "deg": 4, "noise": 0.5}
     assert [m.name for m in cfg.methods] == ["spo+", "fy", "imle", "aimle", "blackbox", "identity", "two-stage"]
     assert Path(cfg.output).name == "colayers-study"
+
+
+def test_warcraft_preset_bounded_form(tmp_path, capsys):
+    out = tmp_path / "warcraft"
+    argv = ["study", "--preset", "warcraft", "-P", "n=24", "-P", "n_test=8", "--epochs", "1", "--batch-size", "12",
+            "-o", str(out), "--no-progress", "--no-figures"]
+    assert main(argv) == 0
+    recs = {r["method"]: r for r in read_results(out / RESULTS_FILE)}
+    assert sorted(recs) == ["blackbox", "direct", "fy", "imle", "two-stage"]
+    for r in recs.values():
+        # every decoded prediction is a path: its cost is at least the optimal cost
+        assert r["cost_ratio"] >= 1.0 - 1e-5 and r["normalized_regret"] >= -1e-6
+    assert recs["direct"]["oracle_calls"] == recs["two-stage"]["oracle_calls"] == 0
+    assert recs["imle"]["oracle_calls"] == 2 * 2  # 2 batches, forward and finite-difference target each
