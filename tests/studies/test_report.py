@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import csv
 import math
+import statistics
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from colayers.studies.report import build_report, final_records, format_table, plot_results, summarize, write_table
 from colayers.studies.runner import RESULTS_FILE, append_jsonl
@@ -85,3 +88,14 @@ def test_build_report_errors(tmp_path):
     append_jsonl(tmp_path / RESULTS_FILE, record("c", 0, 1))  # only an incomplete trial
     with pytest.raises(ValueError, match="no complete trial"):
         build_report(tmp_path)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.floats(0.0, 1.0, allow_nan=False), min_size=1, max_size=6))
+def test_summary_matches_statistics_module(values):
+    recs = [
+        record("m", seed, e, epochs=2, regret=v if e == 2 else 1.0) for seed, v in enumerate(values) for e in (1, 2)
+    ]
+    mean, std = summarize(recs)[0]["normalized_regret"]
+    assert mean == pytest.approx(statistics.fmean(values), abs=1e-12)
+    assert std == pytest.approx(statistics.stdev(values) if len(values) > 1 else 0.0, abs=1e-9)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from colayers import ArgmaxOneHot
 from colayers.studies.config import config_from_dict
@@ -335,3 +337,34 @@ def test_learning_rate_milestones(tmp_path):
         run_study(small_config(tmp_path / "d", lr_milestones=[2]), progress=False)  # epochs = 2
     with pytest.raises(ValueError, match="lr_decay"):
         run_study(small_config(tmp_path / "e", lr_milestones=[1], lr_decay=0.0), progress=False)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.booleans(), min_size=12, max_size=12), st.booleans())
+def test_prune_keeps_complete_trials_and_drops_partial_ones(keep_mask, truncated):
+    import tempfile
+
+    from colayers.studies.runner import _prune_incomplete
+
+    base = {"problem": "p", "settings": "h", "epochs": 3}
+    lines = [dict(base, method=m, seed=s, epoch=e) for m in ("a", "b") for s in (0, 1) for e in (1, 2, 3)]
+    kept = [rec for rec, k in zip(lines, keep_mask) if k]
+    other = dict(base, method="z", seed=0, epoch=1, settings="other")  # not part of this study: never touched
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / RESULTS_FILE
+        for rec in [*kept, other]:
+            append_jsonl(path, rec)
+        if truncated:
+            with open(path, "a") as f:
+                f.write('{"problem": "p", "meth')
+        keys = {("p", m, s, "h") for m in ("a", "b") for s in (0, 1)}
+        done = _prune_incomplete(path, keys)
+        after = read_results(path)
+    expected_done = {
+        ("p", m, s, "h") for m in ("a", "b") for s in (0, 1)
+        if sum(1 for r in kept if (r["method"], r["seed"]) == (m, s)) == 3
+    }
+    assert done == expected_done
+    assert other in after
+    assert all((r["problem"], r["method"], r["seed"], r["settings"]) in done for r in after if r != other)
+    assert len(after) == 3 * len(done) + 1
