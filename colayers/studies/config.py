@@ -247,9 +247,10 @@ PRESETS: dict[str, dict[str, Any]] = {
             {"name": "direct"},
         ],
         "seeds": [0],
-        "epochs": 20,
+        "epochs": 30,
         "batch_size": 32,
         "lr": 0.001,
+        "workers": 2,  # two trials at a time: the CNN trials are compute-bound, one core each
         "output": "colayers-study-warcraft",
     },
 }
