@@ -58,15 +58,17 @@ class FiniteDifferenceRule:
     state: dict[str, Any] = field(default_factory=dict)
 
     def lambdas(self, theta: torch.Tensor, dy: torch.Tensor, event_ndim: int) -> float | torch.Tensor:
-        """λ, or AIMLE's per-(sample, instance) λ = β‖θ‖/‖ȳ_s‖ of shape ``(S, *batch)``."""
+        """λ, or AIMLE's per-(sample, instance) λ = β‖θ‖/‖ȳ_s‖ ≥ 0 of shape ``(S, *batch)`` (0 allowed)."""
         if self.lambda_ is not None:
             return self.lambda_
         dims = tuple(range(-event_ndim, 0))
         norm_theta = torch.linalg.vector_norm(theta, dim=dims).unsqueeze(0)
         norm_dy = torch.linalg.vector_norm(dy, dim=dims)
-        lam = self.state["beta"].to(theta.dtype) * norm_theta / torch.where(norm_dy > 0, norm_dy, 1.0)
-        # lam == 0 (theta or dy zero) gives a zero difference; divide it by 1 instead of 0
-        return torch.where(lam > 0, lam, torch.ones_like(lam))
+        beta = self.state["beta"].to(device=theta.device, dtype=theta.dtype)  # state may live on another device
+        # the raw lambda (0 when beta, theta or dy is 0): the target theta - lambda * dy is then theta itself and the
+        # difference is exactly zero (torch-adaptive-imle's AdaptiveTargetDistribution); only the divisor of that
+        # zero difference is replaced by 1 (see FiniteDifference.backward)
+        return beta * norm_theta / torch.where(norm_dy > 0, norm_dy, 1.0)
 
     def update(self, diff: torch.Tensor, batch_ndim: int) -> None:
         """AIMLE's online update of β from the per-sample number of non-zero gradient entries."""
@@ -119,7 +121,9 @@ class FiniteDifference(PositionalFunction):
                 upper, lower = both[:s], both[s:]
             else:
                 upper, lower = atoms, rule.oracle(base - lam_e * dy)
-            grad = finite_difference_vjp(upper, lower, lam)
+            # a zero lambda (AIMLE with beta = 0) perturbs nothing, so upper == lower: divide that zero by 1, not 0
+            divisor = torch.where(lam > 0, lam, torch.ones_like(lam)) if isinstance(lam, torch.Tensor) else lam
+            grad = finite_difference_vjp(upper, lower, divisor)
             if rule.adapt:
                 rule.update(upper - lower, theta.ndim - event_ndim)
         return grad, None, None, None
@@ -296,7 +300,10 @@ class AIMLE(IMLE):
     gradient entries is averaged, smoothed by an exponential moving average (``decay``), and β moves by
     ``+step`` if this running count is below ``target`` (too sparse a gradient: take a larger step), by
     ``-step`` otherwise (plus ``momentum`` times the previous move), clamped at β ≥ 0. β only adapts in
-    training mode and with ``adapt=True``; with β frozen AIMLE is IMLE with that λ.
+    training mode and with ``adapt=True``; with β frozen AIMLE is IMLE with that λ. A zero λ (β, θ or ȳ
+    zero) perturbs nothing: the target score is θ itself and that sample's gradient is exactly 0 (the zero
+    difference is divided by 1, not 0), as in the reference implementation (torch-adaptive-imle), so that
+    β → 0 can bring the running count down to any target.
 
     Its state is explicit and saved by ``state_dict``: buffers ``beta``, ``target``, ``running_nnz``,
     ``previous_update``.
