@@ -203,21 +203,28 @@ def identity_vjp(grad_output: torch.Tensor, negative: bool = False) -> torch.Ten
     return -grad_output if negative else grad_output
 
 
-def active_set_vjp(atoms: torch.Tensor, weights: torch.Tensor, grad_output: torch.Tensor) -> torch.Tensor:
+def active_set_vjp(
+    atoms: torch.Tensor, weights: torch.Tensor, grad_output: torch.Tensor, face: torch.Tensor | None = None
+) -> torch.Tensor:
     r"""Implicit-differentiation VJP of the Euclidean projection onto :math:`\mathrm{conv}(\mathcal Y)`.
 
-    At :math:`\mu = \sum_j w_j a_j` with active atoms :math:`\{a_j : w_j > 0\}`, the projection is locally
-    the projection onto their affine hull, whose Jacobian is the orthogonal projector onto the span of the
-    differences :math:`D = [a_j - a_r]_j` (:math:`a_r` the heaviest atom):
+    At :math:`\mu = \sum_j w_j a_j`, let :math:`F` be the atoms that span the face of the polytope on which
+    the projection is locally an affine projection (by default the active atoms :math:`\{a_j : w_j > 0\}`;
+    ``face`` can add zero-weight atoms of the same face, see
+    :func:`~colayers.layers.regularized.complete_face`). The projection is locally the projection onto
+    their affine hull, whose Jacobian is the orthogonal projector onto the span of the differences
+    :math:`D = [a_j - a_r]_{j\in F}` (:math:`a_r` the heaviest atom):
 
     .. math::  J = D^\top (D D^\top)^{+} D, \qquad J^\top\bar y = D^\top (D D^\top)^{+} D\,\bar y,
 
     symmetric positive semi-definite. The small ``(B, m, m)`` system is solved with
-    :func:`torch.linalg.pinv` (Hermitian), which also handles padded zero-weight atoms (zero rows) and
-    affinely dependent atoms.
+    :func:`torch.linalg.pinv` (Hermitian), which also handles padded atoms outside F (zero rows) and
+    affinely dependent or repeated atoms.
 
     Args:
         atoms: ``(B, m, d)`` flattened atoms; weights: ``(B, m)``; grad_output: ``(B, d)``.
+        face: ``(B, m)`` boolean mask of the atoms spanning the face (``None``: ``weights > 0``); it must
+            contain the heaviest atom of each instance.
 
     Returns:
         ``(B, d)``.
@@ -230,8 +237,8 @@ def active_set_vjp(atoms: torch.Tensor, weights: torch.Tensor, grad_output: torc
     """
     ref = weights.argmax(-1)  # (B,)
     a_ref = torch.gather(atoms, 1, ref.view(-1, 1, 1).expand(-1, 1, atoms.shape[-1]))  # (B, 1, d)
-    active = (weights > 0).to(atoms.dtype).unsqueeze(-1)
-    diff = (atoms - a_ref) * active  # (B, m, d); inactive atoms become zero rows
+    active = ((weights > 0) if face is None else face).to(atoms.dtype).unsqueeze(-1)
+    diff = (atoms - a_ref) * active  # (B, m, d); atoms outside the face become zero rows
     gram = diff @ diff.transpose(-1, -2)  # (B, m, m)
     rhs = diff @ grad_output.unsqueeze(-1)  # (B, m, 1)
     coef = torch.linalg.pinv(gram, hermitian=True) @ rhs

@@ -32,6 +32,7 @@ __all__ = [
     "Sparsemax",
     "ActiveSetProjection",
     "frank_wolfe_projection",
+    "complete_face",
 ]
 
 
@@ -239,24 +240,156 @@ def _polish(theta, atoms, weights, fw_gap, tol, done):
     return weights, done
 
 
+@torch.no_grad()
+def complete_face(
+    theta: torch.Tensor,
+    atoms: torch.Tensor,
+    weights: torch.Tensor,
+    oracle,
+    tol: float = 1e-9,
+    generator: torch.Generator | None = None,
+    max_rounds: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Add the vertices of the optimal face that Frank-Wolfe's minimal representation leaves out.
+
+    At the projection :math:`\mu` of θ, with :math:`g = \theta - \mu`, the face of
+    :math:`\mathrm{conv}(\mathcal Y)` exposed by g is
+
+    .. math::  F(g) = \operatorname{conv}\{v\in\mathcal Y : \langle g, v\rangle = \max_{y\in\mathcal Y}
+               \langle g, y\rangle = \langle g, \mu\rangle\},
+
+    and where μ lies in its relative interior the projection is locally the projection onto its affine
+    hull. Frank-Wolfe returns a minimal set of atoms, whose affine hull can be a proper subspace of that of
+    F(g) (e.g. top-2 of 4 at θ = 0: μ = ½·1 = ½(e₁+e₂) + ½(e₃+e₄), a segment, while F(g) is the whole
+    octahedron). This function grows an orthonormal basis Q of the directions spanned so far (the active
+    atoms' differences) and, in rounds, asks the oracle at :math:`g \pm \tau\delta` for a random unit δ
+    orthogonal to Q (ONE batched oracle call of 2 scores per unfinished instance per round). A tiny τ only
+    breaks the tie inside F(g): the answer maximizes ⟨δ, v⟩ over F(g). If F(g) has a vertex outside the
+    current affine hull, its component w orthogonal to Q is non-zero, ⟨δ, w⟩ ≠ 0 almost surely, so one of
+    ±δ returns a vertex outside the hull, which is added (zero weight; it enters the Jacobian only). An
+    instance stops at the first round that adds nothing, or when Q spans the whole space: at a generic θ
+    (the atoms already span F(g)) that is one round and nothing is added.
+
+    Exactness: in exact arithmetic and with an exact oracle the result spans F(g) with probability one.
+    In floating point, a vertex v counts as on the face when :math:`|\langle g, v - \mu\rangle| \le
+    \mathrm{tol}_F = \max(\mathrm{tol}, \sqrt{\varepsilon_{\rm dtype}})\,(1 + \|\theta\|^2 + \|\mu\|^2)`,
+    :math:`\tau = \mathrm{tol}_F / (4 s\sqrt d)` (s the largest atom entry, at least 1) so that no vertex
+    more than :math:`\mathrm{tol}_F` below the face can win a probe, and a new direction needs a component
+    above :math:`\sqrt{\varepsilon_{\rm dtype}}\,s` outside Q. The completion can therefore stop early when
+    the oracle does not resolve score changes of size τ (an approximate, rounding or time-limited solver),
+    and treats vertices within :math:`\mathrm{tol}_F` of the face as on it. A miss lowers the Jacobian's
+    rank; a vertex it adds is always on the face up to :math:`\mathrm{tol}_F`.
+
+    Args:
+        theta: ``(B, d)`` flat scores; atoms ``(B, m, d)`` and weights ``(B, m)`` from
+            :func:`frank_wolfe_projection`; oracle: a callable on flat ``(N, d)`` scores.
+        tol: the projection's tolerance (see tol_F above).
+        generator: the source of δ (on θ's device).
+        max_rounds: the most rounds (``None``: d + 1, enough for any face; 0: no completion).
+
+    Returns:
+        ``(atoms, face)``: the atoms with the new face vertices appended, ``(B, m', d)`` (their weight is 0:
+        pad ``weights`` with zeros), and the ``(B, m')`` boolean mask of the atoms that span the face (the
+        active atoms and the new vertices), for :func:`~colayers.layers.core.active_set_vjp`.
+
+    Example:
+        >>> from colayers import TopKSubset
+        >>> theta = torch.zeros(1, 4, dtype=torch.float64)
+        >>> atoms, weights = frank_wolfe_projection(theta, TopKSubset(2))
+        >>> atoms.shape[1]  # two opposite vertices of the octahedron
+        2
+        >>> full, face = complete_face(theta, atoms, weights, TopKSubset(2), generator=torch.Generator().manual_seed(0))
+        >>> torch.linalg.matrix_rank(full[0][face[0]] - full[0, :1]).item()  # the octahedron has dimension 3
+        3
+    """
+    active = weights > 0
+    b, m, d = atoms.shape
+    if max_rounds is None:
+        max_rounds = d + 1
+    if max_rounds == 0 or b == 0:
+        return atoms, active
+    dtype, device = theta.dtype, theta.device
+    rows = torch.arange(b, device=device)
+    mu = (weights.unsqueeze(-1) * atoms).sum(1)
+    g = theta - mu
+    value = (g * mu).sum(-1)  # (B,) = max_y <g, y> at the projection
+    root_eps = torch.finfo(dtype).eps ** 0.5
+    # <g, v - mu> sums products of theta-sized and atom-sized numbers: its rounding error scales with both
+    face_tol = max(float(tol), root_eps) * (1.0 + (theta * theta).sum(-1) + (mu * mu).sum(-1))  # (B,)
+    scale = atoms.abs().amax(dim=(1, 2)).clamp(min=1.0)  # (B,) the vertices' entry size
+    tau = face_tol / (4.0 * scale * d**0.5)  # |<tau delta, v - v'>| <= tau 2 s sqrt(d) = tol_F / 2
+    new_tol = root_eps * scale
+    ref = atoms[rows, weights.argmax(-1)]  # (B, d): the heaviest atom
+    basis = atoms.new_zeros(b, d, 0)  # (B, d, r): orthonormal columns, zero columns where rank < r
+    rank = torch.zeros(b, dtype=torch.long, device=device)
+
+    def add(w: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        nonlocal basis
+        r = w
+        for _ in range(2):  # Gram-Schmidt, twice for stability
+            r = r - (basis @ (basis.transpose(1, 2) @ r.unsqueeze(-1))).squeeze(-1)
+        norm = torch.linalg.vector_norm(r, dim=-1)
+        ok = mask & (norm > new_tol) & (rank < d)
+        if not bool(ok.any()):
+            return ok
+        if bool((ok & (rank == basis.shape[-1])).any()):
+            basis = torch.cat([basis, basis.new_zeros(b, d, 1)], -1)
+        basis[rows[ok], :, rank[ok]] = r[ok] / norm[ok].unsqueeze(-1)
+        rank.add_(ok.long())
+        return ok
+
+    for j in range(m):
+        add(atoms[:, j] - ref, active[:, j])
+    found, masks = [], []
+    todo = rank < d
+    for _ in range(max_rounds):
+        idx = todo.nonzero().squeeze(1)
+        n = idx.numel()
+        if n == 0:
+            break
+        q = basis[idx]
+        z = torch.randn((n, d), generator=generator, device=device, dtype=dtype)
+        delta = z - (q @ (q.transpose(1, 2) @ z.unsqueeze(-1))).squeeze(-1)
+        delta = delta / torch.linalg.vector_norm(delta, dim=-1, keepdim=True).clamp(min=torch.finfo(dtype).tiny)
+        step = tau[idx].unsqueeze(-1) * delta
+        answers = oracle(torch.cat([g[idx] + step, g[idx] - step])).reshape(2, n, d)
+        progress = torch.zeros(n, dtype=torch.bool, device=device)
+        for v in answers:
+            on_face = ((g[idx] * v).sum(-1) - value[idx]).abs() <= face_tol[idx]
+            vertex = atoms.new_zeros(b, d).index_copy_(0, idx, v)
+            mask = torch.zeros(b, dtype=torch.bool, device=device).index_copy_(0, idx, on_face)
+            ok = add(vertex - ref, mask)
+            if bool(ok.any()):
+                found.append(vertex)
+                masks.append(ok)
+            progress |= ok[idx]
+        todo = torch.zeros(b, dtype=torch.bool, device=device).index_copy_(0, idx, progress) & (rank < d)
+    if not found:
+        return atoms, active
+    return torch.cat([atoms, torch.stack(found, 1)], 1), torch.cat([active, torch.stack(masks, 1)], 1)
+
+
 class ActiveSetProjection(PositionalFunction):
-    r"""``apply(theta, atoms, weights)`` returns :math:`\mu = \sum_j w_j a_j` reshaped like θ; the VJP is the
-    implicit active-set rule :func:`~colayers.layers.core.active_set_vjp` (atoms ``(B, m, d)``, weights ``(B, m)``)."""
+    r"""``apply(theta, atoms, weights, face)`` returns :math:`\mu = \sum_j w_j a_j` reshaped like θ; the VJP is
+    the implicit active-set rule :func:`~colayers.layers.core.active_set_vjp` (atoms ``(B, m, d)``, weights
+    ``(B, m)``, ``face`` the ``(B, m)`` mask of the atoms spanning the face, or ``None`` for ``weights > 0``)."""
 
     @staticmethod
-    def forward(theta, atoms, weights):
+    def forward(theta, atoms, weights, face):
         return (weights.unsqueeze(-1) * atoms).sum(1).reshape(theta.shape)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        _, atoms, weights = inputs
-        ctx.save_for_backward(atoms, weights)
+        _, atoms, weights, face = inputs
+        ctx.has_face = face is not None
+        ctx.save_for_backward(atoms, weights, *((face,) if face is not None else ()))
 
     @staticmethod
     def backward(ctx, grad_output):
-        atoms, weights = ctx.saved_tensors
+        atoms, weights, *face = ctx.saved_tensors
         flat = grad_output.reshape(atoms.shape[0], atoms.shape[-1])
-        return active_set_vjp(atoms, weights, flat).reshape(grad_output.shape), None, None
+        grad = active_set_vjp(atoms, weights, flat, face[0] if ctx.has_face else None)
+        return grad.reshape(grad_output.shape), None, None, None
 
 
 class RegularizedFrankWolfe(OracleLayer):
@@ -267,16 +400,46 @@ class RegularizedFrankWolfe(OracleLayer):
 
     computed by :func:`frank_wolfe_projection` (away-step Frank-Wolfe with the oracle as linear
     maximization oracle; all instances iterate together, one batched oracle call per iteration). The result
-    is a sparse convex combination of solutions, exposed by :meth:`distribution`. Gradient: implicit
-    differentiation on the active set, :math:`J = D^\top(DD^\top)^+D`, the projector onto the directions of
-    the active face (exact when the active atoms span the face that contains μ, as on the simplex, where
-    this layer equals :class:`SparseArgmax`). :math:`\Omega(\mu) = \tfrac12\|\mu\|^2`.
+    is a sparse convex combination of solutions, exposed by :meth:`distribution`. :math:`\Omega(\mu) =
+    \tfrac12\|\mu\|^2`.
+
+    Gradient: implicit differentiation, :math:`J = D^\top(DD^\top)^+D`, the orthogonal projector onto the
+    directions of the face :math:`F(\theta - \mu)` of the polytope exposed by :math:`\theta - \mu`
+    (:func:`~colayers.layers.core.active_set_vjp`). Frank-Wolfe's atoms are a minimal representation of μ
+    and may span only part of that face (always at θ = 0 on top-k, where F is the whole polytope), so the
+    forward completes them with :func:`complete_face`: rounds of one batched oracle call on two slightly
+    perturbed copies of :math:`\theta - \mu` per unfinished instance, the perturbations drawn orthogonal to
+    the directions already spanned (one round at a generic θ, at most d + 1); the new vertices enter D only
+    (their weight is 0; :meth:`distribution` is unchanged). It runs only when θ requires a gradient. What is
+    exact, and when:
+
+    * where μ is in the relative interior of :math:`F(\theta - \mu)` (every θ except a measure-zero set)
+      the projection is differentiable and J is its Jacobian once the atoms span that face. At a generic θ
+      the active atoms already span it and nothing is added; at degenerate points (θ = c·1 on top-k or
+      ranking, θ inside the polytope, ties) the completion finds the missing directions with probability
+      one for an exact oracle in exact arithmetic. In floating point it can stop early when the oracle does
+      not resolve score changes of the perturbation's size (≈ tol_F below divided by 4·max|a|·√d: a
+      rounding, approximate or time-limited solver); a miss lowers J's rank, it never adds a wrong direction;
+    * on the simplex (:class:`~colayers.oracles.ArgmaxOneHot`) the active atoms always span the face and
+      the layer equals :class:`SparseArgmax` in value and Jacobian;
+    * where the projection is not differentiable (μ on the relative boundary of the exposed face) J is the
+      projector for the exposed face, the limit of the Jacobians at nearby θ whose μ moves into that face
+      (an element of the B-subdifferential);
+    * vertices count as on the face within :math:`\mathrm{tol}_F = \max(\mathrm{tol},
+      \sqrt{\varepsilon_{\rm dtype}})(1 + \|\theta\|^2 + \|\mu\|^2)` in :math:`\langle\theta - \mu, v -
+      \mu\rangle`, so θ that close to a degenerate point gets that point's J.
+
+    The perturbations come from the ``generator`` argument if given, else from the layer-owned generator
+    when the layer has a ``seed``, else from a fixed local generator (seed 0 on θ's device), so that the
+    layer is deterministic. ``face_completion=False`` restores the Jacobian on the active atoms alone.
 
     Args:
         oracle: the maximization oracle (solutions of θ's event shape).
         max_iter: the most Frank-Wolfe iterations (oracle calls) per forward.
         tol: stopping tolerance on the Frank-Wolfe gap, relative to :math:`1 + \|\theta\|^2`.
-        validate_args: check θ on every call.
+        face_completion: complete the face for the Jacobian (``False``: J on the active atoms only, the
+            minimal representation; cheaper, and exact only where those atoms span the face).
+        seed, validate_args: see :class:`~colayers.layers.core.OracleLayer`.
 
     Example:
         >>> import torch
@@ -289,10 +452,20 @@ class RegularizedFrankWolfe(OracleLayer):
         [0.25, 0.75]
     """
 
-    def __init__(self, oracle: Oracle, max_iter: int = 100, tol: float = 1e-9, *, validate_args: bool = True) -> None:
-        super().__init__(oracle, validate_args=validate_args)
+    def __init__(
+        self,
+        oracle: Oracle,
+        max_iter: int = 100,
+        tol: float = 1e-9,
+        *,
+        face_completion: bool = True,
+        seed: int | None = None,
+        validate_args: bool = True,
+    ) -> None:
+        super().__init__(oracle, seed=seed, validate_args=validate_args)
         self.max_iter = check_int_at_least("max_iter", max_iter, 1)
         self.tol = check_positive("tol", tol)
+        self.face_completion = bool(face_completion)
 
     def _solve(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
         batch = self.check_theta(theta)
@@ -308,8 +481,18 @@ class RegularizedFrankWolfe(OracleLayer):
         return atoms, weights, batch
 
     def forward(self, theta: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        atoms, weights, _ = self._solve(theta)
-        return ActiveSetProjection.apply(theta, atoms, weights)
+        atoms, weights, batch = self._solve(theta)
+        if not (self.face_completion and torch.is_grad_enabled() and theta.requires_grad):
+            return ActiveSetProjection.apply(theta, atoms, weights, None)  # no completion (or no Jacobian needed)
+        flat = theta.detach().reshape(atoms.shape[0], atoms.shape[-1])
+        gen = self.resolve_generator(generator, theta)
+        if gen is None:
+            gen = torch.Generator(device=theta.device).manual_seed(0)
+        event = tuple(theta.shape[len(batch) :])
+        full, face = complete_face(flat, atoms, weights, _FlatOracle(self.oracle, event), self.tol, gen)
+        if full.shape[1] > atoms.shape[1]:
+            weights = torch.cat([weights, weights.new_zeros(weights.shape[0], full.shape[1] - atoms.shape[1])], 1)
+        return ActiveSetProjection.apply(theta, full, weights, face)
 
     def distribution(self, theta: torch.Tensor, generator: torch.Generator | None = None) -> SolutionDistribution:
         """The active atoms and their weights: atoms ``(m, *batch, *event)``, weights ``(m, *batch)``."""
@@ -326,7 +509,8 @@ class RegularizedFrankWolfe(OracleLayer):
         return 0.5 * (mu * mu).sum(dim=dims)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, max_iter={self.max_iter}, tol={self.tol}"
+        extra = f"max_iter={self.max_iter}, tol={self.tol}, face_completion={self.face_completion}"
+        return f"{super().extra_repr()}, {extra}"
 
 
 SparseMAP = RegularizedFrankWolfe

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch.autograd import gradcheck
 
-from colayers import IMLE, ArgmaxOneHot, RegularizedFrankWolfe, SoftArgmax, SparseArgmax, TopKSubset
+from colayers import IMLE, ArgmaxOneHot, Ranking, RegularizedFrankWolfe, SoftArgmax, SparseArgmax, TopKSubset
 from colayers.layers.functional import regularized_frank_wolfe, sparse_argmax
 
 
@@ -63,3 +65,52 @@ def test_finite_difference_rule_with_frozen_noise(two_sided):
     expected = (oracle(base + hi * dy).mean(0) - oracle(base - lo * dy).mean(0)) / lam
     assert torch.allclose(theta.grad, expected, atol=1e-14)
     assert theta.grad.abs().sum() > 0
+
+
+def _centering(n):
+    return torch.eye(n, dtype=torch.float64) - torch.full((n, n), 1.0 / n, dtype=torch.float64)
+
+
+def test_frank_wolfe_jacobian_at_zero_on_topk_is_the_centering_projector():
+    # theta = 0, top-2 of 4: mu = 1/2 is the centre of the octahedron conv(Y), in the relative interior of the whole
+    # polytope, so near 0 the projection is theta -> k/n + theta - mean(theta) and J = I - 11^T/n (rank 3). Frank-Wolfe
+    # represents mu with two opposite vertices; their difference alone gives a rank-1 Jacobian.
+    theta = torch.zeros(4, dtype=torch.float64)
+    layer = RegularizedFrankWolfe(TopKSubset(2))
+    jac = torch.autograd.functional.jacobian(layer, theta)
+    assert torch.allclose(jac, _centering(4), atol=1e-10)
+    assert layer.distribution(theta).num_atoms == 2  # the returned representation is still the minimal one
+    bare = torch.autograd.functional.jacobian(RegularizedFrankWolfe(TopKSubset(2), face_completion=False), theta)
+    assert int(torch.linalg.matrix_rank(bare)) < 3  # what the completion repairs
+    # the projection is differentiable at 0: finite differences agree with the completed Jacobian
+    assert gradcheck(layer, (theta.clone().requires_grad_(True),))
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(2, 7), data=st.data(), seed=st.integers(0, 2**31 - 1), ranking=st.booleans())
+def test_frank_wolfe_jacobian_at_degenerate_points_is_the_face_projector(n, data, seed, ranking):
+    # theta = c * 1 (any c) is projected to the centre of the top-k hypersimplex or of the permutahedron, whose affine
+    # hull has directions {sum x = 0}: J = I - 11^T/n whatever the random probes (any seed)
+    oracle = Ranking() if ranking else TopKSubset(data.draw(st.integers(1, n - 1)))
+    c = data.draw(st.floats(-3.0, 3.0))
+    layer = RegularizedFrankWolfe(oracle, seed=seed)
+    jac = torch.autograd.functional.jacobian(layer, torch.full((n,), c, dtype=torch.float64))
+    assert torch.allclose(jac, _centering(n), atol=1e-8)
+
+
+def test_frank_wolfe_face_completion_changes_nothing_at_generic_points():
+    theta = _theta(5, 6, seed=7)
+    for oracle in (ArgmaxOneHot(), TopKSubset(2), Ranking()):
+        full = torch.autograd.functional.jacobian(RegularizedFrankWolfe(oracle), theta)
+        bare = torch.autograd.functional.jacobian(RegularizedFrankWolfe(oracle, face_completion=False), theta)
+        assert torch.equal(full, bare)
+
+
+def test_frank_wolfe_batch_with_degenerate_and_generic_rows_equals_a_loop():
+    theta = torch.cat([torch.zeros(1, 5, dtype=torch.float64), _theta(3, 5, seed=8).detach()])
+    layer = RegularizedFrankWolfe(TopKSubset(2))
+    batched = torch.autograd.functional.jacobian(lambda t: layer(t).sum(0), theta)  # (5, 4, 5): rows independent
+    for i in range(4):
+        single = torch.autograd.functional.jacobian(layer, theta[i])
+        assert torch.allclose(batched[:, i], single, atol=1e-10)
+    assert torch.allclose(batched[:, 0], _centering(5), atol=1e-10)
