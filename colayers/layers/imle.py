@@ -71,13 +71,19 @@ class FiniteDifferenceRule:
         return beta * norm_theta / torch.where(norm_dy > 0, norm_dy, 1.0)
 
     def update(self, diff: torch.Tensor, batch_ndim: int) -> None:
-        """AIMLE's online update of β from the per-sample number of non-zero gradient entries."""
+        """AIMLE's online update of β from the per-sample number of non-zero gradient entries.
+
+        The count is reduced on ``diff``'s device (an exact int64 total), then that one scalar is moved to the
+        state's device; the rest is tensor arithmetic there, with no read-back to Python.
+        """
         st = self.state
+        running = st["running_nnz"]
         per_sample = diff.reshape(diff.shape[: 1 + batch_ndim] + (-1,)).ne(0).sum(-1)
-        nnz = per_sample.to(st["running_nnz"].dtype).mean()
+        total = per_sample.sum().to(device=running.device, dtype=running.dtype)
+        nnz = total / max(per_sample.numel(), 1)
         decay = st["decay"]
-        st["running_nnz"].mul_(decay).add_((1.0 - decay) * nnz)
-        step = st["step"] if bool(st["running_nnz"] < st["target"]) else -st["step"]
+        running.mul_(decay).add_((1.0 - decay) * nnz)
+        step = (1.0 - 2.0 * (running >= st["target"]).to(running.dtype)) * st["step"]  # +step below target, else -step
         upd = st["momentum"] * st["previous_update"] + step
         st["beta"].add_(upd).clamp_(min=0.0)
         st["previous_update"].copy_(upd)
@@ -306,7 +312,12 @@ class AIMLE(IMLE):
     β → 0 can bring the running count down to any target.
 
     Its state is explicit and saved by ``state_dict``: buffers ``beta``, ``target``, ``running_nnz``,
-    ``previous_update``.
+    ``previous_update``. Device and dtype rule: the state lives on the module's device (``.to(device)`` moves
+    it like any buffer) and is always float64 (``.to(dtype)``, ``.half()``, ``.float()`` leave its dtype and
+    values unchanged: a bfloat16 β could not move by a step of 1e-3). θ may be on another device than the
+    state: β is copied to θ's device (and dtype) to form λ, and the update's statistic, one scalar, is
+    moved to the state's device, so the layer works whether or not it was moved with the model; moving it
+    saves those two scalar copies per call.
 
     Args:
         oracle, noise, epsilon, num_samples, two_sided, return_mean, k, seed, validate_args: see :class:`IMLE`.
@@ -371,6 +382,18 @@ class AIMLE(IMLE):
         self.register_buffer("target", torch.tensor(float(target), dtype=torch.float64))
         self.register_buffer("running_nnz", torch.tensor(float(target), dtype=torch.float64))
         self.register_buffer("previous_update", torch.tensor(0.0, dtype=torch.float64))
+
+    _STATE = ("beta", "target", "running_nnz", "previous_update")
+
+    def _apply(self, fn, recurse=True):
+        # keep the state float64 with its exact values whatever fn casts to; follow fn's device
+        saved = {name: self._buffers[name] for name in self._STATE}
+        super()._apply(fn, recurse)
+        for name, old in saved.items():
+            new = self._buffers[name]
+            if new.dtype != torch.float64:
+                self._buffers[name] = old.to(device=new.device, dtype=torch.float64)
+        return self
 
     def _rule(self) -> FiniteDifferenceRule:
         state = {

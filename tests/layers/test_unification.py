@@ -150,3 +150,70 @@ def test_aimle_running_count_reaches_a_low_target():
     late = sum(history[-50:]) / 50
     assert abs(late - target) < 0.25
     assert float(layer.beta) < 1.0  # beta went down from its initial 1
+
+
+_AIMLE_STATE = ("beta", "target", "running_nnz", "previous_update")
+
+
+def test_aimle_state_stays_float64_under_dtype_casts_and_round_trips():
+    # the state is float64 whatever .to(dtype)/.half() do to the module: a bfloat16 beta (8 bits of mantissa) could
+    # not move by step = 1e-3 from 1.0 at all
+    oracle = TopKSubset(2)
+    theta = torch.tensor([[3.0, 0.0, 2.0, 1.0, -1.0]])
+    w = torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0])
+    theta.requires_grad_(True)
+    layer = AIMLE(oracle, num_samples=2, target=50.0, step=1e-3, seed=0)
+    (layer(theta) * w).sum().backward()  # one update: beta = 1 + 1e-3 exactly representable in float64 only
+    before = {k: v.clone() for k, v in layer.state_dict().items()}
+    for cast in (lambda m: m.to(torch.bfloat16), lambda m: m.half(), lambda m: m.float(), lambda m: m.double()):
+        cast(layer)
+        for name in _AIMLE_STATE:
+            assert getattr(layer, name).dtype == torch.float64, name
+            assert torch.equal(getattr(layer, name), before[name]), name
+    assert float(layer.beta) == 1.0 + 1e-3
+    # the layer still adapts on float16 scores after .half()
+    (layer(theta.detach().half().requires_grad_(True)) * w.half()).sum().backward()
+    assert float(layer.beta) == 1.0 + 1e-3 + 1e-3  # float64 arithmetic of two steps
+    # state_dict round trip: exact values, float64, into a fresh layer (also from a float32 copy of the state)
+    saved = layer.state_dict()
+    fresh = AIMLE(oracle)
+    fresh.load_state_dict(saved)
+    for name in _AIMLE_STATE:
+        assert getattr(fresh, name).dtype == torch.float64 and torch.equal(getattr(fresh, name), saved[name])
+    fresh.load_state_dict({k: v.float() for k, v in saved.items()})
+    assert fresh.beta.dtype == torch.float64 and float(fresh.beta) == float(saved["beta"].float())
+
+
+def test_aimle_momentum_update_rule():
+    # beta's move (computed as a tensor expression on the state's device) follows the reference rule
+    oracle = TopKSubset(2)
+    theta = torch.tensor([[3.0, 0.0, 2.0, 1.0, -1.0]], requires_grad=True)
+    w = torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0])
+    layer = AIMLE(oracle, num_samples=2, target=0.0, step=0.1, momentum=0.5, seed=0)
+    (layer(theta) * w).sum().backward()
+    (layer(theta) * w).sum().backward()
+    # running count above target 0 twice: moves -0.1 then 0.5 * (-0.1) - 0.1 = -0.15
+    assert float(layer.beta) == pytest.approx(1.0 - 0.1 - 0.15)
+    assert float(layer.previous_update) == pytest.approx(-0.15)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_aimle_on_cuda_scores_with_state_left_on_the_cpu():
+    # rule: the state lives where the module is; theta may be elsewhere. beta is copied to theta's device for
+    # lambda and the update's statistic (one scalar) is moved to the state's device. A module not moved to CUDA
+    # must give the same gradients and the same state as one that was.
+    oracle = TopKSubset(2)
+    theta = torch.tensor([[3.0, 0.0, 2.0, 1.0, -1.0], [0.5, 0.2, -0.3, 1.0, 0.0]], device="cuda")
+    w = torch.tensor([0.0, 1.0, 0.0, 0.0, 2.0], device="cuda")
+    left = AIMLE(oracle, num_samples=3, target=1.0, step=0.05, seed=0)
+    moved = AIMLE(oracle, num_samples=3, target=1.0, step=0.05, seed=0).to("cuda")
+    for _ in range(3):
+        ta, tb = theta.clone().requires_grad_(True), theta.clone().requires_grad_(True)
+        (left(ta) * w).sum().backward()
+        (moved(tb) * w).sum().backward()
+        assert ta.grad.device.type == "cuda" and torch.equal(ta.grad, tb.grad)
+    for name in _AIMLE_STATE:
+        assert getattr(left, name).device.type == "cpu" and getattr(moved, name).device.type == "cuda"
+        assert getattr(left, name).dtype == torch.float64 == getattr(moved, name).dtype
+        assert torch.equal(getattr(left, name), getattr(moved, name).cpu()), name
