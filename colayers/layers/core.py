@@ -44,10 +44,73 @@ __all__ = [
 ]
 
 
-try:  # torch's own helper, applied by Function.apply before it calls the C++ apply
-    from torch._functorch.utils import unwrap_dead_wrappers as _unwrap_dead_wrappers
-except ImportError:  # pragma: no cover - other torch versions: keep the stock Function.apply
-    _unwrap_dead_wrappers = None
+def _detect_fast_apply():
+    """Return torch's dead-wrapper unwrapping helper if :class:`PositionalFunction`'s fast path works with the
+    installed torch, else ``None`` (then every call goes through the public ``Function.apply``).
+
+    The fast path reproduces what the stock ``Function.apply`` does after binding the arguments: it needs the
+    private ``torch._functorch.utils.unwrap_dead_wrappers(args)`` (one positional argument, returns the
+    tuple), ``torch._C._are_functorch_transforms_active()``, and the C++ ``apply`` of ``torch._C._FunctionBase``
+    right behind ``Function`` in the MRO. All are checked once, here, and a probe Function is run through
+    both paths (value and gradient must agree); any missing piece, changed signature or mismatch turns the
+    fast path off for the session.
+    """
+    import inspect
+
+    try:
+        from torch._functorch import utils as functorch_utils
+
+        unwrap = functorch_utils.unwrap_dead_wrappers
+        transforms_active = torch._C._are_functorch_transforms_active
+        base = torch._C._FunctionBase
+    except (ImportError, AttributeError):
+        return None
+    try:
+        params = list(inspect.signature(unwrap).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if len(params) != 1 or params[0].kind not in positional or not callable(transforms_active):
+        return None
+    mro = torch.autograd.Function.__mro__
+    following = [c for c in mro[mro.index(torch.autograd.Function) + 1 :] if "apply" in vars(c)]
+    if not following or following[0] is not base:
+        return None
+
+    class _Probe(torch.autograd.Function):
+        @staticmethod
+        def forward(x, scale):
+            return x * scale
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.scale = inputs[1]
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad * ctx.scale, None
+
+    try:
+        with torch.enable_grad():
+            x = torch.tensor([1.0, -2.0], requires_grad=True)
+            args = unwrap((x, 3.0))
+            if not isinstance(args, tuple) or len(args) != 2 or args[0] is not x or args[1] != 3.0:
+                return None
+            fast = super(torch.autograd.Function, _Probe).apply(*args)
+            (grad_fast,) = torch.autograd.grad(fast.sum(), x)
+            stock = _Probe.apply(x, 3.0)
+            (grad_stock,) = torch.autograd.grad(stock.sum(), x)
+            if bool(transforms_active()):
+                return None
+    except Exception:  # any failure of the private path: keep the public one
+        return None
+    if not (torch.equal(fast, stock) and torch.equal(grad_fast, grad_stock)):
+        return None
+    return unwrap
+
+
+# the private helper the fast path needs, detected once at import (None: use the public Function.apply)
+_unwrap_dead_wrappers = _detect_fast_apply()
 
 
 class PositionalFunction(torch.autograd.Function):
@@ -58,7 +121,10 @@ class PositionalFunction(torch.autograd.Function):
     call (to fill in defaults), about 15 µs, a visible share of a layer call on small batches. The
     layers' forwards have no defaults and are always called with every argument, so this ``apply`` goes
     straight to the C++ ``apply`` (after the same dead-wrapper unwrapping), and falls back to the stock
-    path under functorch transforms (``torch.func``) or when keyword arguments are given.
+    path under functorch transforms (``torch.func``) or when keyword arguments are given. The private torch
+    pieces this needs are feature-detected once at import (:func:`_detect_fast_apply`); where they are
+    missing or changed (other torch versions) every call uses the public ``Function.apply``, with the
+    same results.
 
     Example:
         >>> class Double(PositionalFunction):
@@ -78,9 +144,10 @@ class PositionalFunction(torch.autograd.Function):
 
     @classmethod
     def apply(cls, *args, **kwargs):
-        if kwargs or _unwrap_dead_wrappers is None or torch._C._are_functorch_transforms_active():
+        unwrap = _unwrap_dead_wrappers
+        if kwargs or unwrap is None or torch._C._are_functorch_transforms_active():
             return super().apply(*args, **kwargs)
-        return super(torch.autograd.Function, cls).apply(*_unwrap_dead_wrappers(args))
+        return super(torch.autograd.Function, cls).apply(*unwrap(args))
 
 
 def _event_dims(ndim: int) -> tuple[int, ...]:

@@ -173,3 +173,81 @@ def test_custom_perturbation_sampling_and_score_are_used():
     assert torch.equal(sample.noise[:3], -sample.noise[3:])
     layer(theta, generator=torch.Generator().manual_seed(0)).sum().backward()
     assert calls.count("sample") == 2 and calls.count("score") == 1
+
+
+def _layer_outputs_and_grads():
+    """Outputs and gradients of every layer family on fixed scores, generators and incoming gradients."""
+    from colayers import (
+        IMLE,
+        Blackbox,
+        IdentityRelaxation,
+        RegularizedFrankWolfe,
+        SparseArgmax,
+        TopKSubset,
+    )
+
+    oracle = TopKSubset(2)
+    g = torch.Generator().manual_seed(0)
+    theta0 = torch.randn(3, 5, generator=g, dtype=torch.float64)
+    layers = [
+        PerturbedAdditive(oracle, num_samples=4),
+        PerturbedMultiplicative(oracle, num_samples=4),
+        IMLE(oracle, num_samples=4),
+        Blackbox(oracle),
+        IdentityRelaxation(oracle),
+        RegularizedFrankWolfe(oracle),
+        SparseArgmax(),
+    ]
+    results = []
+    for layer in layers:
+        theta = theta0.clone().requires_grad_(True)
+        out = layer(theta, generator=torch.Generator().manual_seed(1))
+        (out * torch.randn(out.shape, generator=torch.Generator().manual_seed(2), dtype=out.dtype)).sum().backward()
+        results.append((type(layer).__name__, out.detach(), theta.grad))
+    return results
+
+
+def test_positional_function_falls_back_to_the_public_apply(monkeypatch):
+    # PositionalFunction's fast path relies on private torch pieces, feature-detected once at import. With the
+    # detection forced off, every layer must go through the public Function.apply and give identical results.
+    from colayers.layers import core
+
+    fast = _layer_outputs_and_grads()
+    calls = []
+    stock = torch.autograd.Function.__dict__["apply"].__func__
+
+    def spy(cls, *args, **kwargs):
+        calls.append(cls.__name__)
+        return stock(cls, *args, **kwargs)
+
+    monkeypatch.setattr(torch.autograd.Function, "apply", classmethod(spy))
+    if core._unwrap_dead_wrappers is not None:  # the fast path is on with this torch: it bypasses the public apply
+        _layer_outputs_and_grads()
+        assert calls == []
+    monkeypatch.setattr(core, "_unwrap_dead_wrappers", None)
+    slow = _layer_outputs_and_grads()
+    assert len(calls) >= len(slow)  # every layer's autograd Function went through the public apply
+    for (name, out_a, grad_a), (_, out_b, grad_b) in zip(fast, slow):
+        assert torch.equal(out_a, out_b), name
+        assert torch.equal(grad_a, grad_b), name
+
+
+def test_fast_apply_detection_rejects_a_missing_or_changed_helper(monkeypatch):
+    import torch._functorch.utils as functorch_utils
+
+    from colayers.layers import core
+
+    original = getattr(functorch_utils, "unwrap_dead_wrappers", None)
+    if original is not None:
+        # detected on this torch: the fast path is on and returns the helper
+        assert core._detect_fast_apply() is original
+    monkeypatch.delattr(functorch_utils, "unwrap_dead_wrappers", raising=False)
+    assert core._detect_fast_apply() is None
+    # a helper with another signature, or one that no longer returns the arguments unchanged, is rejected
+    monkeypatch.setattr(functorch_utils, "unwrap_dead_wrappers", lambda args, level: args, raising=False)
+    assert core._detect_fast_apply() is None
+    monkeypatch.setattr(functorch_utils, "unwrap_dead_wrappers", lambda args: list(args)[:1], raising=False)
+    assert core._detect_fast_apply() is None
+    monkeypatch.delattr(torch._C, "_are_functorch_transforms_active")
+    monkeypatch.setattr(functorch_utils, "unwrap_dead_wrappers", original or (lambda args: args), raising=False)
+    assert core._detect_fast_apply() is None
