@@ -43,6 +43,7 @@ Example:
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -115,7 +116,7 @@ class _SPOPlus(TrainingObjective):
         super().__init__(oracle, event_ndim)
         from colayers.losses import SPOPlusLoss
 
-        self.fn = SPOPlusLoss(_domain_safe(oracle), alpha=alpha)
+        self.fn = SPOPlusLoss(_training_oracle(oracle), alpha=alpha)
 
     def loss(self, theta, theta_true, y_true):
         return self.fn(theta, theta_true, y_true)
@@ -128,7 +129,7 @@ class _FenchelYoung(TrainingObjective):
         from colayers.losses import FenchelYoungLoss
 
         cls = PerturbedMultiplicative if multiplicative else PerturbedAdditive
-        self.layer = cls(_domain_safe(oracle), epsilon=epsilon, num_samples=num_samples, seed=seed)
+        self.layer = cls(_training_oracle(oracle), epsilon=epsilon, num_samples=num_samples, seed=seed)
         self.fn = FenchelYoungLoss(self.layer)
 
     def loss(self, theta, theta_true, y_true):
@@ -195,27 +196,34 @@ class _Direct(TrainingObjective):
         return self.oracle(prob - 1.0 - 1e-3)
 
 
-class _NegativeScores(Oracle):
-    """Oracle adapter for oracles defined on θ < 0 only (Warcraft's vertex-weighted paths: costs must be > 0).
+#: Tile-cost floor of the training oracle for the vertex-weighted path oracle (see :func:`_training_oracle`).
+MIN_TILE_COST = 1e-3
 
-    Finite-difference targets θ − λ·dy and additive perturbations θ + εZ may leave that domain; they are
-    clamped to θ ≤ −``floor`` (tile costs ≥ ``floor``) before the oracle is called. Other attributes are the
-    wrapped oracle's.
+
+class _CountedAs(Oracle):
+    """``oracle`` with its calls and solved instances added to ``counter.calls`` / ``counter.instances``.
+
+    The runner counts training oracle calls on the :class:`~colayers.studies.runner.CountingOracle` it passes
+    to a method; when a method trains with a different oracle (Warcraft: the ``min_cost`` variant), its calls
+    are added to the same counters. It is called in training only (evaluation decodes with the exact oracle).
+    Other attributes are ``oracle``'s.
     """
 
-    def __init__(self, oracle: Oracle, floor: float = 1e-3) -> None:
+    def __init__(self, oracle: Oracle, counter: Any) -> None:
         super().__init__(validate_args=False)
         self.inner = oracle
-        self.floor = floor
+        self.counter = counter
         self.event_ndim = oracle.event_ndim
         self.event_shape = oracle.event_shape
         self.deterministic = oracle.deterministic
 
     def __call__(self, theta):
-        return self.inner(theta.clamp(max=-self.floor))
+        self.counter.calls += 1
+        self.counter.instances += math.prod(theta.shape[: theta.ndim - self.event_ndim])
+        return self.inner(theta)
 
     def solve(self, theta):
-        return self.inner.solve(theta.clamp(max=-self.floor))
+        return self.inner.solve(theta)
 
     def solution_shape(self, event_shape):
         return self.inner.solution_shape(event_shape)
@@ -229,11 +237,24 @@ class _NegativeScores(Oracle):
         return getattr(self.inner, name)
 
 
-def _domain_safe(oracle):
+def _training_oracle(oracle, min_cost: float = MIN_TILE_COST):
+    r"""The oracle a method trains with: ``oracle`` itself, except for the vertex-weighted path oracle.
+
+    :class:`~colayers.oracles.GridVertexShortestPath` (Warcraft) needs tile costs > 0 (θ < 0), and perturbed
+    scores θ + εZ or finite-difference targets θ − λ·dy leave that domain; training then uses the same oracle
+    built with ``min_cost`` (tile costs below ``min_cost`` raised to it: :math:`f(\min(\theta, -c))`), whose
+    objective is still unclamped. Evaluation keeps the problem's exact oracle. Calls are counted on the
+    runner's counter when ``oracle`` is one (it has ``inner``, ``calls`` and ``instances``).
+    """
     from colayers.oracles.grid import GridVertexShortestPath
 
     inner = getattr(oracle, "inner", oracle)  # the runner's CountingOracle wraps the problem's oracle
-    return _NegativeScores(oracle) if isinstance(inner, GridVertexShortestPath) else oracle
+    if not isinstance(inner, GridVertexShortestPath) or inner.min_cost is not None:
+        return oracle
+    clamped = GridVertexShortestPath(inner.height, inner.width, min_cost=min_cost)
+    if inner is not oracle and hasattr(oracle, "calls") and hasattr(oracle, "instances"):
+        return _CountedAs(clamped, oracle)
+    return clamped
 
 
 def _build_spo(oracle, event_ndim, seed, *, alpha):
@@ -250,26 +271,26 @@ def _build_imle(oracle, event_ndim, seed, *, epsilon, lambda_, num_samples, task
     from colayers.layers import IMLE
 
     kw = _kwargs_for(IMLE, epsilon=epsilon, lambda_=lambda_, num_samples=num_samples, seed=seed)
-    return _TaskLossLayer(oracle, event_ndim, IMLE(_domain_safe(oracle), **kw), task_loss)
+    return _TaskLossLayer(oracle, event_ndim, IMLE(_training_oracle(oracle), **kw), task_loss)
 
 
 def _build_aimle(oracle, event_ndim, seed, *, epsilon, num_samples, task_loss):
     from colayers.layers import AIMLE
 
     kw = _kwargs_for(AIMLE, epsilon=epsilon, num_samples=num_samples, seed=seed)
-    return _TaskLossLayer(oracle, event_ndim, AIMLE(_domain_safe(oracle), **kw), task_loss)
+    return _TaskLossLayer(oracle, event_ndim, AIMLE(_training_oracle(oracle), **kw), task_loss)
 
 
 def _build_blackbox(oracle, event_ndim, seed, *, lambda_, task_loss):
     from colayers.layers import Blackbox
 
-    return _TaskLossLayer(oracle, event_ndim, Blackbox(_domain_safe(oracle), lambda_=lambda_), task_loss)
+    return _TaskLossLayer(oracle, event_ndim, Blackbox(_training_oracle(oracle), lambda_=lambda_), task_loss)
 
 
 def _build_identity(oracle, event_ndim, seed, *, task_loss):
     from colayers.layers import IdentityRelaxation
 
-    return _TaskLossLayer(oracle, event_ndim, IdentityRelaxation(_domain_safe(oracle)), task_loss)
+    return _TaskLossLayer(oracle, event_ndim, IdentityRelaxation(_training_oracle(oracle)), task_loss)
 
 
 def _build_two_stage(oracle, event_ndim, seed):

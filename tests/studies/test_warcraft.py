@@ -159,3 +159,29 @@ def test_direct_model_shapes_and_gradients(device):
     loss.backward()
     assert all(p.grad is not None for p in model.parameters())
     assert isinstance(prob.make_model(), WarcraftCNN)
+
+
+@pytest.mark.parametrize("name", ["blackbox", "imle", "fy"])
+def test_training_oracle_clamps_tile_costs_counts_calls_and_evaluation_stays_exact(name):
+    from colayers.oracles import GridVertexShortestPath
+    from colayers.studies.methods import MIN_TILE_COST, make_method
+    from colayers.studies.runner import CountingOracle
+
+    counter = CountingOracle(GridVertexShortestPath(4, 4))
+    params = {"fy": {"epsilon": 1.0, "num_samples": 3}}.get(name, {"task_loss": "hamming", "lambda_": 50.0})
+    method = make_method(name, counter, 2, seed=0, **params)
+    y_true = GridVertexShortestPath(4, 4).shortest_path(torch.ones(2, 4, 4))
+    # scores near 0: perturbations and the λ-step leave θ < 0; the exact oracle would raise on them
+    theta = torch.full((2, 4, 4), -0.01, requires_grad=True)
+    loss = method.loss(theta, -torch.ones(2, 4, 4), y_true)
+    loss.backward()
+    assert torch.isfinite(theta.grad).all()
+    assert counter.calls >= 1 and counter.instances >= 2  # the clamped training oracle's calls are counted
+    calls = counter.calls
+    with pytest.raises(ValueError, match="min_cost"):  # evaluation decodes with the exact oracle
+        method.predict(torch.full((1, 4, 4), 0.5))
+    assert counter.calls == calls + 1
+    # the training oracle is the same path oracle with tile costs raised to MIN_TILE_COST
+    layer_oracle = getattr(method, "layer", None) or method.fn.layer
+    inner = layer_oracle.oracle.inner
+    assert isinstance(inner, GridVertexShortestPath) and inner.min_cost == MIN_TILE_COST
