@@ -1,7 +1,8 @@
 r"""Functional twins of the layers: one call, no module state (pass a ``generator`` for reproducibility).
 
 Each function builds the corresponding preset on the shared core and applies it once; see the module
-classes for the math.
+classes for the math. As in the classes, everything after ``theta`` and the oracle (or the perturbation,
+layer and cost function where those are required) is keyword-only.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def perturbed(
     theta: torch.Tensor,
     oracle: Oracle,
     perturbation: Perturbation,
+    *,
     num_samples: int = 10,
     baseline: bool = True,
     generator: torch.Generator | None = None,
@@ -50,12 +52,13 @@ def perturbed(
         >>> perturbed(torch.tensor([0.0, 5.0]), ArgmaxOneHot(), Additive(epsilon=0.1), generator=g)
         tensor([0., 1.])
     """
-    return Perturbed(oracle, perturbation, num_samples, baseline)(theta, generator)
+    return Perturbed(oracle, perturbation, num_samples=num_samples, baseline=baseline)(theta, generator)
 
 
 def perturbed_additive(
     theta: torch.Tensor,
     oracle: Oracle,
+    *,
     epsilon: float = 1.0,
     num_samples: int = 10,
     noise: Noise | None = None,
@@ -68,15 +71,17 @@ def perturbed_additive(
         >>> import torch
         >>> from colayers import ArgmaxOneHot
         >>> g = torch.Generator().manual_seed(0)
-        >>> perturbed_additive(torch.tensor([0.0, 5.0]), ArgmaxOneHot(), 0.1, generator=g)
+        >>> perturbed_additive(torch.tensor([0.0, 5.0]), ArgmaxOneHot(), epsilon=0.1, generator=g)
         tensor([0., 1.])
     """
-    return PerturbedAdditive(oracle, epsilon, num_samples, noise, baseline)(theta, generator)
+    layer = PerturbedAdditive(oracle, epsilon=epsilon, num_samples=num_samples, noise=noise, baseline=baseline)
+    return layer(theta, generator)
 
 
 def perturbed_multiplicative(
     theta: torch.Tensor,
     oracle: Oracle,
+    *,
     epsilon: float = 1.0,
     num_samples: int = 10,
     noise: Noise | None = None,
@@ -89,15 +94,17 @@ def perturbed_multiplicative(
         >>> import torch
         >>> from colayers import ArgmaxOneHot
         >>> g = torch.Generator().manual_seed(0)
-        >>> perturbed_multiplicative(torch.tensor([1.0, 5.0]), ArgmaxOneHot(), 0.1, generator=g)
+        >>> perturbed_multiplicative(torch.tensor([1.0, 5.0]), ArgmaxOneHot(), epsilon=0.1, generator=g)
         tensor([0., 1.])
     """
-    return PerturbedMultiplicative(oracle, epsilon, num_samples, noise, baseline)(theta, generator)
+    layer = PerturbedMultiplicative(oracle, epsilon=epsilon, num_samples=num_samples, noise=noise, baseline=baseline)
+    return layer(theta, generator)
 
 
 def imle(
     theta: torch.Tensor,
     oracle: Oracle,
+    *,
     noise: Noise | None = None,
     epsilon: float = 1.0,
     lambda_: float = 10.0,
@@ -116,10 +123,20 @@ def imle(
         >>> imle(torch.tensor([9.0, 0.0, 8.0]), TopKSubset(2), epsilon=0.1, generator=g)
         tensor([[1., 0., 1.]])
     """
-    return IMLE(oracle, noise, epsilon, lambda_, num_samples, two_sided, return_mean, k=k)(theta, generator)
+    layer = IMLE(
+        oracle,
+        noise=noise,
+        epsilon=epsilon,
+        lambda_=lambda_,
+        num_samples=num_samples,
+        two_sided=two_sided,
+        return_mean=return_mean,
+        k=k,
+    )
+    return layer(theta, generator)
 
 
-def blackbox(theta: torch.Tensor, oracle: Oracle, lambda_: float = 10.0) -> torch.Tensor:
+def blackbox(theta: torch.Tensor, oracle: Oracle, *, lambda_: float = 10.0) -> torch.Tensor:
     """Functional :class:`~colayers.layers.Blackbox`.
 
     Example:
@@ -128,10 +145,10 @@ def blackbox(theta: torch.Tensor, oracle: Oracle, lambda_: float = 10.0) -> torc
         >>> blackbox(torch.tensor([0.0, 2.0, 1.0]), ArgmaxOneHot())
         tensor([0., 1., 0.])
     """
-    return Blackbox(oracle, lambda_)(theta)
+    return Blackbox(oracle, lambda_=lambda_)(theta)
 
 
-def identity_relaxation(theta: torch.Tensor, oracle: Oracle, negative: bool = False) -> torch.Tensor:
+def identity_relaxation(theta: torch.Tensor, oracle: Oracle, *, negative: bool = False) -> torch.Tensor:
     """Functional :class:`~colayers.layers.IdentityRelaxation`.
 
     Example:
@@ -140,10 +157,10 @@ def identity_relaxation(theta: torch.Tensor, oracle: Oracle, negative: bool = Fa
         >>> identity_relaxation(torch.tensor([0.0, 2.0, 1.0]), ArgmaxOneHot())
         tensor([0., 1., 0.])
     """
-    return IdentityRelaxation(oracle, negative)(theta)
+    return IdentityRelaxation(oracle, negative=negative)(theta)
 
 
-def soft_argmax(theta: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+def soft_argmax(theta: torch.Tensor, *, temperature: float = 1.0) -> torch.Tensor:
     """Functional :class:`~colayers.layers.SoftArgmax`: softmax(θ/T) on the last dimension.
 
     Example:
@@ -151,7 +168,7 @@ def soft_argmax(theta: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
         >>> soft_argmax(torch.tensor([0.0, 0.0]))
         tensor([0.5000, 0.5000])
     """
-    return SoftArgmax(temperature)(theta)
+    return SoftArgmax(temperature=temperature)(theta)
 
 
 def sparse_argmax(theta: torch.Tensor) -> torch.Tensor:
@@ -167,7 +184,7 @@ def sparse_argmax(theta: torch.Tensor) -> torch.Tensor:
 
 
 def regularized_frank_wolfe(
-    theta: torch.Tensor, oracle: Oracle, max_iter: int = 100, tol: float = 1e-9
+    theta: torch.Tensor, oracle: Oracle, *, max_iter: int = 100, tol: float = 1e-9
 ) -> torch.Tensor:
     """Functional :class:`~colayers.layers.RegularizedFrankWolfe`: the projection of θ onto conv(Y).
 
@@ -177,13 +194,14 @@ def regularized_frank_wolfe(
         >>> regularized_frank_wolfe(torch.tensor([0.0, 1.0, 0.5, 0.5], dtype=torch.float64), TopKSubset(2))
         tensor([0.0000, 1.0000, 0.5000, 0.5000], dtype=torch.float64)
     """
-    return RegularizedFrankWolfe(oracle, max_iter, tol)(theta)
+    return RegularizedFrankWolfe(oracle, max_iter=max_iter, tol=tol)(theta)
 
 
 def pushforward(
     theta: torch.Tensor,
     layer: Perturbed,
     cost_fn: Callable[[torch.Tensor], torch.Tensor],
+    *,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Functional :class:`~colayers.layers.Pushforward`: E[cost_fn(y)] with the score-function gradient.

@@ -50,7 +50,7 @@ class IdentityRelaxation(OracleLayer):
         (tensor([0., 1., 0.], grad_fn=<StraightThroughBackward>), tensor([1., 2., 3.]))
     """
 
-    def __init__(self, oracle: Oracle, negative: bool = False, *, validate_args: bool = True) -> None:
+    def __init__(self, oracle: Oracle, *, negative: bool = False, validate_args: bool = True) -> None:
         super().__init__(oracle, validate_args=validate_args)
         self.negative = bool(negative)
 

@@ -188,13 +188,13 @@ class IMLE(OracleLayer):
     def __init__(
         self,
         oracle: Oracle,
+        *,
         noise: Noise | None = None,
         epsilon: float = 1.0,
         lambda_: float = 10.0,
         num_samples: int = 1,
         two_sided: bool = False,
         return_mean: bool = False,
-        *,
         k: int | None = None,
         seed: int | None = None,
         validate_args: bool = True,
@@ -285,7 +285,7 @@ class Blackbox(IMLE):
         tensor([ 0.2000, -0.2000,  0.0000])
     """
 
-    def __init__(self, oracle: Oracle, lambda_: float = 10.0, *, validate_args: bool = True) -> None:
+    def __init__(self, oracle: Oracle, *, lambda_: float = 10.0, validate_args: bool = True) -> None:
         super().__init__(
             oracle,
             noise=None,
@@ -341,12 +341,12 @@ class AIMLE(IMLE):
     def __init__(
         self,
         oracle: Oracle,
+        *,
         noise: Noise | None = None,
         epsilon: float = 1.0,
         num_samples: int = 1,
         two_sided: bool = False,
         return_mean: bool = False,
-        *,
         beta: float = 1.0,
         target: float = 1.0,
         step: float = 1e-3,
@@ -359,12 +359,12 @@ class AIMLE(IMLE):
     ) -> None:
         super().__init__(
             oracle,
-            noise,
-            epsilon,
-            1.0,
-            num_samples,
-            two_sided,
-            return_mean,
+            noise=noise,
+            epsilon=epsilon,
+            lambda_=1.0,
+            num_samples=num_samples,
+            two_sided=two_sided,
+            return_mean=return_mean,
             k=k,
             seed=seed,
             validate_args=validate_args,

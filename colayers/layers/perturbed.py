@@ -148,9 +148,9 @@ class Perturbed(OracleLayer):
         self,
         oracle: Oracle,
         perturbation: Perturbation,
+        *,
         num_samples: int = 10,
         baseline: bool = True,
-        *,
         seed: int | None = None,
         validate_args: bool = True,
     ) -> None:
@@ -225,16 +225,21 @@ class PerturbedAdditive(Perturbed):
     def __init__(
         self,
         oracle: Oracle,
+        *,
         epsilon: float = 1.0,
         num_samples: int = 10,
         noise: Noise | None = None,
         baseline: bool = True,
-        *,
         seed: int | None = None,
         validate_args: bool = True,
     ) -> None:
         super().__init__(
-            oracle, Additive(noise, epsilon), num_samples, baseline, seed=seed, validate_args=validate_args
+            oracle,
+            Additive(noise, epsilon),
+            num_samples=num_samples,
+            baseline=baseline,
+            seed=seed,
+            validate_args=validate_args,
         )
 
 
@@ -263,14 +268,19 @@ class PerturbedMultiplicative(Perturbed):
     def __init__(
         self,
         oracle: Oracle,
+        *,
         epsilon: float = 1.0,
         num_samples: int = 10,
         noise: Noise | None = None,
         baseline: bool = True,
-        *,
         seed: int | None = None,
         validate_args: bool = True,
     ) -> None:
         super().__init__(
-            oracle, Multiplicative(noise, epsilon), num_samples, baseline, seed=seed, validate_args=validate_args
+            oracle,
+            Multiplicative(noise, epsilon),
+            num_samples=num_samples,
+            baseline=baseline,
+            seed=seed,
+            validate_args=validate_args,
         )

@@ -64,7 +64,7 @@ class SoftArgmax(torch.nn.Module):
         -1.3862943649291992
     """
 
-    def __init__(self, temperature: float = 1.0, *, validate_args: bool = True) -> None:
+    def __init__(self, *, temperature: float = 1.0, validate_args: bool = True) -> None:
         super().__init__()
         self.temperature = check_positive("temperature", temperature)
         self.validate_args = validate_args
@@ -455,9 +455,9 @@ class RegularizedFrankWolfe(OracleLayer):
     def __init__(
         self,
         oracle: Oracle,
+        *,
         max_iter: int = 100,
         tol: float = 1e-9,
-        *,
         face_completion: bool = True,
         seed: int | None = None,
         validate_args: bool = True,

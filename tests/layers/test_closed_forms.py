@@ -54,7 +54,7 @@ def test_normal_sign_mean_and_derivative():
 
 def test_soft_argmax_and_sparse_argmax_closed_forms():
     theta = torch.tensor([[0.2, 1.4, 1.0, -3.0]], dtype=torch.float64)
-    assert torch.allclose(SoftArgmax(0.5)(theta), torch.softmax(theta / 0.5, -1))
+    assert torch.allclose(SoftArgmax(temperature=0.5)(theta), torch.softmax(theta / 0.5, -1))
     mu = SparseArgmax()(theta)
     # sparsemax: tau solves sum (theta - tau)_+ = 1 -> support {1.4, 1.0}: tau = (2.4 - 1) / 2 = 0.7
     assert torch.allclose(mu, torch.tensor([[0.0, 0.7, 0.3, 0.0]], dtype=torch.float64))

@@ -18,7 +18,7 @@ def _theta(*shape, seed=0):
 
 
 def test_gradcheck_soft_argmax():
-    assert gradcheck(SoftArgmax(0.7), (_theta(3, 5),))
+    assert gradcheck(SoftArgmax(temperature=0.7), (_theta(3, 5),))
 
 
 def test_gradcheck_sparse_argmax():

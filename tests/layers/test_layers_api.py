@@ -210,26 +210,26 @@ def test_functional_twins_match_modules():
     oracle = TopKSubset(2)
     g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
     assert torch.equal(
-        F.perturbed_additive(theta, oracle, 0.5, S, generator=g()),
-        PerturbedAdditive(oracle, 0.5, S)(theta, generator=g()),
+        F.perturbed_additive(theta, oracle, epsilon=0.5, num_samples=S, generator=g()),
+        PerturbedAdditive(oracle, epsilon=0.5, num_samples=S)(theta, generator=g()),
     )
     assert torch.equal(
-        F.perturbed_multiplicative(theta, oracle, 0.5, S, generator=g()),
-        PerturbedMultiplicative(oracle, 0.5, S)(theta, generator=g()),
+        F.perturbed_multiplicative(theta, oracle, epsilon=0.5, num_samples=S, generator=g()),
+        PerturbedMultiplicative(oracle, epsilon=0.5, num_samples=S)(theta, generator=g()),
     )
     assert torch.equal(
-        F.perturbed(theta, oracle, Additive(epsilon=0.5), S, generator=g()),
-        PerturbedAdditive(oracle, 0.5, S)(theta, generator=g()),
+        F.perturbed(theta, oracle, Additive(epsilon=0.5), num_samples=S, generator=g()),
+        PerturbedAdditive(oracle, epsilon=0.5, num_samples=S)(theta, generator=g()),
     )
     assert torch.equal(
         F.imle(theta, oracle, num_samples=S, generator=g()), IMLE(oracle, num_samples=S)(theta, generator=g())
     )
     assert torch.equal(F.blackbox(theta, oracle), oracle(theta))
     assert torch.equal(F.identity_relaxation(theta, oracle), oracle(theta))
-    assert torch.allclose(F.soft_argmax(theta, 0.5), torch.softmax(theta / 0.5, -1))
+    assert torch.allclose(F.soft_argmax(theta, temperature=0.5), torch.softmax(theta / 0.5, -1))
     assert torch.allclose(F.sparse_argmax(theta), SparseArgmax()(theta))
     assert torch.allclose(F.regularized_frank_wolfe(theta, oracle), RegularizedFrankWolfe(oracle)(theta))
-    layer = PerturbedAdditive(oracle, 0.5, S)
+    layer = PerturbedAdditive(oracle, epsilon=0.5, num_samples=S)
     assert torch.equal(
         F.pushforward(theta, layer, lambda y: y[..., 0], generator=g()), layer(theta, generator=g())[..., 0]
     )
@@ -237,5 +237,36 @@ def test_functional_twins_match_modules():
 
 def test_omega_values():
     mu = torch.tensor([[0.5, 0.5, 0.0]])
-    assert torch.allclose(SoftArgmax(2.0).omega(mu), torch.tensor([2.0 * torch.log(torch.tensor(0.5)).item()]))
+    expected = torch.tensor([2.0 * torch.log(torch.tensor(0.5)).item()])
+    assert torch.allclose(SoftArgmax(temperature=2.0).omega(mu), expected)
     assert torch.allclose(RegularizedFrankWolfe(ArgmaxOneHot()).omega(mu), torch.tensor([0.25]))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda o: IMLE(o, None, 1.0),
+        lambda o: AIMLE(o, None, 1.0),
+        lambda o: Blackbox(o, 5.0),
+        lambda o: PerturbedAdditive(o, 0.5),
+        lambda o: PerturbedMultiplicative(o, 0.5),
+        lambda o: Perturbed(o, Additive(epsilon=0.5), 5),
+        lambda o: IdentityRelaxation(o, True),
+        lambda o: RegularizedFrankWolfe(o, 10),
+        lambda o: SoftArgmax(2.0),
+        lambda o: F.imle(torch.zeros(3), o, None),
+        lambda o: F.perturbed_additive(torch.zeros(3), o, 0.5),
+        lambda o: F.perturbed_multiplicative(torch.ones(3), o, 0.5),
+        lambda o: F.perturbed(torch.zeros(3), o, Additive(epsilon=0.5), 5),
+        lambda o: F.blackbox(torch.zeros(3), o, 5.0),
+        lambda o: F.identity_relaxation(torch.zeros(3), o, True),
+        lambda o: F.soft_argmax(torch.zeros(3), 2.0),
+        lambda o: F.regularized_frank_wolfe(torch.zeros(3), o, 10),
+    ],
+)
+def test_settings_after_the_oracle_are_keyword_only(make):
+    # IMLE(oracle, noise, epsilon, lambda_, ...) and AIMLE(oracle, noise, epsilon, num_samples, ...) used to read the
+    # same positions differently (and the presets took (oracle, epsilon, num_samples, noise)): positional settings
+    # are now refused rather than silently taken for another argument
+    with pytest.raises(TypeError, match="positional"):
+        make(ArgmaxOneHot())

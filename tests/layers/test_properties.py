@@ -43,7 +43,7 @@ def _y_sum_and_range(name: str) -> tuple[float, float, float]:
 def _regularized_layers(name):
     layers = [RegularizedFrankWolfe(ORACLES[name])]
     if name == "argmax":
-        layers += [SoftArgmax(0.8), SparseArgmax()]
+        layers += [SoftArgmax(temperature=0.8), SparseArgmax()]
     return layers
 
 

@@ -40,7 +40,8 @@ def test_softargmax_is_cross_entropy_minus_target_entropy(seed, temperature):
     g = torch.Generator().manual_seed(seed)
     theta = 3 * torch.randn(4, 5, generator=g, dtype=torch.float64)
     target = random_simplex(g, (4, 5))
-    value = FenchelYoungLoss(SoftArgmax(temperature), reduction="none", allow_relaxed_targets=True)(theta, target)
+    loss = FenchelYoungLoss(SoftArgmax(temperature=temperature), reduction="none", allow_relaxed_targets=True)
+    value = loss(theta, target)
     ce = -(target * torch.log_softmax(theta / temperature, -1)).sum(-1)
     entropy = -(target * torch.log(target)).sum(-1)
     torch.testing.assert_close(value, temperature * (ce - entropy))
@@ -109,7 +110,7 @@ def test_sparseargmax_zero_loss_on_a_vertex():
     assert bool((FenchelYoungLoss(SparseArgmax(), reduction="none")(theta, y) == 0).all())
 
 
-@pytest.mark.parametrize("layer", [SoftArgmax(0.5), SparseArgmax()], ids=["softargmax", "sparseargmax"])
+@pytest.mark.parametrize("layer", [SoftArgmax(temperature=0.5), SparseArgmax()], ids=["softargmax", "sparseargmax"])
 def test_regularized_gradcheck_and_gradient(layer):
     g = torch.Generator().manual_seed(0)
     theta = torch.randn(3, 5, generator=g, dtype=torch.float64, requires_grad=True)
