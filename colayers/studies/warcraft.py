@@ -51,12 +51,12 @@ class Terrain(NamedTuple):
 
 #: The terrain types, indexed by the integer codes of :func:`generate_terrain`.
 TERRAINS: tuple[Terrain, ...] = (
-    Terrain("road", 0.8, (0.58, 0.52, 0.44)),
-    Terrain("grass", 1.2, (0.36, 0.60, 0.24)),
-    Terrain("sand", 2.5, (0.80, 0.70, 0.46)),
-    Terrain("forest", 5.3, (0.20, 0.44, 0.18)),
-    Terrain("mountain", 7.7, (0.52, 0.47, 0.43)),
-    Terrain("water", 9.2, (0.20, 0.36, 0.70)),
+    Terrain("road", 0.8, (0.62, 0.62, 0.64)),
+    Terrain("grass", 1.2, (0.34, 0.66, 0.22)),
+    Terrain("sand", 2.5, (0.90, 0.78, 0.42)),
+    Terrain("forest", 5.3, (0.08, 0.30, 0.10)),
+    Terrain("mountain", 7.7, (0.44, 0.30, 0.24)),
+    Terrain("water", 9.2, (0.14, 0.28, 0.72)),
 )
 ROAD, GRASS, SAND, FOREST, MOUNTAIN, WATER = range(len(TERRAINS))
 
@@ -169,7 +169,14 @@ def generate_terrain(
 
 
 def _texture_bank(variants: int, generator: torch.Generator) -> torch.Tensor:
-    """Additive texture patterns (types, variants, 8, 8, 3) for the tiles of each terrain type."""
+    """Additive texture patterns (types, variants, 8, 8, 3) for the tiles of each terrain type.
+
+    Each type has its own kind of pattern, with a random phase, position or orientation per variant, so that
+    the types differ in their spatial statistics (orientation and frequency of the pattern), not only in
+    colour: road — two-pixel-wide bright stripes along the road's axis; grass — thin vertical blades
+    (high horizontal frequency); sand — diagonal ripples of period 4; forest — dark round crowns;
+    mountain — a lit/shaded ridge with coarse rocks; water — horizontal waves of period 4 with highlights.
+    """
     v, s = variants, TILE
     r = torch.arange(s, dtype=torch.float32).view(1, s, 1)
     c = torch.arange(s, dtype=torch.float32).view(1, 1, s)
@@ -179,39 +186,38 @@ def _texture_bank(variants: int, generator: torch.Generator) -> torch.Tensor:
         return torch.rand(*shape, generator=generator)
 
     bank = torch.zeros(len(TERRAINS), v, s, s, 3)
-    # road: a lighter track along the middle (horizontal or vertical) and dark cobble joints
+    # road: paving stones, light joints every 4 pixels along one axis and a central dark rut along the other
     vertical = (u(v, 1, 1) < 0.5).float()
-    offset = (r - 3.5).abs() * (1 - vertical) + (c - 3.5).abs() * vertical
-    track = 0.10 * (offset < 1.5).float()
-    joints = -0.12 * (u(v, s, s) < 0.18).float()
-    bank[ROAD] = (track + joints)[..., None] * ones
-    # grass: bright thin blades (vertical streaks of two pixels) in green, a few dark speckles
-    blade = (u(v, s, s) < 0.12).float()
-    blade = torch.maximum(blade, torch.roll(blade, 1, dims=1))
-    bank[GRASS] = blade[..., None] * torch.tensor([0.05, 0.16, 0.02]) - 0.08 * (u(v, s, s) < 0.08).float()[..., None]
-    # sand: diagonal ripples of random phase and fine dark grain
+    along, across = c * (1 - vertical) + r * vertical, r * (1 - vertical) + c * vertical
+    joints = 0.12 * (((along + (u(v, 1, 1) * 4).floor()) % 4) == 0).float()
+    rut = -0.12 * ((across - 3.5).abs() < 1).float()
+    bank[ROAD] = (joints + rut)[..., None] * ones
+    # grass: thin bright vertical blades on every other column (random parity), a few dark speckles
+    parity = (u(v, 1, 1) < 0.5).float()
+    blades = 0.12 * (((c + parity) % 2) == 0).float() * (u(v, 1, s) < 0.85).float()
+    bank[GRASS] = blades[..., None] * torch.tensor([0.4, 1.0, 0.2]) - 0.08 * (u(v, s, s) < 0.06).float()[..., None]
+    # sand: diagonal ripples of period 4 and random phase
     phase = u(v, 1, 1) * 2 * math.pi
-    ripple = 0.06 * torch.sin(2 * math.pi * (r + c) / 5 + phase)
-    grain = -0.10 * (u(v, s, s) < 0.15).float()
-    bank[SAND] = (ripple + grain)[..., None] * ones
+    ripple = 0.10 * torch.sin(2 * math.pi * (r + c) / 4 + phase)
+    bank[SAND] = ripple[..., None] * torch.tensor([1.0, 0.9, 0.6])
     # forest: 2 to 3 dark round tree crowns with a light rim on their upper-left side
     crowns = torch.zeros(v, s, s)
     for _ in range(3):
-        cy, cx = u(v, 1, 1) * 7, u(v, 1, 1) * 7
-        rad = 1.4 + 0.8 * u(v, 1, 1)
+        cy, cx = 1 + u(v, 1, 1) * 5, 1 + u(v, 1, 1) * 5
+        rad = 1.6 + 0.6 * u(v, 1, 1)
         d2 = (r - cy) ** 2 + (c - cx) ** 2
-        rim = 0.10 * ((r - cy + 1) ** 2 + (c - cx + 1) ** 2 < 1).float()
-        crowns = torch.minimum(crowns, -0.16 * (d2 < rad**2).float() + rim)
-    bank[FOREST] = crowns[..., None] * torch.tensor([1.0, 0.7, 1.0])
-    # mountain: a ridge line, lit on one side and shaded on the other, with rocky noise
+        rim = 0.14 * ((r - cy + 1) ** 2 + (c - cx + 1) ** 2 < 1).float()
+        crowns = torch.minimum(crowns, -0.14 * (d2 < rad**2).float() + rim)
+    bank[FOREST] = (crowns + 0.07)[..., None] * torch.tensor([0.6, 1.0, 0.6])
+    # mountain: a diagonal ridge, lit on one side and shaded on the other, with coarse (2x2) rocks
     ridge = u(v, 1, 1) * 4 + 2
     side = torch.tanh((c + 0.5 * r - ridge - 2) * 1.5)
-    rocks = 0.08 * (u(v, s, s) - 0.5)
+    rocks = 0.16 * (u(v, s // 2, s // 2) - 0.5).repeat_interleave(2, dim=1).repeat_interleave(2, dim=2)
     bank[MOUNTAIN] = (-0.14 * side + rocks)[..., None] * ones
-    # water: horizontal waves of random phase, highlights on the crests
+    # water: horizontal waves of period 4 and random phase, highlights on the crests
     phase = u(v, 1, 1) * 2 * math.pi
-    wave = torch.sin(2 * math.pi * r / 4 + 0.8 * c / 3 + phase)
-    bank[WATER] = (0.08 * wave + 0.08 * (wave > 0.9).float())[..., None] * torch.tensor([0.7, 0.9, 1.0])
+    wave = torch.sin(2 * math.pi * r / 4 + 0.3 * c + phase)
+    bank[WATER] = (0.08 * wave + 0.08 * (wave > 0.9).float())[..., None] * torch.tensor([0.6, 0.8, 1.0])
     return bank
 
 
@@ -221,8 +227,8 @@ def render_terrain(
     generator: torch.Generator,
     variants: int = 16,
     pixel_noise: float = 0.05,
-    tile_jitter: float = 0.05,
-    lighting: float = 0.08,
+    tile_jitter: float = 0.04,
+    lighting: float = 0.06,
 ) -> torch.Tensor:
     r"""Render terrain codes ``(N, k, k)`` as RGB images ``(N, 3, 8k, 8k)`` in [0, 1].
 
