@@ -187,6 +187,18 @@ def test_cnn_maps_images_to_negative_scores_and_is_trainable(size, device):
         assert param.grad is not None and bool((param.grad != 0).any()), name
 
 
+def test_cnn_normalization_option_and_eval_mode_is_per_image():
+    torch.manual_seed(0)
+    with_norm, without = WarcraftCNN(width=4, hidden=8), WarcraftCNN(width=4, hidden=8, norm=False)
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in with_norm.modules()) == 3
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in without.modules())
+    x = torch.rand(3, 3, 32, 32)
+    with_norm(x)  # one training-mode pass updates the running statistics
+    with_norm.eval()
+    with torch.no_grad():  # in eval mode an image's scores do not depend on the rest of the batch
+        assert torch.allclose(with_norm(x)[:1], with_norm(x[:1]), atol=1e-6)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_direct_model_shapes_and_gradients(device):
     torch.manual_seed(0)
