@@ -147,7 +147,9 @@ def frank_wolfe_projection(
     takes either the Frank-Wolfe step toward v or the away step from the worst active atom, whichever has
     the larger gap, with exact line search. Every ``polish_every`` iterations (and at the end) the
     weights are polished by solving the projection onto the affine hull of the active atoms exactly
-    (a ``(B, m, m)`` system); an instance stops once its polished weights are non-negative and its
+    (a ``(B, m, m)`` system), with Wolfe's minor cycles where that point leaves the atoms' convex hull
+    (step toward it until a weight reaches 0, drop that atom, repeat), which also sheds affinely dependent
+    atoms; an instance stops once its polished weights are non-negative and its
     Frank-Wolfe gap :math:`\langle\theta-\mu, v-\mu\rangle` is at most ``tol`` (scaled by
     :math:`1 + \|\theta\|^2`).
 
@@ -218,24 +220,54 @@ def frank_wolfe_projection(
     return atoms[:, keep], weights[:, keep]
 
 
-def _polish(theta, atoms, weights, fw_gap, tol, done):
-    """Project θ onto the affine hull of each instance's active atoms; keep the result where it is feasible."""
+def _affine_weights(theta, atoms, weights):
+    """Weights (summing to one, zero off the active set) of the projection of θ onto the affine hull of the
+    active atoms (minimum-norm weights where the atoms are affinely dependent)."""
     ref = weights.argmax(-1)
     b, m, d = atoms.shape
     ar = atoms[torch.arange(b, device=theta.device), ref]  # (B, d)
-    active = weights > 0
-    diff = (atoms - ar.unsqueeze(1)) * active.unsqueeze(-1).to(atoms.dtype)
+    active = (weights > 0).to(atoms.dtype)
+    diff = (atoms - ar.unsqueeze(1)) * active.unsqueeze(-1)
     gram = diff @ diff.transpose(-1, -2)
     rhs = diff @ (theta - ar).unsqueeze(-1)
-    coef = (torch.linalg.pinv(gram, hermitian=True) @ rhs).squeeze(-1) * active.to(atoms.dtype)
+    coef = (torch.linalg.pinv(gram, hermitian=True) @ rhs).squeeze(-1) * active
     is_ref = torch.arange(m, device=theta.device) == ref.unsqueeze(1)
     coef = torch.where(is_ref, torch.zeros_like(coef), coef)
-    new_w = torch.where(is_ref, (1 - coef.sum(-1, keepdim=True)).expand_as(coef), coef)
+    return torch.where(is_ref, (1 - coef.sum(-1, keepdim=True)).expand_as(coef), coef)
+
+
+def _polish(theta, atoms, weights, fw_gap, tol, done):
+    """Project θ onto the affine hull of each instance's active atoms where that point is in their convex hull;
+    elsewhere take Wolfe's minor-cycle steps (Wolfe 1976, the min-norm-point algorithm): move the weights toward
+    the affine projection until one reaches 0, drop that atom, and retry on the smaller active set. Each step
+    improves the objective (it is concave along the segment, maximal at its end) and removes an atom, so
+    affinely dependent or superfluous atoms, which the affine projection alone cannot resolve, are shed."""
+    b, m, d = atoms.shape
     tiny = 100 * torch.finfo(theta.dtype).eps
-    ok = ((new_w >= -tiny).sum(-1) == m) & ~done
-    new_w = torch.where(new_w <= tiny, torch.zeros_like(new_w), new_w)
-    new_w = new_w / new_w.sum(-1, keepdim=True)
-    weights = torch.where(ok.unsqueeze(-1), new_w, weights)
+    pending = ~done
+    for _ in range(m):
+        new_w = _affine_weights(theta, atoms, weights)
+        ok = ((new_w >= -tiny).sum(-1) == m) & pending
+        feasible = torch.where(new_w <= tiny, torch.zeros_like(new_w), new_w)
+        feasible = feasible / feasible.sum(-1, keepdim=True)
+        weights = torch.where(ok.unsqueeze(-1), feasible, weights)
+        pending = pending & ~ok
+        if not bool(pending.any()):
+            break
+        # minor cycle: the largest step toward new_w that keeps every weight >= 0; the blocking atom leaves
+        blocking = (new_w < -tiny) & (weights > 0)
+        ratio = weights / torch.where(blocking, weights - new_w, torch.ones_like(weights))
+        ratio = torch.where(blocking, ratio, torch.full_like(ratio, float("inf")))
+        t, drop = ratio.min(-1)
+        step = pending & torch.isfinite(t)
+        if not bool(step.any()):
+            break
+        t = torch.where(step, t.clamp(0.0, 1.0), torch.zeros_like(t))
+        moved = (weights + t.unsqueeze(-1) * (new_w - weights)).clamp(min=0.0)
+        moved = moved.masked_fill(torch.nn.functional.one_hot(drop, m).bool() & step.unsqueeze(-1), 0.0)
+        moved = moved / moved.sum(-1, keepdim=True)
+        weights = torch.where(step.unsqueeze(-1), moved, weights)
+        pending = pending & step
     # a polished instance is finished when no vertex improves on it (checked by the caller's next gap)
     return weights, done
 

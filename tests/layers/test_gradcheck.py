@@ -114,3 +114,27 @@ def test_frank_wolfe_batch_with_degenerate_and_generic_rows_equals_a_loop():
         single = torch.autograd.functional.jacobian(layer, theta[i])
         assert torch.allclose(batched[:, i], single, atol=1e-10)
     assert torch.allclose(batched[:, 0], _centering(5), atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "theta",
+    [[0.0, 2.0548, 0.5, 0.0, -1.8125], [1.0, 3.0548, 1.5, 1.0, -0.8125]],
+    ids=["found-by-hypothesis", "shifted"],
+)
+def test_frank_wolfe_converges_on_a_degenerate_ranking_instance(theta):
+    # a tie in theta puts the projection on a low-dimensional face of the permutahedron that Frank-Wolfe reaches
+    # with 9 affinely dependent atoms (R^5, affine dimension 4): the affine re-projection alone then has negative
+    # minimum-norm weights and was rejected every time, leaving an error of 1e-4 after 100 iterations (and 1e-7
+    # after 1000). Wolfe's minor cycles shed the superfluous atoms: the gap must reach the stopping tolerance.
+    from colayers.layers.regularized import _FlatOracle, frank_wolfe_projection
+
+    th = torch.tensor([theta], dtype=torch.float64)
+    oracle = _FlatOracle(Ranking(), (5,))
+    atoms, weights = frank_wolfe_projection(th, oracle, max_iter=100, tol=1e-9)
+    mu = (weights.unsqueeze(-1) * atoms).sum(1)
+    gap = float(((th - mu) * (oracle(th - mu) - mu)).sum())
+    assert gap <= 1e-9 * (1 + float((th * th).sum()))
+    assert atoms.shape[1] <= 5  # at most affine dimension + 1 atoms with positive weight
+    # 1 is normal to the permutahedron's affine hull (sum y constant): the projection ignores constant shifts
+    shifted = RegularizedFrankWolfe(Ranking())(th + 1.0)
+    assert torch.allclose(shifted, mu, atol=1e-9)
