@@ -144,7 +144,10 @@ def test_default_preset_is_the_issue_setting():
 def test_warcraft_preset_bounded_form(tmp_path, capsys):
     out = tmp_path / "warcraft"
     argv = ["study", "--preset", "warcraft", "-P", "n=24", "-P", "n_test=8", "--epochs", "1", "--batch-size", "12",
-            "--workers", "1", "-o", str(out), "--no-progress", "--no-figures"]
+            "--lr-milestones", "", "--workers", "1", "-o", str(out), "--no-progress", "--no-figures"]
+    # the preset's step schedule (epochs 15, 20) does not fit one epoch: it is named before any training
+    assert main([a for a in argv if a not in ("--lr-milestones", "")]) == 2
+    assert "lr_milestones" in capsys.readouterr().err and not (out / RESULTS_FILE).exists()
     assert main(argv) == 0
     recs = {r["method"]: r for r in read_results(out / RESULTS_FILE)}
     assert sorted(recs) == ["blackbox", "direct", "fy", "imle", "two-stage"]
