@@ -270,6 +270,27 @@ def identity_vjp(grad_output: torch.Tensor, negative: bool = False) -> torch.Ten
     return -grad_output if negative else grad_output
 
 
+def pinv_psd(gram: torch.Tensor) -> torch.Tensor:
+    """Pseudo-inverse of a batch of small symmetric PSD matrices (Gram matrices of atoms), in gram's dtype.
+
+    Computed in float64 whatever gram's dtype (the matrices are ``(B, m, m)`` with small m): in float32,
+    torch's eigensolver spent tens of seconds failing to converge on the ill-conditioned Gram matrices of
+    many nearly dependent atoms. The eigendecomposition-based ``torch.linalg.pinv(hermitian=True)`` is
+    used, and the SVD-based one if the eigensolver still fails.
+
+    Example:
+        >>> pinv_psd(torch.tensor([[[2.0, 0.0], [0.0, 0.0]]]))
+        tensor([[[0.5000, 0.0000],
+                 [0.0000, 0.0000]]])
+    """
+    work = gram if gram.dtype == torch.float64 else gram.to(torch.float64)
+    try:
+        inv = torch.linalg.pinv(work, hermitian=True)
+    except torch.linalg.LinAlgError:
+        inv = torch.linalg.pinv(work)
+    return inv.to(gram.dtype)
+
+
 def active_set_vjp(
     atoms: torch.Tensor, weights: torch.Tensor, grad_output: torch.Tensor, face: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -308,7 +329,7 @@ def active_set_vjp(
     diff = (atoms - a_ref) * active  # (B, m, d); atoms outside the face become zero rows
     gram = diff @ diff.transpose(-1, -2)  # (B, m, m)
     rhs = diff @ grad_output.unsqueeze(-1)  # (B, m, 1)
-    coef = torch.linalg.pinv(gram, hermitian=True) @ rhs
+    coef = pinv_psd(gram) @ rhs
     return (diff.transpose(-1, -2) @ coef).squeeze(-1)
 
 

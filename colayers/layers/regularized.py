@@ -22,7 +22,7 @@ import torch
 from .._validation import check_int_at_least, check_positive, check_tensor
 from ..distribution import SolutionDistribution
 from ..oracles.base import Oracle
-from .core import OracleLayer, PositionalFunction, active_set_vjp, check_finite_fast
+from .core import OracleLayer, PositionalFunction, active_set_vjp, check_finite_fast, pinv_psd
 
 __all__ = [
     "SoftArgmax",
@@ -163,7 +163,8 @@ def frank_wolfe_projection(
     weights = torch.ones(b, 1, dtype=theta.dtype, device=theta.device)
     done = torch.zeros(b, dtype=torch.bool, device=theta.device)
     scale = 1.0 + (theta * theta).sum(-1)
-    tol_scaled = tol * scale
+    # a gap below the dtype's rounding of <theta - mu, v - mu> is unreachable: never ask for less than 100 eps
+    tol_scaled = max(float(tol), 100 * torch.finfo(theta.dtype).eps) * scale
     rows = torch.arange(b, device=theta.device)
     for it in range(max_iter):
         mu = (weights.unsqueeze(-1) * atoms).sum(1)
@@ -230,7 +231,7 @@ def _affine_weights(theta, atoms, weights):
     diff = (atoms - ar.unsqueeze(1)) * active.unsqueeze(-1)
     gram = diff @ diff.transpose(-1, -2)
     rhs = diff @ (theta - ar).unsqueeze(-1)
-    coef = (torch.linalg.pinv(gram, hermitian=True) @ rhs).squeeze(-1) * active
+    coef = (pinv_psd(gram) @ rhs).squeeze(-1) * active
     is_ref = torch.arange(m, device=theta.device) == ref.unsqueeze(1)
     coef = torch.where(is_ref, torch.zeros_like(coef), coef)
     return torch.where(is_ref, (1 - coef.sum(-1, keepdim=True)).expand_as(coef), coef)
@@ -468,7 +469,8 @@ class RegularizedFrankWolfe(OracleLayer):
     Args:
         oracle: the maximization oracle (solutions of θ's event shape).
         max_iter: the most Frank-Wolfe iterations (oracle calls) per forward.
-        tol: stopping tolerance on the Frank-Wolfe gap, relative to :math:`1 + \|\theta\|^2`.
+        tol: stopping tolerance on the Frank-Wolfe gap, relative to :math:`1 + \|\theta\|^2` (at least
+            100 ε of θ's dtype, since a smaller gap cannot be resolved: float32 stops at about 1.2e-5).
         face_completion: complete the face for the Jacobian (``False``: J on the active atoms only, the
             minimal representation; cheaper, and exact only where those atoms span the face).
         seed, validate_args: see :class:`~colayers.layers.core.OracleLayer`.

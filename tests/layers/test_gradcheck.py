@@ -138,3 +138,18 @@ def test_frank_wolfe_converges_on_a_degenerate_ranking_instance(theta):
     # 1 is normal to the permutahedron's affine hull (sum y constant): the projection ignores constant shifts
     shifted = RegularizedFrankWolfe(Ranking())(th + 1.0)
     assert torch.allclose(shifted, mu, atol=1e-9)
+
+
+def test_frank_wolfe_in_float32_with_ill_conditioned_active_sets():
+    # top-5 of 20 in float32: the Gram matrix of the active atoms made torch's float32 eigensolver (pinv with
+    # hermitian=True) fail to converge (LinAlgError, after tens of seconds); the small systems are now solved in
+    # float64: the float32 layer must give the float64 projection within float32 accuracy, quickly
+    theta = torch.randn(32, 20, generator=torch.Generator().manual_seed(0))
+    layer = RegularizedFrankWolfe(TopKSubset(5))
+    t32 = theta.clone().requires_grad_(True)
+    mu32 = layer(t32)
+    mu64 = layer(theta.double())
+    assert mu32.dtype == torch.float32
+    assert (mu32.double() - mu64).abs().max() < 1e-4  # entries in [0, 1]; float32 eps 1.2e-7 times ~100 atoms
+    mu32.pow(2).sum().backward()
+    assert torch.isfinite(t32.grad).all()
