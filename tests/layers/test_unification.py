@@ -133,21 +133,21 @@ def test_aimle_running_count_reaches_a_low_target():
     # small scores and large incoming gradients: a unit step theta - dy flips about 4 of 10 entries per sample, so
     # a low target (0.5) is only reachable by lambda -> 0. beta must go down to about 0 and the running count must
     # settle at the target; with lambda replaced by 1 at beta = 0 the count stayed at ~4. The count is an EMA with
-    # weight 0.1 of a per-step mean over 16 samples; across 8 seeds the mean over the last 50 steps was 0.50-0.52,
-    # so a band of 0.25 is wide.
+    # weight 0.1 of a per-step mean over 16 samples; across 8 seeds the mean over the last 40 of 100 steps was
+    # 0.48-0.52, so a band of 0.25 is wide.
     n, k, b, target = 10, 3, 8, 0.5
     g = torch.Generator().manual_seed(0)
     theta = (0.1 * torch.randn(b, n, generator=g)).requires_grad_(True)
     layer = AIMLE(TopKSubset(k), num_samples=2, target=target, step=0.1, seed=0)
     opt = torch.optim.SGD([theta], lr=0.01)
     history = []
-    for _ in range(150):
+    for _ in range(100):
         opt.zero_grad()
         y = layer(theta)
         (y * (30.0 * torch.randn(y.shape, generator=g))).sum().backward()
         opt.step()
         history.append(float(layer.running_nnz))
-    late = sum(history[-50:]) / 50
+    late = sum(history[-40:]) / 40
     assert abs(late - target) < 0.25
     assert float(layer.beta) < 1.0  # beta went down from its initial 1
 
