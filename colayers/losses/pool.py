@@ -5,13 +5,13 @@ from __future__ import annotations
 import torch
 
 from .._validation import check_generator, check_int_at_least, check_tensor
-from ..oracles.base import Oracle
+from ..oracles.base import Oracle, OracleWrapper
 from ._common import check_oracle, event_dims
 
 __all__ = ["SolutionPool"]
 
 
-class SolutionPool(Oracle):
+class SolutionPool(OracleWrapper):
     r"""A deduplicated, growing set :math:`\Gamma \subset \mathcal Y` of solutions, usable as an oracle.
 
     Calling the pool on scores θ solves, for each batch (one random draw per call):
@@ -65,10 +65,8 @@ class SolutionPool(Oracle):
         generator: torch.Generator | None = None,
         validate_args: bool = True,
     ) -> None:
-        super().__init__(validate_args=validate_args)
-        self.oracle = check_oracle("oracle", oracle)
-        self.event_ndim = oracle.event_ndim
-        self.event_shape = oracle.event_shape
+        super().__init__(check_oracle("oracle", oracle), validate_args=validate_args)
+        self.deterministic = False  # whether the pool or the oracle answers is random
         if isinstance(solve_ratio, bool) or not isinstance(solve_ratio, (int, float)):
             raise TypeError(f"solve_ratio must be a real number in [0, 1]; got {type(solve_ratio).__name__}")
         if not 0.0 <= solve_ratio <= 1.0:
@@ -86,15 +84,6 @@ class SolutionPool(Oracle):
 
     def __len__(self) -> int:
         return 0 if self.solutions is None else int(self.solutions.shape[0])
-
-    def solution_shape(self, event_shape: tuple[int, ...]) -> tuple[int, ...]:
-        return self.oracle.solution_shape(event_shape)
-
-    def g(self, y: torch.Tensor) -> torch.Tensor:
-        return self.oracle.g(y)
-
-    def h(self, y: torch.Tensor) -> torch.Tensor | None:
-        return self.oracle.h(y)
 
     def add(self, solutions: torch.Tensor) -> None:
         """Add solutions ``(*batch, *solution_shape)`` to the pool, dropping duplicates (exact equality)."""

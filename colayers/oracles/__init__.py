@@ -1,6 +1,6 @@
 """Combinatorial oracles: the :class:`Oracle` abstraction, the per-instance solver wrapper, built-in solvers."""
 
-from .base import Oracle, OracleError, SolverOracle
+from .base import Oracle, OracleError, OracleWrapper, SolverOracle
 from .cache import CachedOracle
 from .combinatorial import BipartiteMatching, Knapsack, SpanningTree
 from .grid import GridDAGShortestPath, GridVertexShortestPath
@@ -10,6 +10,7 @@ from .solvers import CvxpyOracle, LinearProgram
 __all__ = [
     "Oracle",
     "OracleError",
+    "OracleWrapper",
     "SolverOracle",
     "ArgmaxOneHot",
     "TopKSubset",

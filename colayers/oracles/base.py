@@ -21,7 +21,7 @@ import torch
 
 from .._validation import check_event_shape, check_finite, check_tensor
 
-__all__ = ["Oracle", "SolverOracle", "OracleError"]
+__all__ = ["Oracle", "OracleWrapper", "SolverOracle", "OracleError"]
 
 
 class OracleError(RuntimeError):
@@ -110,6 +110,54 @@ class Oracle:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+class OracleWrapper(Oracle):
+    """Base for an oracle that wraps another one (a cache, a counter, a solution pool...).
+
+    It takes the wrapped oracle's event shape, determinism, solution shape, ``g``, ``h`` and objective, and by
+    default solves with the wrapped oracle's :meth:`Oracle.solve`; a subclass overrides only what it changes.
+
+    Args:
+        oracle: the wrapped :class:`Oracle`, kept as ``self.oracle``.
+        validate_args: see :class:`Oracle`.
+
+    Example:
+        >>> import torch
+        >>> from colayers import TopKSubset
+        >>> class Negated(OracleWrapper):  # argmin instead of argmax
+        ...     def solve(self, theta):
+        ...         return self.oracle.solve(-theta)
+        >>> Negated(TopKSubset(1))(torch.tensor([3.0, -1.0, 2.0]))
+        tensor([0., 1., 0.])
+    """
+
+    def __init__(self, oracle: Oracle, *, validate_args: bool = True) -> None:
+        super().__init__(validate_args=validate_args)
+        if not isinstance(oracle, Oracle):
+            raise TypeError(f"oracle must be a colayers Oracle; got {type(oracle).__name__}")
+        self.oracle = oracle
+        self.event_ndim = oracle.event_ndim
+        self.event_shape = oracle.event_shape
+        self.deterministic = oracle.deterministic
+
+    def solve(self, theta: torch.Tensor) -> torch.Tensor:
+        return self.oracle.solve(theta)
+
+    def solution_shape(self, event_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return self.oracle.solution_shape(event_shape)
+
+    def g(self, y: torch.Tensor) -> torch.Tensor:
+        return self.oracle.g(y)
+
+    def h(self, y: torch.Tensor) -> torch.Tensor | None:
+        return self.oracle.h(y)
+
+    def objective(self, theta: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.oracle.objective(theta, y)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.oracle!r})"
 
 
 def _check_solution(owner: str, y: Any, expected: tuple[int, ...], theta: torch.Tensor) -> None:

@@ -7,12 +7,12 @@ from collections import OrderedDict
 import torch
 
 from .._validation import check_int_at_least
-from .base import Oracle
+from .base import Oracle, OracleWrapper
 
 __all__ = ["CachedOracle"]
 
 
-class CachedOracle(Oracle):
+class CachedOracle(OracleWrapper):
     r"""Memoize a deterministic oracle: :math:`f(\theta)` is computed once per distinct θ, up to ``max_size`` θs.
 
     The key of an instance is its exact bytes together with its dtype, event shape and device, so only a
@@ -45,34 +45,16 @@ class CachedOracle(Oracle):
     """
 
     def __init__(self, oracle: Oracle, max_size: int = 4096, *, validate_args: bool = True) -> None:
-        super().__init__(validate_args=validate_args)
-        if not isinstance(oracle, Oracle):
-            raise TypeError(f"oracle must be a colayers Oracle; got {type(oracle).__name__}")
+        super().__init__(oracle, validate_args=validate_args)
         if not oracle.deterministic:
             raise ValueError(
                 f"oracle must be deterministic to be cached (its output a function of theta alone); "
                 f"{oracle!r} has deterministic=False"
             )
-        self.oracle = oracle
         self.max_size = check_int_at_least("max_size", max_size, 1)
-        self.event_ndim = oracle.event_ndim
-        self.event_shape = oracle.event_shape
-        self.deterministic = True
         self._store: OrderedDict[tuple, torch.Tensor] = OrderedDict()
         self.hits = 0
         self.misses = 0
-
-    def solution_shape(self, event_shape: tuple[int, ...]) -> tuple[int, ...]:
-        return self.oracle.solution_shape(event_shape)
-
-    def g(self, y: torch.Tensor) -> torch.Tensor:
-        return self.oracle.g(y)
-
-    def h(self, y: torch.Tensor) -> torch.Tensor | None:
-        return self.oracle.h(y)
-
-    def objective(self, theta: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.oracle.objective(theta, y)
 
     def __len__(self) -> int:
         return len(self._store)

@@ -160,3 +160,26 @@ def test_batch_shapes_and_empty_batch():
 def test_bad_solver_argument():
     with pytest.raises(TypeError, match="solver must be callable"):
         SolverOracle(3, event_shape=(4,))
+
+
+def test_oracle_wrapper_delegates_everything_but_what_it_overrides():
+    from colayers import OracleWrapper
+
+    inner = SolverOracle(
+        lambda t: np.array([float(t.sum() > 0)]), event_shape=(3,), solution_shape=(1,),
+        g=lambda y: y.expand(*y.shape[:-1], 3), h=lambda y: 0.25 * y[..., 0], deterministic=False,
+    )
+
+    class Flipped(OracleWrapper):
+        def solve(self, theta):
+            return 1.0 - self.oracle.solve(theta)
+
+    wrapped = Flipped(inner)
+    theta = torch.tensor([[1.0, 1.0, -1.0], [-1.0, 0.0, 0.0]])
+    assert wrapped.event_shape == (3,) and wrapped.deterministic is False
+    y = wrapped(theta)
+    assert y.tolist() == [[0.0], [1.0]]  # its own solve, the inner solution shape
+    assert torch.equal(wrapped.objective(theta, y), inner.objective(theta, y))
+    assert torch.allclose(wrapped.objective(theta, y), torch.tensor([0.0, -1.0 + 0.25]))
+    with pytest.raises(TypeError, match="oracle must be a colayers Oracle; got str"):
+        Flipped("argmax")
