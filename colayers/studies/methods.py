@@ -8,8 +8,7 @@ scalar loss, and says how to decode a prediction :math:`\hat y` from :math:`\the
 * ``spo+`` — SPO+ :math:`\max_y\langle 2\theta-\bar\theta, y\rangle - \langle 2\theta-\bar\theta, \bar y\rangle`
   (hyper-parameter ``alpha``);
 * ``fy`` — perturbed Fenchel-Young :math:`\Omega^*_\varepsilon(\theta) + \Omega(\bar y) - \langle\theta,\bar y\rangle`
-  (``epsilon``, ``num_samples``, ``multiplicative``: multiplicative noise keeps θ's sign, as the Warcraft
-  vertex-weighted oracle needs θ < 0);
+  (``epsilon``, ``num_samples``, ``multiplicative``: multiplicative noise keeps θ's sign);
 * ``imle`` — a task loss of I-MLE samples :math:`f(\theta+\varepsilon Z)` (``epsilon``, ``lambda_``,
   ``num_samples``, ``task_loss``);
 * ``aimle`` — the same with an adaptive λ (AIMLE; ``epsilon``, ``num_samples``, ``task_loss``);
@@ -26,6 +25,11 @@ Task losses for the estimator methods (``task_loss``):
   whose gradient with respect to :math:`\hat y` is :math:`-\bar\theta` (needs the true scores);
 * ``"hamming"`` — :math:`\langle \hat y, 1 - 2\bar y\rangle + \langle\bar y, 1\rangle = \|\hat y - \bar y\|_1` for 0/1
   vectors (needs the optimal solutions only: "trained from paths").
+
+Oracles defined on part of the score space: the Warcraft vertex-weighted path oracle needs θ < 0 (positive
+tile costs), which perturbed scores and finite-difference targets leave; the methods that call the oracle in
+training then use ``GridVertexShortestPath(h, w, min_cost=1e-3)`` (tile costs below 10⁻³ raised to 10⁻³,
+objective unclamped), and evaluation keeps the exact oracle (:func:`_training_oracle`).
 
 Both are summed over the event and averaged over the batch (and the samples), as in the blackbox paper's
 Hamming loss, so that the finite-difference step :math:`\lambda\,\mathrm{d}y` of I-MLE and blackbox has the
