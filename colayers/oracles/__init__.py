@@ -3,6 +3,7 @@
 from .base import Oracle, OracleError, OracleWrapper, SolverOracle
 from .cache import CachedOracle
 from .combinatorial import BipartiteMatching, Knapsack, SpanningTree
+from .counting import CountingOracle
 from .grid import GridDAGShortestPath, GridVertexShortestPath
 from .simplex import ArgmaxOneHot, Ranking, TopKSubset
 from .solvers import CvxpyOracle, LinearProgram
@@ -23,4 +24,5 @@ __all__ = [
     "SpanningTree",
     "Knapsack",
     "CachedOracle",
+    "CountingOracle",
 ]

@@ -47,7 +47,6 @@ Example:
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,7 +54,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from colayers.oracles.base import Oracle
+from colayers.oracles.counting import CountingOracle
 
 __all__ = ["METHODS", "MethodInfo", "TrainingObjective", "make_method", "method_defaults", "TASK_LOSSES"]
 
@@ -204,43 +203,6 @@ class _Direct(TrainingObjective):
 MIN_TILE_COST = 1e-3
 
 
-class _CountedAs(Oracle):
-    """``oracle`` with its calls and solved instances added to ``counter.calls`` / ``counter.instances``.
-
-    The runner counts training oracle calls on the :class:`~colayers.studies.runner.CountingOracle` it passes
-    to a method; when a method trains with a different oracle (Warcraft: the ``min_cost`` variant), its calls
-    are added to the same counters. It is called in training only (evaluation decodes with the exact oracle).
-    Other attributes are ``oracle``'s.
-    """
-
-    def __init__(self, oracle: Oracle, counter: Any) -> None:
-        super().__init__(validate_args=False)
-        self.inner = oracle
-        self.counter = counter
-        self.event_ndim = oracle.event_ndim
-        self.event_shape = oracle.event_shape
-        self.deterministic = oracle.deterministic
-
-    def __call__(self, theta):
-        self.counter.calls += 1
-        self.counter.instances += math.prod(theta.shape[: theta.ndim - self.event_ndim])
-        return self.inner(theta)
-
-    def solve(self, theta):
-        return self.inner.solve(theta)
-
-    def solution_shape(self, event_shape):
-        return self.inner.solution_shape(event_shape)
-
-    def objective(self, theta, y):
-        return self.inner.objective(theta, y)
-
-    def __getattr__(self, name):
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
-
-
 def _training_oracle(oracle, min_cost: float = MIN_TILE_COST):
     r"""The oracle a method trains with: ``oracle`` itself, except for the vertex-weighted path oracle.
 
@@ -248,17 +210,16 @@ def _training_oracle(oracle, min_cost: float = MIN_TILE_COST):
     scores θ + εZ or finite-difference targets θ − λ·dy leave that domain; training then uses the same oracle
     built with ``min_cost`` (tile costs below ``min_cost`` raised to it: :math:`f(\min(\theta, -c))`), whose
     objective is still unclamped. Evaluation keeps the problem's exact oracle. Calls are counted on the
-    runner's counter when ``oracle`` is one (it has ``inner``, ``calls`` and ``instances``).
+    runner's counter when ``oracle`` is a :class:`~colayers.oracles.CountingOracle`.
     """
     from colayers.oracles.grid import GridVertexShortestPath
 
-    inner = getattr(oracle, "inner", oracle)  # the runner's CountingOracle wraps the problem's oracle
+    counter = oracle if isinstance(oracle, CountingOracle) else None
+    inner = oracle.oracle if counter is not None else oracle
     if not isinstance(inner, GridVertexShortestPath) or inner.min_cost is not None:
         return oracle
     clamped = GridVertexShortestPath(inner.height, inner.width, min_cost=min_cost)
-    if inner is not oracle and hasattr(oracle, "calls") and hasattr(oracle, "instances"):
-        return _CountedAs(clamped, oracle)
-    return clamped
+    return clamped if counter is None else CountingOracle(clamped, counter=counter)
 
 
 def _build_spo(oracle, event_ndim, seed, *, alpha):

@@ -38,7 +38,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import json
-import math
 import multiprocessing
 import os
 import tempfile
@@ -52,7 +51,7 @@ from typing import Any
 import torch
 
 from ..metrics import cost_ratio, exact_match, hamming_distance, normalized_regret
-from ..oracles.base import Oracle
+from ..oracles.counting import CountingOracle
 from .config import MethodSpec, ProblemSpec, StudyConfig
 from .methods import make_method
 
@@ -69,74 +68,6 @@ __all__ = [
 
 RESULTS_FILE = "results.jsonl"
 METRICS = ("normalized_regret", "exact_match", "hamming", "cost_ratio")
-
-
-class CountingOracle(Oracle):
-    """Wrap an oracle and count its calls and the instances it solves (``calls``, ``instances``).
-
-    Every attribute not defined here (``edges``, ``num_edges``, ``shortest_path``...) is the wrapped
-    oracle's. Counting can be paused with :meth:`paused` (the runner does so during evaluation).
-
-    Args:
-        oracle: the oracle to count.
-
-    Example:
-        >>> import torch
-        >>> from colayers import ArgmaxOneHot
-        >>> counted = CountingOracle(ArgmaxOneHot())
-        >>> _ = counted(torch.zeros(4, 2, 3))  # one call, 8 instances
-        >>> counted.calls, counted.instances
-        (1, 8)
-    """
-
-    def __init__(self, oracle: Oracle) -> None:
-        super().__init__(validate_args=False)
-        self.inner = oracle
-        self.event_ndim = oracle.event_ndim
-        self.event_shape = oracle.event_shape
-        self.deterministic = oracle.deterministic
-        self.calls = 0
-        self.instances = 0
-        self._counting = True
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "inner":  # not set yet (e.g. during unpickling)
-            raise AttributeError(name)
-        return getattr(self.inner, name)
-
-    @contextlib.contextmanager
-    def paused(self) -> Iterator[None]:
-        """Stop counting inside the ``with`` block."""
-        old, self._counting = self._counting, False
-        try:
-            yield
-        finally:
-            self._counting = old
-
-    def __call__(self, theta: torch.Tensor) -> torch.Tensor:
-        if self._counting:
-            self.calls += 1
-            batch = theta.shape[: theta.ndim - self.event_ndim]
-            self.instances += math.prod(batch)
-        return self.inner(theta)
-
-    def solve(self, theta: torch.Tensor) -> torch.Tensor:
-        return self.inner.solve(theta)
-
-    def solution_shape(self, event_shape: tuple[int, ...]) -> tuple[int, ...]:
-        return self.inner.solution_shape(event_shape)
-
-    def g(self, y: torch.Tensor) -> torch.Tensor:
-        return self.inner.g(y)
-
-    def h(self, y: torch.Tensor) -> torch.Tensor | None:
-        return self.inner.h(y)
-
-    def objective(self, theta: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.inner.objective(theta, y)
-
-    def __repr__(self) -> str:
-        return f"CountingOracle({self.inner!r}, calls={self.calls}, instances={self.instances})"
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -308,7 +239,7 @@ def _evaluate(model, objective, problem, oracle: CountingOracle, chunk: int = 25
     with oracle.paused():
         y_hat = objective.predict(theta_hat)
     model.train(was_training)
-    inner = oracle.inner
+    inner = oracle.oracle
     th, yt = problem.theta_test, problem.y_test
     return {
         "normalized_regret": float(normalized_regret(inner, th, y_hat, yt)),

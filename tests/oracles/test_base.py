@@ -183,3 +183,22 @@ def test_oracle_wrapper_delegates_everything_but_what_it_overrides():
     assert torch.allclose(wrapped.objective(theta, y), torch.tensor([0.0, -1.0 + 0.25]))
     with pytest.raises(TypeError, match="oracle must be a colayers Oracle; got str"):
         Flipped("argmax")
+
+
+def test_counting_oracle_counts_calls_instances_and_shares_a_tally():
+    from colayers import ArgmaxOneHot, CountingOracle, TopKSubset
+
+    counted = CountingOracle(ArgmaxOneHot())
+    theta = torch.randn(4, 2, 3)
+    assert torch.equal(counted(theta), ArgmaxOneHot()(theta))
+    with counted.paused():
+        counted(theta)
+    assert (counted.calls, counted.instances) == (1, 8)
+    shared = CountingOracle(TopKSubset(2), counter=counted)
+    shared(torch.zeros(5, 3))
+    assert (counted.calls, counted.instances, shared.calls) == (2, 13, 0)
+    with counted.paused():  # pausing the shared counter pauses every oracle that reports to it
+        shared(torch.zeros(5, 3))
+    assert counted.calls == 2 and shared.k == 2  # other attributes are the wrapped oracle's
+    with pytest.raises(TypeError, match="counter must be a CountingOracle or None; got int"):
+        CountingOracle(ArgmaxOneHot(), counter=3)

@@ -316,7 +316,7 @@ def test_negative_domain_oracle_is_clamped_for_finite_differences():
     oracle = CountingOracle(GridVertexShortestPath(4, 4))
     objective = make_method("blackbox", oracle, 2, lambda_=100.0, task_loss="hamming")
     theta = (-torch.rand(3, 4, 4, generator=torch.Generator().manual_seed(0)) - 0.1).requires_grad_()
-    y_true = oracle.inner(-torch.ones(3, 4, 4))
+    y_true = oracle.oracle(-torch.ones(3, 4, 4))
     objective.loss(theta, -torch.ones(3, 4, 4), y_true).backward()  # θ − λ·dy leaves θ < 0: clamped, no error
     assert theta.grad is not None and torch.isfinite(theta.grad).all()
     assert oracle.calls == 2

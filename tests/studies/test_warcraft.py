@@ -235,5 +235,5 @@ def test_training_oracle_clamps_tile_costs_counts_calls_and_evaluation_stays_exa
     assert counter.calls == calls + 1
     # the training oracle is the same path oracle with tile costs raised to MIN_TILE_COST
     layer_oracle = getattr(method, "layer", None) or method.fn.layer
-    inner = layer_oracle.oracle.inner
+    inner = layer_oracle.oracle.oracle
     assert isinstance(inner, GridVertexShortestPath) and inner.min_cost == MIN_TILE_COST
