@@ -33,6 +33,7 @@ from torch import nn
 
 from .._validation import check_int_at_least
 from ..oracles.base import Oracle, SolverOracle
+from ..oracles.grid import GridDAGShortestPath, GridVertexShortestPath
 from .models import LinearModel
 
 __all__ = [
@@ -178,14 +179,6 @@ def _check_sizes(n: int, n_test: int, p: int) -> None:
 # oracles, with temporary fallbacks while colayers.oracles grows
 
 
-def _grid_oracles():
-    try:
-        from ..oracles import GridDAGShortestPath, GridVertexShortestPath
-    except ImportError:  # not yet re-exported by colayers.oracles
-        from ..oracles.grid import GridDAGShortestPath, GridVertexShortestPath
-    return GridDAGShortestPath, GridVertexShortestPath
-
-
 # ------------------------------------------------------------------------------------------------------
 # shortest path on the grid DAG
 
@@ -249,7 +242,7 @@ def shortest_path_problem(
     if noise >= 1.0:
         raise ValueError(f"noise must be in [0, 1) so that costs stay positive; got {noise!r}")
     device = torch.device(device)
-    oracle = _grid_oracles()[0](h, w)
+    oracle = GridDAGShortestPath(h, w)
     d = oracle.num_edges
     rnd = np.random.RandomState(seed)
     x, c = _pyepo_features_costs(rnd, n + n_test, p, d, deg, noise)
@@ -342,7 +335,7 @@ def warcraft_problem(
     generator = torch.Generator().manual_seed(seed)
     train = generate_maps(n, size, generator=generator)
     test = generate_maps(n_test, size, generator=generator)
-    oracle = _grid_oracles()[1](size, size)
+    oracle = GridVertexShortestPath(size, size)
     theta_tr, theta_te = -_f32(train.costs, device), -_f32(test.costs, device)
     return Problem(
         name="warcraft",
