@@ -175,6 +175,55 @@ def _check_sizes(n: int, n_test: int, p: int) -> None:
     check_int_at_least("p", p, 1)
 
 
+def _feature_values(seed: int, n: int, p: int, num_items: int, deg: int, noise: float) -> tuple[np.ndarray, np.ndarray]:
+    """Features and polynomial values of ``n`` instances from a fresh ``RandomState(seed)`` (PyEPO's order)."""
+    rnd = np.random.RandomState(seed)
+    return _pyepo_features_costs(rnd, n, p, num_items, deg, noise)
+
+
+def _check_poly(deg: int, noise: float, what: str = "values") -> tuple[int, float]:
+    deg = check_int_at_least("deg", deg, 1)
+    noise = _check_real("noise", noise, 0.0, 1.0)
+    if noise >= 1.0:
+        raise ValueError(f"noise must be in [0, 1) so that {what} stay positive; got {noise!r}")
+    return deg, noise
+
+
+def _solve_and_split(
+    name: str,
+    oracle: Oracle,
+    x: torch.Tensor,
+    theta: torch.Tensor,
+    n: int,
+    *,
+    make_model: Callable[[], nn.Module],
+    event_ndim: int,
+    sense: str,
+    description: str,
+    params: dict,
+    extras: dict | None = None,
+) -> Problem:
+    """Solve every instance of ``theta`` with ``oracle``; the first ``n`` instances train, the rest test."""
+    y = oracle(theta)
+    x_tr, x_te, th_tr, th_te, y_tr, y_te = _split(n, x, theta, y)
+    return Problem(
+        name=name,
+        oracle=oracle,
+        x_train=x_tr,
+        theta_train=th_tr,
+        y_train=y_tr,
+        x_test=x_te,
+        theta_test=th_te,
+        y_test=y_te,
+        make_model=make_model,
+        event_ndim=event_ndim,
+        sense=sense,
+        description=description,
+        params=params,
+        extras={} if extras is None else extras,
+    )
+
+
 # ------------------------------------------------------------------------------------------------------
 # oracles, with temporary fallbacks while colayers.oracles grows
 
@@ -237,35 +286,20 @@ def shortest_path_problem(
     seed = _check_seed(seed)
     _check_sizes(n, n_test, p)
     h, w = _grid("grid", grid)
-    deg = check_int_at_least("deg", deg, 1)
-    noise = _check_real("noise", noise, 0.0, 1.0)
-    if noise >= 1.0:
-        raise ValueError(f"noise must be in [0, 1) so that costs stay positive; got {noise!r}")
+    deg, noise = _check_poly(deg, noise, what="costs")
     device = torch.device(device)
     oracle = GridDAGShortestPath(h, w)
     d = oracle.num_edges
-    rnd = np.random.RandomState(seed)
-    x, c = _pyepo_features_costs(rnd, n + n_test, p, d, deg, noise)
+    x, c = _feature_values(seed, n + n_test, p, d, deg, noise)
     # PyEPO's column j is the cost of its j-th edge, which is oracle.edges[j]: no reordering
-    x_t, theta = _f32(x, device), -_f32(c, device)
-    y = oracle(theta)
-    x_tr, x_te, th_tr, th_te, y_tr, y_te = _split(n, x_t, theta, y)
-    params = dict(seed=seed, n=n, n_test=n_test, p=p, grid=(h, w), deg=deg, noise=noise)
-    return Problem(
-        name="shortest_path",
-        oracle=oracle,
-        x_train=x_tr,
-        theta_train=th_tr,
-        y_train=y_tr,
-        x_test=x_te,
-        theta_test=th_te,
-        y_test=y_te,
+    return _solve_and_split(
+        "shortest_path", oracle, _f32(x, device), -_f32(c, device), n,
         make_model=lambda: LinearModel(p, d, negate=True).to(device),
         event_ndim=1,
         sense="min",
         description=f"shortest path on a {h}x{w} grid DAG, PyEPO generator (p={p}, deg={deg}, noise={noise})",
-        params=params,
-    )
+        params=dict(seed=seed, n=n, n_test=n_test, p=p, grid=(h, w), deg=deg, noise=noise),
+    )  # fmt: skip
 
 
 def _grid(name: str, grid: Sequence[int]) -> tuple[int, int]:
@@ -363,21 +397,6 @@ def warcraft_problem(
 # k-subset selection and ranking
 
 
-def _feature_values(
-    seed: int, n: int, p: int, num_items: int, deg: int, noise: float
-) -> tuple[np.ndarray, np.ndarray]:
-    rnd = np.random.RandomState(seed)
-    return _pyepo_features_costs(rnd, n, p, num_items, deg, noise)
-
-
-def _check_poly(deg: int, noise: float) -> tuple[int, float]:
-    deg = check_int_at_least("deg", deg, 1)
-    noise = _check_real("noise", noise, 0.0, 1.0)
-    if noise >= 1.0:
-        raise ValueError(f"noise must be in [0, 1) so that values stay positive; got {noise!r}")
-    return deg, noise
-
-
 def topk_problem(
     *,
     seed: int = 0,
@@ -425,11 +444,13 @@ def topk_problem(
     deg, noise = _check_poly(deg, noise)
     device = torch.device(device)
     x, v = _feature_values(seed, n + n_test, p, num_items, deg, noise)
-    oracle = TopKSubset(k, num_items)
-    return _vector_problem(
-        "topk", oracle, x, v, n, device, p, num_items,
-        f"top-{k} of {num_items} items, values a degree-{deg} polynomial of {p} features (noise {noise})",
-        dict(seed=seed, n=n, n_test=n_test, p=p, num_items=num_items, k=k, deg=deg, noise=noise),
+    return _solve_and_split(
+        "topk", TopKSubset(k, num_items), _f32(x, device), _f32(v, device), n,
+        make_model=lambda: LinearModel(p, num_items).to(device),
+        event_ndim=1,
+        sense="max",
+        description=f"top-{k} of {num_items} items, values a degree-{deg} polynomial of {p} features (noise {noise})",
+        params=dict(seed=seed, n=n, n_test=n_test, p=p, num_items=num_items, k=k, deg=deg, noise=noise),
     )  # fmt: skip
 
 
@@ -471,32 +492,14 @@ def ranking_problem(
     deg, noise = _check_poly(deg, noise)
     device = torch.device(device)
     x, v = _feature_values(seed, n + n_test, p, num_items, deg, noise)
-    return _vector_problem(
-        "ranking", Ranking(num_items), x, v, n, device, p, num_items,
-        f"ranking of {num_items} items, values a degree-{deg} polynomial of {p} features (noise {noise})",
-        dict(seed=seed, n=n, n_test=n_test, p=p, num_items=num_items, deg=deg, noise=noise),
-    )  # fmt: skip
-
-
-def _vector_problem(name, oracle, x, v, n, device, p, num_items, description, params) -> Problem:
-    x_t, theta = _f32(x, device), _f32(v, device)
-    y = oracle(theta)
-    x_tr, x_te, th_tr, th_te, y_tr, y_te = _split(n, x_t, theta, y)
-    return Problem(
-        name=name,
-        oracle=oracle,
-        x_train=x_tr,
-        theta_train=th_tr,
-        y_train=y_tr,
-        x_test=x_te,
-        theta_test=th_te,
-        y_test=y_te,
+    return _solve_and_split(
+        "ranking", Ranking(num_items), _f32(x, device), _f32(v, device), n,
         make_model=lambda: LinearModel(p, num_items).to(device),
         event_ndim=1,
         sense="max",
-        description=description,
-        params=params,
-    )
+        description=f"ranking of {num_items} items, values a degree-{deg} polynomial of {p} features (noise {noise})",
+        params=dict(seed=seed, n=n, n_test=n_test, p=p, num_items=num_items, deg=deg, noise=noise),
+    )  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -651,19 +654,8 @@ def knapsack_problem(
     x, v = _pyepo_features_costs(rnd, n + n_test, p, num_items, deg, noise)
     v = np.ceil(5 * v)
     caps = np.full(dim, capacity)
-    oracle = _knapsack_oracle(weights, caps)
-    x_t, theta = _f32(x, device), _f32(v, device)
-    y = oracle(theta)
-    x_tr, x_te, th_tr, th_te, y_tr, y_te = _split(n, x_t, theta, y)
-    return Problem(
-        name="knapsack",
-        oracle=oracle,
-        x_train=x_tr,
-        theta_train=th_tr,
-        y_train=y_tr,
-        x_test=x_te,
-        theta_test=th_te,
-        y_test=y_te,
+    return _solve_and_split(
+        "knapsack", _knapsack_oracle(weights, caps), _f32(x, device), _f32(v, device), n,
         make_model=lambda: LinearModel(p, num_items).to(device),
         event_ndim=1,
         sense="max",
@@ -725,25 +717,14 @@ def matching_problem(
     deg, noise = _check_poly(deg, noise)
     device = torch.device(device)
     x, w = _feature_values(seed, n + n_test, p, size * size, deg, noise)
-    oracle = _matching_oracle(size)
-    x_t, theta = _f32(x, device), _f32(w.reshape(-1, size, size), device)
-    y = oracle(theta)
-    x_tr, x_te, th_tr, th_te, y_tr, y_te = _split(n, x_t, theta, y)
-    return Problem(
-        name="matching",
-        oracle=oracle,
-        x_train=x_tr,
-        theta_train=th_tr,
-        y_train=y_tr,
-        x_test=x_te,
-        theta_test=th_te,
-        y_test=y_te,
+    return _solve_and_split(
+        "matching", _matching_oracle(size), _f32(x, device), _f32(w.reshape(-1, size, size), device), n,
         make_model=lambda: LinearModel(p, (size, size)).to(device),
         event_ndim=2,
         sense="max",
         description=f"max-weight perfect bipartite matching {size}x{size}, degree-{deg} polynomial weights",
         params=dict(seed=seed, n=n, n_test=n_test, p=p, size=size, deg=deg, noise=noise),
-    )
+    )  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------------
