@@ -9,7 +9,7 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-TEST_LINE = 'pip install torch==2.13.0 && pip install -e ".[test]" && pytest'
+TEST_LINE = 'pip install torch==2.13.0 && pip install -e ".[test]" -c constraints.txt && pytest'
 
 
 def readme_commands():
@@ -27,6 +27,43 @@ def test_ci_runs_exactly_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert TEST_LINE in ci
     assert any(line.startswith("python3 -m venv") for line in ci)
+
+
+def test_constraints_pin_every_distribution_the_test_extra_needs():
+    # Every distribution in the closure of colayers[test] (which pulls in study, distributed and docs) has an
+    # exact pin in constraints.txt, and the installed version is the pinned one: no release reaches CI unpinned.
+    import importlib.metadata as md
+
+    from packaging.requirements import Requirement
+
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version, f"constraints.txt line {line!r} is not an exact pin (name==version)"
+            pins[re.sub(r"[-_.]+", "-", name).lower()] = version
+    assert pins.get("torch") == "2.13.0"
+
+    def requirements(dist, extras):
+        for text in dist.requires or []:
+            req = Requirement(text)
+            if req.marker is None or any(req.marker.evaluate({"extra": e}) for e in extras or {""}):
+                yield req
+
+    seen, todo = set(), [(md.distribution("colayers"), {"test", "study", "distributed", "docs"})]
+    while todo:
+        dist, extras = todo.pop()
+        for req in requirements(dist, extras):
+            name = re.sub(r"[-_.]+", "-", req.name).lower()
+            if name == "colayers" or (name, frozenset(req.extras)) in seen:
+                continue
+            seen.add((name, frozenset(req.extras)))
+            assert name in pins, f"{name} (needed by {dist.metadata['Name']}) is not pinned in constraints.txt"
+            installed = md.distribution(req.name)
+            assert installed.version.split("+")[0] == pins[name].split("+")[0], (
+                f"{name}: installed {installed.version}, constraints.txt pins {pins[name]}"
+            )
+            todo.append((installed, set(req.extras)))
 
 
 def test_docs_build_strict(tmp_path):

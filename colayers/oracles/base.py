@@ -266,6 +266,7 @@ class SolverOracle(Oracle):
                     f"expected {expected}"
                 )
             out[i] = value.reshape(expected)
+        out += 0.0  # no signed zeros in a solution: -0.0 + 0.0 is +0.0 (solvers round, negate and scale)
         return torch.from_numpy(out).to(device=theta.device, dtype=theta.dtype)
 
     def _run(self, batch: np.ndarray) -> list[tuple[bool, Any]]:

@@ -238,3 +238,20 @@ def test_batch_equals_loop_and_dtype(oracle, dtype):
     y = oracle(theta)
     assert y.dtype == dtype and y.shape[:2] == (2, 3)
     assert torch.equal(y, torch.stack([torch.stack([oracle(t) for t in row]) for row in theta]))
+
+
+# ---- signed zeros ---------------------------------------------------------------------------------------
+def test_no_signed_zero_in_any_solver_oracle_output():
+    # A solver that negates, or rounds a tiny negative, returns -0.0; a solution must not carry it (it prints as
+    # "-0." and it is not equal bit for bit to the same solution found elsewhere).
+    from colayers.oracles import SolverOracle
+
+    negated = SolverOracle(lambda t: -np.zeros_like(t), event_shape=(3,))
+    y = negated(torch.ones(2, 3))
+    assert not torch.signbit(y).any()
+    theta_p, y_v = cp.Parameter(3), cp.Variable(3, boolean=True)
+    knapsack = cp.Problem(cp.Maximize(theta_p @ y_v), [np.array([2.0, 3.0, 4.0]) @ y_v <= 5])
+    y = CvxpyOracle(knapsack, theta_p, y_v)(torch.tensor([[3.0, 4.0, 5.0], [1.0, 1.0, 5.0]]))
+    assert torch.equal(y, torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]])) and not torch.signbit(y).any()
+    lp = LinearProgram(5, A_ub=[[1.0] * 5], b_ub=[2.0], bounds=(0, 1), integrality=True)
+    assert not torch.signbit(lp(torch.randn(16, 5, generator=torch.Generator().manual_seed(0)))).any()
