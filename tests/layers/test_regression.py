@@ -201,7 +201,9 @@ def _layer_outputs_and_grads():
     results = []
     for layer in layers:
         theta = theta0.clone().requires_grad_(True)
-        out = layer(theta, generator=torch.Generator().manual_seed(1))
+        # SparseArgmax is deterministic and refuses a generator
+        gen = None if isinstance(layer, SparseArgmax) else torch.Generator().manual_seed(1)
+        out = layer(theta, generator=gen)
         (out * torch.randn(out.shape, generator=torch.Generator().manual_seed(2), dtype=out.dtype)).sum().backward()
         results.append((type(layer).__name__, out.detach(), theta.grad))
     return results
