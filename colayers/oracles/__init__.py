@@ -4,6 +4,7 @@ from .base import Oracle, OracleError, OracleWrapper, SolverOracle
 from .cache import CachedOracle
 from .combinatorial import BipartiteMatching, Knapsack, SpanningTree
 from .counting import CountingOracle
+from .enumerated import EnumeratedOracle, grid_dag_paths
 from .grid import GridDAGShortestPath, GridVertexShortestPath
 from .simplex import ArgmaxOneHot, Ranking, TopKSubset
 from .solvers import CvxpyOracle, LinearProgram
@@ -25,4 +26,6 @@ __all__ = [
     "Knapsack",
     "CachedOracle",
     "CountingOracle",
+    "EnumeratedOracle",
+    "grid_dag_paths",
 ]
