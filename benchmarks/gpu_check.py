@@ -2,7 +2,7 @@
 
 Run on a machine with an NVIDIA GPU (no network needed), from anywhere::
 
-    benchmarks/gpu_check.sh [--wheels DIR] OUT_DIR          # the real run (about 5 minutes, at most 8)
+    benchmarks/gpu_check.sh [--wheels DIR] OUT_DIR          # the real run (each step capped: 8 minutes at most)
     benchmarks/gpu_check.sh --dry-run OUT_DIR               # the same steps on the CPU, tiny sizes (< 1 min)
 
 Steps, each bounded in time, each recorded in ``OUT_DIR/gpu-check.md`` as soon as it ends (a run cut short
@@ -24,16 +24,22 @@ still leaves the steps it finished):
 5. **Warcraft epoch**: one training epoch of the Warcraft preset (12×12; I-MLE, blackbox, perturbed FY) on the
    device and on the CPU, with the share of the epoch spent in oracle calls.
 
-Filling the wheel directory (on a machine with network access; the GPU machine has torch, numpy, scipy,
-pytest and hypothesis, so they are left out; pick the GPU machine's Python version, or several)::
+Filling the wheel directory (on a machine with network access). The GPU machine has torch, numpy, scipy,
+pytest and hypothesis, so only :data:`WHEELS` are fetched, without their dependencies, for each Python version
+it may have (about 37 MB for 3.10-3.13; cvxpy 1.9 and networkx 3.6 need Python >= 3.11, so 3.10 takes the
+newest releases that support it)::
 
-    for v in 3.10 3.11 3.12 3.13; do
-        pip download --only-binary=:all: --python-version $v --platform manylinux2014_x86_64 \\
-            --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 --no-deps -d DIR \\
+    for v in 3.11 3.12 3.13; do
+        pip download --only-binary=:all: --no-deps --python-version $v --platform manylinux2014_x86_64 \
+            --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 -d .gpu-wheels \
             $(python benchmarks/gpu_check.py --print-wheel-list)
     done
+    pip download --only-binary=:all: --no-deps --python-version 3.10 --platform manylinux2014_x86_64 \
+        --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 -d .gpu-wheels \
+        cvxpy clarabel qdldl highspy networkx pytest-timeout
 
-``--print-wheel-list`` prints the pinned requirements (from ``constraints.txt``) of :data:`WHEELS`.
+``--print-wheel-list`` prints :data:`WHEELS` with their pins from ``constraints.txt``. ``.gpu-wheels/`` is
+git-ignored; bring it along to the GPU machine with the checkout and pass ``--wheels .gpu-wheels``.
 
 This module is also the pytest plugin of step 2 (``-p gpu_check`` with ``--gpu-check-report FILE``): it keeps
 the device tests and writes their outcomes as JSON.
@@ -67,26 +73,12 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
 RESULTS_NAME = "gpu-check.md"
 
-# Distributions the checks may need beyond torch/numpy/scipy/pytest/hypothesis: cvxpy with its default solvers
-# and HiGHS (SolverOracle, CvxpyOracle tests), networkx (graph references in tests), pytest-timeout (the
-# ini's ``timeout``). Only the ones the machine lacks are installed.
-WHEELS = (
-    "cvxpy",
-    "clarabel",
-    "osqp",
-    "scs",
-    "qdldl",
-    "highspy",
-    "networkx",
-    "pytest-timeout",
-    "jinja2",
-    "markupsafe",
-    "joblib",
-    "cffi",
-    "pycparser",
-    "sparsediffpy",
-    "lazy-importer",
-)
+# Distributions the device tests need beyond torch/numpy/scipy/pytest/hypothesis: tests/oracles/test_solver_oracles.py
+# (device-parametrized knapsack tests) imports cvxpy (which needs qdldl and one solver: clarabel) and networkx;
+# highspy is the HiGHS MILP solver; pytest-timeout serves the ini's ``timeout``. Only the ones the machine
+# lacks are installed. Lean on purpose (about 9 MB per Python version + 3 MB shared): scs (43 MB) and the
+# other optional cvxpy solvers are left out.
+WHEELS = ("cvxpy", "clarabel", "qdldl", "highspy", "networkx", "pytest-timeout")
 IMPORT_CHECKS = ("torch", "numpy", "scipy", "pytest", "hypothesis", "cvxpy", "highspy", "networkx", "colayers")
 
 # Tests asserting that a deterministic oracle's CUDA result equals the CPU's bit for bit (node id prefixes).
@@ -101,10 +93,12 @@ BIT_FOR_BIT = {
     "and state equal whether the module lives on the CPU or on CUDA",
 }
 
-# Step budgets in seconds (real run, dry run). The real run's total stays under 8 minutes.
+# Step budgets in seconds (real run, dry run); each step also stops at the run's deadline (TOTAL seconds after
+# the start), so that the real run ends within 8 minutes whatever happens.
 # The dry-run caps are generous (a loaded CI machine); an idle one runs the whole dry run in well under a minute.
 BUDGETS = {"install": (60, 60), "tests": (180, 120), "grid": (90, 60), "estimators": (60, 60), "warcraft": (70, 90)}
 STEPS = ("tests", "grid", "estimators", "warcraft")
+TOTAL = {False: 465, True: 400}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -164,11 +158,19 @@ def pytest_runtest_logreport(report):
         rec["detail"] = str(report.longreprtext)[-1500:]
 
 
+def pytest_collectreport(report):
+    config = _PLUGIN.get("config")
+    if config is not None and config.getoption("--gpu-check-report") and report.failed:
+        _PLUGIN.setdefault("collection_errors", {})[report.nodeid] = str(report.longreprtext)[-1500:]
+
+
 def pytest_sessionfinish(session, exitstatus):
     path = session.config.getoption("--gpu-check-report")
     if path:
         records = getattr(session.config, "_gpu_check", {})
-        Path(path).write_text(json.dumps({"exitstatus": int(exitstatus), "tests": records}, indent=1))
+        errors = _PLUGIN.get("collection_errors", {})
+        out = {"exitstatus": int(exitstatus), "tests": records, "collection_errors": errors}
+        Path(path).write_text(json.dumps(out, indent=1))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -339,7 +341,7 @@ def environment_section(device: str, installed: list[str], install_log: str) -> 
 def tests_section(out_dir: Path, env: dict[str, str], timeout: float, dry_run: bool) -> tuple[str, dict[str, int]]:
     report = out_dir / "gpu-check-tests.json"
     cmd = [sys.executable, "-m", "pytest", "-p", "gpu_check", "--gpu-check-report", str(report), "-q",
-           "-p", "no:cacheprovider", "tests"]
+           "-p", "no:cacheprovider", "--continue-on-collection-errors", "tests"]
     if importlib.util.find_spec("pytest_timeout") is not None:
         cmd += ["--timeout", "120"]
     if dry_run:
@@ -351,7 +353,9 @@ def tests_section(out_dir: Path, env: dict[str, str], timeout: float, dry_run: b
         body += "No test report was written.\n\n```\n" + out[-4000:] + "\n```"
         counts["error"] += 1
         return body, counts
-    data = json.loads(report.read_text())["tests"]
+    full = json.loads(report.read_text())
+    data, coll_errors = full["tests"], full.get("collection_errors", {})
+    counts["collection errors"] = len(coll_errors)
     by_cat: dict[str, dict[str, int]] = {"marked cuda": {}, "device-parametrized, CPU variant": {}}
     for rec in data.values():
         outcome = rec["outcome"] or "not run"
@@ -365,6 +369,10 @@ def tests_section(out_dir: Path, env: dict[str, str], timeout: float, dry_run: b
     reasons = sorted({rec.get("reason", "") for rec in data.values() if rec["outcome"] == "skipped"})
     if reasons:
         body += "\n\nSkip reasons: " + "; ".join(f"`{r}`" for r in reasons) + "."
+    if coll_errors:
+        body += "\n\n### Collection errors (these modules' tests did not run)\n"
+        for nodeid, text in coll_errors.items():
+            body += f"\n`{nodeid}`:\n\n```\n{text.strip()}\n```\n"
     bad = {k: v for k, v in data.items() if v["outcome"] in ("failed", "error")}
     if bad:
         body += "\n\n### Failures\n"
@@ -653,8 +661,17 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"--steps: unknown step(s) {unknown}; choose from {list(STEPS)}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    budget = {k: v[1 if args.dry_run else 0] for k, v in BUDGETS.items()}
     report = Report(out_dir / RESULTS_NAME, args.dry_run)
+    deadline = time.monotonic() + TOTAL[args.dry_run]
+
+    class Budget(dict):
+        def __getitem__(self, key):  # a step's cap, never past the run's deadline
+            left = deadline - time.monotonic()
+            if left < 10:
+                raise RuntimeError(f"the run's {TOTAL[args.dry_run]} s are spent; step skipped")
+            return min(super().__getitem__(key), left)
+
+    budget = Budget({k: v[1 if args.dry_run else 0] for k, v in BUDGETS.items()})
 
     site = args.site or Path(tempfile.mkdtemp(prefix="colayers-gpu-site-"))
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -729,7 +746,7 @@ def main(argv: list[str] | None = None) -> int:
     summary += f" Total time {(datetime.datetime.now(datetime.timezone.utc) - report.started).total_seconds():.0f} s."
     report.add("Summary", summary)
     print(f"[gpu_check] wrote {report.path}", file=sys.stderr)
-    bad_tests = counts is not None and (counts.get("failed", 0) or counts.get("error", 0))
+    bad_tests = counts is not None and any(counts.get(k, 0) for k in ("failed", "error", "collection errors"))
     return 1 if failures or bad_tests else 0
 
 

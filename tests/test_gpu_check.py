@@ -109,11 +109,15 @@ def test_plugin_keeps_the_cuda_and_device_parametrized_tests(tmp_path):
         "@pytest.mark.parametrize('n', [1, 2])\n"
         "def test_other_param(n): pass\n"
     )
+    (tmp_path / "test_broken.py").write_text("import colayers_no_such_module\n")
     report = tmp_path / "report.json"
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "gpu_check", "--gpu-check-report",
-           str(report), "--rootdir", str(tmp_path), str(tmp_path / "test_sample.py")]
+           str(report), "--rootdir", str(tmp_path), "--continue-on-collection-errors", str(tmp_path)]
     subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120, env=_env())
-    tests = json.loads(report.read_text())["tests"]
+    data = json.loads(report.read_text())
+    assert list(data["collection_errors"]) == ["test_broken.py"]
+    assert "colayers_no_such_module" in data["collection_errors"]["test_broken.py"]
+    tests = data["tests"]
     assert {k.split("::")[-1]: (v["cuda"], v["outcome"]) for k, v in tests.items()} == {
         "test_on[cpu]": (False, "passed"),
         "test_on[cuda]": (True, "skipped"),
