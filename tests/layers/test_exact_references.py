@@ -393,3 +393,99 @@ def test_spo_plus_value_and_subgradient_by_enumeration(name, alpha):
     if np.any(g_theta != 0):
         for c in (2.0, 0.5, -1.0, alpha, 1 / alpha):
             assert not np.allclose(c * th.grad.numpy().ravel(), 3.0 * g_theta, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------- structured SVM, imitation
+@pytest.mark.parametrize("name", ["argmax5", "top2of5", "grid3x3", "match3", "knap5"])
+@pytest.mark.parametrize("weight", [1.0, 0.3])
+def test_structured_svm_value_and_subgradient_by_enumeration(name, weight):
+    r"""ℓ(θ) = max_y w‖y − ȳ‖₁ + ⟨θ, y − ȳ⟩ over the enumerated Y; gradient by central differences."""
+    p = PROBLEMS[name]
+    Y, theta = p["Y"], p["theta"] * 3.0
+    y_bar = ref.solve(Y, np.asarray(p["v"]))
+
+    def value(t):
+        return float(np.max(weight * np.abs(Y - y_bar).sum(-1) + Y @ t - t @ y_bar))
+
+    th = torch.tensor(theta, dtype=DT).reshape(p["shape"]).requires_grad_(True)
+    got = cl.StructuredSVMLoss(p["oracle"](), margin_weight=weight)(th, torch.tensor(y_bar, dtype=DT).reshape(p["shape"]))
+    (2.5 * got).backward()
+    assert abs(got.detach().item() - value(theta)) < 1e-9
+    want = 2.5 * ref.central_difference(value, theta)
+    np.testing.assert_allclose(th.grad.numpy().ravel(), want, atol=1e-6)
+
+
+@pytest.mark.parametrize("alpha", [1.0, 2.5])
+def test_imitation_structured_svm_preset_by_enumeration(alpha):
+    r"""ℓ(θ) = max_y ‖y − ȳ‖₁ + α⟨θ, y − ȳ⟩ (the ImitationLoss.structured_svm preset); gradient by differences."""
+    p = PROBLEMS["top2of5"]
+    Y, theta = p["Y"], p["theta"] * 3.0
+    y_bar = ref.solve(Y, np.asarray(p["v"]))
+
+    def value(t):
+        return float(np.max(np.abs(Y - y_bar).sum(-1) + alpha * (Y @ t - t @ y_bar)))
+
+    th = torch.tensor(theta, dtype=DT).requires_grad_(True)
+    got = cl.ImitationLoss.structured_svm(p["oracle"](), alpha=alpha)(th, torch.tensor(y_bar, dtype=DT))
+    got.backward()
+    assert abs(got.detach().item() - value(theta)) < 1e-9
+    np.testing.assert_allclose(th.grad.numpy(), ref.central_difference(value, theta), atol=1e-6)
+
+
+# ------------------------------------------------------------------------ straight-through, pushforward
+@pytest.mark.parametrize("negative", [False, True])
+def test_identity_relaxation_passes_the_upstream_gradient(negative):
+    """Straight-through: forward f(θ) (enumerated), backward exactly ±ȳ."""
+    p = PROBLEMS["grid3x3"]
+    th = torch.tensor(p["theta"], dtype=DT).requires_grad_(True)
+    out = cl.IdentityRelaxation(p["oracle"](), negative=negative)(th)
+    (out * 1.7 * _v("grid3x3")).sum().backward()
+    np.testing.assert_array_equal(out.detach().numpy(), ref.solve(p["Y"], p["theta"]))
+    np.testing.assert_allclose(th.grad.numpy(), (-1.7 if negative else 1.7) * np.asarray(p["v"]), rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize(("name", "mult", "S"), [("rank4", False, 4), ("top2of5", True, 3), ("grid3x3", False, 1)])
+def test_pushforward_and_experience_loss_gradients(name, mult, S):
+    r"""Φ(θ) = E[c(y*(η))] for a linear cost c(y) = ⟨v, y⟩: value ⟨v, μ⟩ and gradient Jᵀv (score identity)."""
+    p = PROBLEMS[name]
+    eps = 0.5
+    cls = cl.PerturbedMultiplicative if mult else cl.PerturbedAdditive
+    v = _v(name)
+    event_dims = tuple(range(-len(p["shape"]), 0))
+    theta_np = p["theta_pos"] if mult else p["theta"]
+    jtv = ref.perturbed_vjp(p["Y"], theta_np, p["v"], eps, "normal", mult)
+    value_ref = ref.perturbed_mean(p["Y"], theta_np, eps, "normal", mult)
+    value_ref = ref.Estimate([value_ref.value @ np.asarray(p["v"])], [np.sqrt((value_ref.se**2) @ np.asarray(p["v"])**2)])
+    for which in ("pushforward", "experience"):
+        layer = cls(p["oracle"](), epsilon=eps, num_samples=S, seed=29)
+        theta = _rows(name, R_DEFAULT, positive=mult)
+        if which == "pushforward":
+            out = cl.Pushforward(layer, lambda y: (y * v).sum(event_dims))(theta)
+        else:
+            out = cl.ExperienceLoss(layer, lambda y: (y * v).sum(event_dims), reduction="none")(theta)
+        out.sum().backward()
+        label = f"{which}({cls.__name__}, S={S}) on {name}"
+        ref.assert_mc_close(out.detach().numpy()[:, None], value_ref, n_sigma=6, label=label + " value")
+        ref.assert_mc_close(theta.grad.reshape(R_DEFAULT, -1).numpy(), jtv, wrong_factors=_wrong(S=S, epsilon=eps),
+                            label=label + " gradient")
+
+
+# ------------------------------------------------------------------------------------------ sparsemax
+def _sparsemax_np(z):
+    """Euclidean projection onto the simplex by sorting (Held et al.; Michelot), in numpy."""
+    u = np.sort(z)[::-1]
+    css = np.cumsum(u) - 1.0
+    k = np.nonzero(u - css / np.arange(1, z.size + 1) > 0)[0][-1]
+    return np.maximum(z - css[k] / (k + 1), 0.0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sparse_argmax_value_and_jacobian_by_differences(seed):
+    z = np.random.default_rng(seed).normal(size=6) * 0.6
+    v = np.random.default_rng(seed + 10).normal(size=6)
+    th = torch.tensor(z, dtype=DT).requires_grad_(True)
+    out = cl.SparseArgmax()(th)
+    (out * torch.tensor(v, dtype=DT)).sum().backward()
+    np.testing.assert_allclose(out.detach().numpy(), _sparsemax_np(z), atol=1e-12)
+    want = ref.central_difference(lambda t: _sparsemax_np(t) @ v, z)
+    np.testing.assert_allclose(th.grad.numpy(), want, atol=1e-6)
