@@ -17,6 +17,7 @@ from .imle import AIMLE, IMLE, Blackbox
 from .perturbed import Perturbed, PerturbedAdditive, PerturbedMultiplicative
 from .pushforward import Pushforward
 from .regularized import RegularizedFrankWolfe, SoftArgmax, SparseArgmax, SparseMAP
+from .soft_sort import SoftRank, SoftSort, isotonic_regression, soft_rank, soft_sort
 
 __all__: list[str] = [
     "OracleLayer",
@@ -31,6 +32,11 @@ __all__: list[str] = [
     "SparseArgmax",
     "RegularizedFrankWolfe",
     "SparseMAP",
+    "SoftSort",
+    "SoftRank",
+    "soft_sort",
+    "soft_rank",
+    "isotonic_regression",
     "Pushforward",
     "score_function_vjp",
     "finite_difference_vjp",

@@ -5,10 +5,23 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import check_in_solution_set, check_like_theta, check_reduction_arg, check_theta, reduce
-from .pool import SolutionPool, pool_objectives
+from ..oracles.pool import SolutionPool
+from ._common import check_in_solution_set, check_like_theta, check_reduction_arg, check_theta, event_dims, reduce
 
 __all__ = ["NCELoss", "MAPContrastiveLoss"]
+
+
+def pool_objectives(
+    pool: SolutionPool, theta: torch.Tensor, y_target: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(scores (*batch, |Γ|), target objective (*batch))``, both differentiable in θ."""
+    scores = pool.scores(theta)
+    nd = pool.event_ndim
+    target = (theta * pool.oracle.g(y_target)).sum(dim=event_dims(nd))
+    h = pool.oracle.h(y_target)
+    if h is not None:
+        target = target + h
+    return scores, target
 
 
 class _PoolLoss(nn.Module):

@@ -5,6 +5,7 @@ from .cache import CachedOracle
 from .combinatorial import BipartiteMatching, Knapsack, SpanningTree
 from .counting import CountingOracle
 from .grid import GridDAGShortestPath, GridVertexShortestPath
+from .pool import SolutionPool
 from .simplex import ArgmaxOneHot, Ranking, TopKSubset
 from .solvers import CvxpyOracle, LinearProgram
 
@@ -25,4 +26,5 @@ __all__ = [
     "Knapsack",
     "CachedOracle",
     "CountingOracle",
+    "SolutionPool",
 ]

@@ -78,6 +78,28 @@ class Oracle:
         """The offset h(y) of the objective, summed over the event (default: ``None`` meaning zero)."""
         return None
 
+    def contains(self, y: torch.Tensor) -> torch.Tensor | None:
+        r"""Whether each instance of ``y`` is a solution in :math:`\mathcal Y`.
+
+        ``y`` has shape ``(*batch, *solution_shape)``; the result is a bool tensor of shape ``(*batch)`` on
+        ``y``'s device. The losses check their target solutions with it (``allow_relaxed_targets=True`` skips
+        the check). A wrong trailing shape raises a :class:`ValueError`; entries that are not finite are not
+        members.
+
+        Default: ``None``, meaning *membership unknown*: a loss then accepts the target unchecked. Override it
+        where membership is computable (every built-in oracle does, except a bare
+        :class:`SolverOracle`); wrappers (:class:`OracleWrapper`) ask the wrapped oracle.
+
+        Example:
+            >>> import torch
+            >>> from colayers import TopKSubset
+            >>> TopKSubset(2).contains(torch.tensor([[1.0, 0.0, 1.0], [1.0, 1.0, 1.0]]))
+            tensor([ True, False])
+            >>> print(Oracle().contains(torch.zeros(3)))
+            None
+        """
+        return None
+
     # -- shared machinery ---------------------------------------------------------------------------
     def objective(self, theta: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         r"""The objective :math:`\langle \theta, g(y) \rangle + h(y)`, reduced over the event dims.
@@ -155,6 +177,10 @@ class OracleWrapper(Oracle):
 
     def objective(self, theta: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.oracle.objective(theta, y)
+
+    def contains(self, y: torch.Tensor) -> torch.Tensor | None:
+        """The wrapped oracle's :meth:`Oracle.contains` (a wrapper changes how Y is searched, not Y)."""
+        return self.oracle.contains(y)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.oracle!r})"
