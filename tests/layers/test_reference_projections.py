@@ -57,7 +57,7 @@ def _theta(name, seed):
 def test_sparsemap_forward_equals_the_cvxpy_projection(name, seed):
     make, Y = CASES[name]
     theta = _theta(name, seed)
-    got = cl.SparseMAP(make())(torch.tensor(theta, dtype=DT)).numpy()
+    got = cl.RegularizedFrankWolfe(make())(torch.tensor(theta, dtype=DT)).numpy()
     want = project_vertices(Y, theta)
     np.testing.assert_allclose(got, want, atol=1e-6)
     if name == "top2of5":
@@ -73,7 +73,7 @@ def test_sparsemap_vjp_equals_differences_of_the_cvxpy_projection(name, seed):
     theta = _theta(name, seed)
     v = np.random.default_rng(seed + 100).normal(size=theta.size)
     th = torch.tensor(theta, dtype=DT).requires_grad_(True)
-    out = cl.SparseMAP(make())(th)
+    out = cl.RegularizedFrankWolfe(make())(th)
     (out * torch.tensor(v, dtype=DT)).sum().backward()
     h = 1e-4
     fwd = np.zeros(theta.size)
