@@ -241,3 +241,17 @@ def test_frank_wolfe_function_budget_and_gap():
     g = theta - reg.gradient(mu)
     gap = (g * (oracle(g) - mu)).sum(-1)
     assert bool((gap <= 1e-9 * (1 + (theta * theta).sum(-1))).all())
+
+
+def test_the_docs_page_examples_run():
+    import pathlib
+    import re
+
+    page = pathlib.Path(__file__).resolve().parents[2] / "docs" / "regularized.md"
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(), re.S)
+    assert len(blocks) >= 3
+    namespace: dict = {}
+    for block in blocks:
+        exec(block, namespace)
+    assert namespace["mu"].shape == (8, 10) and bool((namespace["mu"] > 0).all())
+    assert namespace["ranks"].shape == (32, 100)
