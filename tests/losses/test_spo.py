@@ -10,7 +10,12 @@ from hypothesis import strategies as st
 from colayers import ArgmaxOneHot, GridDAGShortestPath, SPOPlusLoss, TopKSubset
 from colayers.metrics import regret
 
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))]
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+    ),
+]
 
 
 def all_subsets(n, k, dtype=torch.float64):
