@@ -501,10 +501,18 @@ def run_trial(spec: TrialSpec, results_path: str | None = None) -> list[dict[str
     return out
 
 
-def _remote_trial(spec: TrialSpec, plugins: list[str], entries: dict[str, Any]) -> list[dict[str, Any]]:
-    """A trial on a remote executor (dask...): load the plugins and registrations, run, return the records."""
+def _install(plugins: list[str], entries: bytes) -> None:
+    """Import the plugins, then install the parent's registrations (pickled: they may refer to the plugins)."""
+    import pickle
+
     registry.load_plugins(plugins)
-    registry.install_entries(entries)
+    if entries:
+        registry.install_entries(pickle.loads(entries))
+
+
+def _remote_trial(spec: TrialSpec, plugins: list[str], entries: bytes) -> list[dict[str, Any]]:
+    """A trial on a remote executor (dask...): load the plugins and registrations, run, return the records."""
+    _install(plugins, entries)
     return run_trial(spec)
 
 
@@ -534,13 +542,12 @@ def _die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="colayers-parent-watch", daemon=True).start()
 
 
-def _worker_main(conn, parent_pid: int, plugins: list[str], entries: dict[str, Any]) -> None:
+def _worker_main(conn, parent_pid: int, plugins: list[str], entries: bytes) -> None:
     """A study worker: receive trial specs from the pipe, send back ("epoch", rec), ("done",) or ("error", msg)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
     _die_with_parent(parent_pid)
     try:
-        registry.load_plugins(plugins)
-        registry.install_entries(entries)
+        _install(plugins, entries)
     except Exception as exc:
         conn.send(("error", f"worker set-up failed: {exc}"))
         return
@@ -562,7 +569,7 @@ def _worker_main(conn, parent_pid: int, plugins: list[str], entries: dict[str, A
 
 
 class _Worker:
-    def __init__(self, ctx, plugins: list[str], entries: dict[str, Any]) -> None:
+    def __init__(self, ctx, plugins: list[str], entries: bytes) -> None:
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(
             target=_worker_main, args=(child, os.getpid(), plugins, entries), daemon=True, name="colayers-worker"
@@ -621,7 +628,7 @@ def _run_pool(todo: list[TrialSpec], workers: int, write, on_done, plugins, entr
                     else:
                         raise StudyError(f"trial {w.spec.label} failed: {msg[1]}")
                 if w.spec is not None and (dead or (w.process.sentinel in ready and not w.process.is_alive())):
-                    w.process.join(timeout=1)
+                    w.process.join(timeout=5)
                     raise StudyError(
                         f"the worker process (pid {w.process.pid}) running trial {w.spec.label} died "
                         f"({_describe_exit(w.process.exitcode)}); the trials completed so far are saved: rerun "
@@ -731,10 +738,13 @@ def run_study(
             _get_problem(prob, int(config.seeds[0]), config.device)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"problems[{i}] ({prob.name!r}) has a bad parameter: {exc}") from exc
-    entries = registry.user_entries()
-    use_pool = executor is None and config.workers > 1
-    if use_pool or executor is not None:
+    entries_blob = b""
+    if executor is not None or config.workers > 1:  # carry the registrations to the workers
+        import pickle
+
+        entries = registry.user_entries()
         registry.check_picklable(entries)
+        entries_blob = pickle.dumps(entries)
     out = Path(config.output)
     path = out / RESULTS_FILE
     _check_results_path(path)
@@ -761,9 +771,9 @@ def run_study(
 
             try:
                 if executor is not None:
-                    _run_executor(executor, todo, write, on_done, config.plugins, entries)
+                    _run_executor(executor, todo, write, on_done, config.plugins, entries_blob)
                 elif config.workers > 1 and len(todo) > 1:
-                    _run_pool(todo, config.workers, write, on_done, config.plugins, entries)
+                    _run_pool(todo, config.workers, write, on_done, config.plugins, entries_blob)
                 else:
                     for spec in todo:
                         with _progress(progress, total=spec.epochs, desc="  epochs", leave=False, unit="ep") as eb:
