@@ -10,7 +10,8 @@ A *trial* is one problem × one method × one seed under the study's training se
    seeded by the trial seed);
 3. after every epoch evaluates on the validation split (``val_*`` columns: the curves, and the epoch
    selection with ``select = "best"``) and on the test split (the final numbers) — normalized regret, exact
-   match, Hamming distance, cost ratio — and appends one JSON line to ``results.jsonl``.
+   match, cost ratio, and the Hamming distance for 0/1 solutions or the rank distance for rankings
+   (:mod:`colayers.metrics`) — and appends one JSON line to ``results.jsonl``.
 
 Every line also carries the cumulative training time (``train_time_s``: optimisation steps only), the
 total trial time (``wall_time_s``), the oracle calls and oracle instances solved in training
@@ -64,7 +65,7 @@ from typing import Any
 
 import torch
 
-from ..metrics import cost_ratio, exact_match, hamming_distance, normalized_regret
+from ..metrics import cost_ratio, exact_match, hamming_distance, normalized_regret, rank_distance
 from ..oracles.counting import CountingOracle
 from . import registry
 from .config import MethodSpec, ProblemSpec, StudyConfig
@@ -388,12 +389,17 @@ def _evaluate(model, objective, x, theta, y, oracle: CountingOracle, chunk: int 
         y_hat = objective.predict(theta_hat)
     model.train(was_training)
     inner = oracle.oracle
-    return {
-        "normalized_regret": float(normalized_regret(inner, theta, y_hat, y)),
-        "exact_match": float(exact_match(inner, theta, y_hat, y).float().mean()),
-        "hamming": float(hamming_distance(y_hat, y, inner.event_ndim).mean()),
-        "cost_ratio": float(cost_ratio(inner, theta, y_hat, y).mean()),
+    out = {
+        "normalized_regret": float(normalized_regret(y_hat, theta, y, oracle=inner)),
+        "exact_match": float(exact_match(y_hat, theta, y, oracle=inner).float().mean()),
+        "cost_ratio": float(cost_ratio(y_hat, theta, y, oracle=inner).mean()),
     }
+    binary = bool(((y == 0) | (y == 1)).all()) and bool(((y_hat == 0) | (y_hat == 1)).all())
+    if binary:  # 0/1 solutions: the share of entries that differ
+        out["hamming"] = float(hamming_distance(y_hat, y, oracle=inner).mean())
+    else:  # rank vectors: the normalized Spearman footrule
+        out["rank_distance"] = float(rank_distance(y_hat, y).mean())
+    return out
 
 
 def trial_oracles(problem) -> tuple[CountingOracle, CountingOracle]:
@@ -735,9 +741,12 @@ def run_study(
     config.validate()
     for i, prob in enumerate(config.problems):  # fail before training on bad generator parameters
         try:
-            _get_problem(prob, int(config.seeds[0]), config.device)
+            built = _get_problem(prob, int(config.seeds[0]), config.device)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"problems[{i}] ({prob.name!r}) has a bad parameter: {exc}") from exc
+        if config.select == "best" and getattr(built, "x_val", None) is None:
+            raise ValueError(f"select = 'best' needs a validation split; problems[{i}] ({prob.name!r}) has none "
+                             "(n_val = 0)")
     entries_blob = b""
     if executor is not None or config.workers > 1:  # carry the registrations to the workers
         import pickle
