@@ -101,6 +101,36 @@ def check_in_solution_set(
         )
 
 
+def sign_tolerance(dtype: torch.dtype) -> float:
+    """Relative rounding tolerance of the sign check: 10·√ε of ``dtype`` (3.5e-3 in float32, 1.5e-7 in float64)."""
+    return 10.0 * torch.finfo(dtype).eps ** 0.5
+
+
+def sign_checkable(oracle: object) -> bool:
+    """Whether a loss built on ``oracle`` is ≥ 0 by construction: its argmax maximizes its objective
+    (:attr:`~colayers.oracles.Oracle.maximizes_objective`; ``True`` without an oracle)."""
+    return oracle is None or bool(getattr(oracle, "maximizes_objective", True))
+
+
+def check_nonnegative(loss: str, value: torch.Tensor, scale: torch.Tensor, hint: str) -> None:
+    r"""Raise a ValueError where a loss that is ≥ 0 by construction came out negative beyond rounding.
+
+    ``value`` and ``scale`` are per instance ``(*batch)``; ``scale`` is the size of the terms whose difference
+    ``value`` is (e.g. :math:`|F(\theta, \hat y)| + |F(\theta, \bar y)|`), so the tolerance is
+    :func:`sign_tolerance` × (1 + scale). Called only in validate mode: it costs one host synchronisation.
+    """
+    tol = sign_tolerance(value.dtype) * (1.0 + scale)
+    bad = value < -tol
+    if bool(bad.any()):
+        index = bad.nonzero()[0]
+        first = tuple(int(i) for i in index.tolist())
+        raise ValueError(
+            f"{loss} is negative: {float(value[first]):.6g} at batch index {first} "
+            f"({int(bad.sum())} of {bad.numel()} instance(s) below the rounding tolerance "
+            f"-{float(tol[first]):.3g}). {hint} Pass validate_args=False to skip this check."
+        )
+
+
 def check_binary(name: str, y: torch.Tensor, *, allow_relaxed: bool) -> None:
     """0/1 entries (or, with ``allow_relaxed``, entries in [0, 1])."""
     if allow_relaxed:

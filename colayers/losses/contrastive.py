@@ -73,10 +73,11 @@ class NCELoss(_PoolLoss):
     ``pool.solve_ratio``, the oracle solves the detached θ and its solutions join the pool. The gradient is
     exact (pool members are constants).
 
-    Works with: any :class:`~colayers.oracles.Oracle` wrapped in a :class:`SolutionPool`; no layer.
+    Works with: any :class:`~colayers.oracles.Oracle` (any g and h) wrapped in a
+    :class:`~colayers.oracles.SolutionPool`; no layer.
 
     Args:
-        pool: the :class:`SolutionPool` (seed it with the training targets).
+        pool: the :class:`~colayers.oracles.SolutionPool` (seed it with the training targets).
         reduction: 'mean' | 'sum' | 'none'.
         add_targets: add each batch's targets to the pool.
         allow_relaxed_targets: skip the check that targets are vertices of Y.
@@ -114,7 +115,8 @@ class MAPContrastiveLoss(_PoolLoss):
     (PyEPO, minimizing ĉ = −θ: :math:`\hat c^\top w^*(c) - \min_{w\in\Gamma}\hat c^\top w`). The pool is refreshed
     as in :class:`NCELoss`; with ``add_targets`` (default) the target is in Γ and the loss is ≥ 0.
 
-    Works with: any :class:`~colayers.oracles.Oracle` wrapped in a :class:`SolutionPool`; no layer.
+    Works with: any :class:`~colayers.oracles.Oracle` (any g and h) wrapped in a
+    :class:`~colayers.oracles.SolutionPool`; no layer.
 
     Args:
         pool, reduction, add_targets, allow_relaxed_targets, validate_args: as in :class:`NCELoss`.

@@ -4,6 +4,7 @@ from .base import Oracle, OracleError, OracleWrapper, SolverOracle
 from .cache import CachedOracle
 from .combinatorial import BipartiteMatching, Knapsack, SpanningTree
 from .counting import CountingOracle
+from .enumerated import EnumeratedOracle, grid_dag_paths
 from .grid import GridDAGShortestPath, GridVertexShortestPath
 from .pool import SolutionPool
 from .simplex import ArgmaxOneHot, Ranking, TopKSubset
@@ -27,4 +28,6 @@ __all__ = [
     "CachedOracle",
     "CountingOracle",
     "SolutionPool",
+    "EnumeratedOracle",
+    "grid_dag_paths",
 ]

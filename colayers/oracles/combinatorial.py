@@ -92,9 +92,11 @@ class _MaxSpanningTree:
 
     def __call__(self, theta: np.ndarray) -> np.ndarray:
         theta = np.asarray(theta, dtype=np.float64)
-        # negate to turn the maximum into a minimum, and shift so every weight is ≥ 1: csgraph reads a stored 0
-        # as "no edge", and every spanning tree has num_nodes - 1 edges, so a constant shift changes no argmin
-        weight = (theta.max() - theta) + 1.0
+        # A spanning tree's optimality depends only on the order of the scores, so solve on ranks: exact at
+        # any scale (no shift that would swamp tiny differences). Negate the ranks to turn the maximum into a
+        # minimum, and start them at 1: csgraph reads a stored 0 as "no edge".
+        ranks = np.unique(theta, return_inverse=True)[1].reshape(-1)  # equal scores, equal ranks
+        weight = (ranks.max() - ranks + 1).astype(np.float64)
         graph = sp.csr_matrix((weight, (self.src, self.dst)), shape=(self.num_nodes, self.num_nodes))
         tree = minimum_spanning_tree(graph).tocoo()
         y = np.zeros(theta.shape[0])
@@ -111,7 +113,8 @@ class SpanningTree(SolverOracle):
 
     For edge scores :math:`\theta \in \mathbb{R}^{E}` over the given edges the oracle returns the indicator
     :math:`y \in \{0,1\}^E` of a spanning tree maximizing :math:`\langle \theta, y \rangle` (Kruskal on
-    the negated, shifted scores). For edge costs (a minimum spanning tree) pass ``theta = -cost``.
+    the ranks of the negated scores, so exact at any scale). For edge costs (a minimum spanning tree) pass
+    ``theta = -cost``.
 
     Args:
         num_nodes: the number of vertices, labelled ``0 .. num_nodes - 1``.

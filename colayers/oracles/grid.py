@@ -436,6 +436,11 @@ class GridVertexShortestPath(Oracle):
         check_tensor("cost", cost)
         return self(-cost)
 
+    @property
+    def maximizes_objective(self) -> bool:
+        """``False`` with ``min_cost``: the argmax is taken at the clamped scores, the objective at the given ones."""
+        return self.min_cost is None
+
     def contains(self, y: torch.Tensor) -> torch.Tensor:
         r"""Tile sets of induced paths from the top-left to the bottom-right tile (see
         :meth:`~colayers.oracles.Oracle.contains`).

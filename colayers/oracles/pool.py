@@ -83,6 +83,11 @@ class SolutionPool(OracleWrapper):
         if solutions is not None:
             self.add(solutions)
 
+    @property
+    def maximizes_objective(self) -> bool:
+        """Only with ``solve_ratio = 1``: a member of the pool maximizes the objective over Γ, not over Y."""
+        return self.solve_ratio >= 1.0 and self.oracle.maximizes_objective
+
     def __len__(self) -> int:
         return 0 if self.solutions is None else int(self.solutions.shape[0])
 
