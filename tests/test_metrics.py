@@ -72,7 +72,10 @@ def test_batch_shapes_and_explicit_optimum():
     y_pred = oracle(torch.randn(2, 3, 4, generator=torch.Generator().manual_seed(1)))
     r = regret(oracle, theta_true, y_pred)
     assert r.shape == (2, 3) and bool((r >= 0).all())
-    torch.testing.assert_close(r, regret(oracle, theta_true, y_pred, oracle(theta_true)))
+    # the regret is max_i theta_i - <theta, y_pred> for one-hot Y (independent of the oracle)
+    torch.testing.assert_close(r, theta_true.max(-1).values - (theta_true * y_pred).sum(-1))
+    y_best = torch.nn.functional.one_hot(theta_true.argmax(-1), 4).to(theta_true.dtype)
+    torch.testing.assert_close(regret(oracle, theta_true, y_pred, y_best), r)
     assert normalized_regret(oracle, theta_true, y_pred).shape == ()
     assert hamming_distance(y_pred, y_pred).abs().sum().item() == 0.0
 

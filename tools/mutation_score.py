@@ -63,6 +63,9 @@ MUTANTS = [
       "mul_(2.0 / (noise.shape[0] * self.epsilon))", "additive score VJP ×2", PERTURBED, 0),
     M("additive-sign", "colayers/perturb/perturbation.py", "mul_(1.0 / (noise.shape[0] * self.epsilon))",
       "mul_(-1.0 / (noise.shape[0] * self.epsilon))", "additive score VJP: flipped sign", PERTURBED, 0),
+    M("pushforward-no-1/eps", "colayers/perturb/perturbation.py", "mul_(1.0 / (noise.shape[0] * self.epsilon))",
+      "mul_(1.0 / noise.shape[0])", "the same 1/ε mutant, against the Pushforward/ExperienceLoss tests alone",
+      "pushforward", 0),
     # multiplicative
     M("mult-no-1/S", "colayers/perturb/perturbation.py", "mul_(1.0 / (noise.shape[0] * self.epsilon))",
       "mul_(1.0 / self.epsilon)", "multiplicative score VJP ×S", PERTURBED, 1),
@@ -90,6 +93,12 @@ MUTANTS = [
       "rule.oracle(base - 2 * lam_e * dy)", "one-sided target θ − 2λȳ with divisor λ", FD),
     M("fd-central-step", "colayers/layers/imle.py", "0.5 * lam_e * dy", "lam_e * dy",
       "central difference: ±λȳ instead of ±λȳ/2", FD, replace_all=True),
+    M("blackbox-no-lambda", "colayers/layers/core.py", "diff.div_(lambda_)", "diff.div_(1.0)",
+      "the same 1/λ mutant, against the Blackbox tests alone", "blackbox"),
+    M("blackbox-sign", "colayers/layers/core.py", "diff = atoms - target_atoms", "diff = target_atoms - atoms",
+      "the same sign mutant, against the Blackbox tests alone", "blackbox"),
+    M("aimle-no-1/S", "colayers/layers/core.py", "else diff.mean(0)", "else diff.sum(0)",
+      "the same ×S mutant, against the AIMLE tests alone", "aimle"),
     M("aimle-lambda-x2", "colayers/layers/imle.py", "return beta * norm_theta /", "return 2 * beta * norm_theta /",
       "AIMLE: λ = 2β‖θ‖/‖ȳ‖", "aimle"),
     # straight-through, regularized layers

@@ -277,10 +277,15 @@ def test_finite_difference_expectation_converges_to_the_smoothed_jacobian(name):
 # ----------------------------------------------------------------------------------------------- blackbox
 @pytest.mark.parametrize("name", ALL)
 @pytest.mark.parametrize("lam", [0.7, 6.0])
-def test_blackbox_is_the_exact_interpolation_rule(name, lam):
-    """ε = 0: forward f(θ), backward (f(θ) − f(θ − λv))/λ, exactly, by enumeration."""
+@pytest.mark.parametrize("which", ["Blackbox", "IMLE(eps=0, S=3)"])
+def test_blackbox_is_the_exact_interpolation_rule(name, lam, which):
+    """ε = 0: forward f(θ), backward (f(θ) − f(θ − λv))/λ, exactly, by enumeration (Blackbox, and I-MLE without
+    noise and several identical samples: each checked against the enumeration, not against the other)."""
     p = PROBLEMS[name]
-    layer = cl.Blackbox(p["oracle"](), lambda_=lam)
+    if which == "Blackbox":
+        layer = cl.Blackbox(p["oracle"](), lambda_=lam)
+    else:
+        layer = cl.IMLE(p["oracle"](), epsilon=0.0, lambda_=lam, num_samples=3, return_mean=True)
     theta = torch.tensor(p["theta"], dtype=DT).reshape(p["shape"]).requires_grad_(True)
     out = layer(theta)
     (out * _v(name)).sum().backward()
@@ -290,6 +295,17 @@ def test_blackbox_is_the_exact_interpolation_rule(name, lam):
     if np.any(want != 0):
         for c in _wrong(lambda_=lam):
             assert not np.allclose(c * theta.grad.numpy().ravel(), want, atol=1e-12)
+
+
+def test_grid_shortest_path_is_the_enumerated_argmin():
+    """shortest_path(cost) and the oracle at θ = −cost both give the cheapest of the 6 enumerated 3×3 paths."""
+    Y = PROBLEMS["grid3x3"]["Y"]
+    oracle = cl.GridDAGShortestPath(3, 3)
+    assert oracle.edges == ref.grid_edges(3, 3)
+    cost = np.random.default_rng(5).uniform(-1, 2, size=(50, 12))
+    want = Y[np.argmin(cost @ Y.T, axis=-1)]
+    np.testing.assert_array_equal(oracle.shortest_path(torch.tensor(cost)).numpy(), want)
+    np.testing.assert_array_equal(oracle(torch.tensor(-cost)).numpy(), want)
 
 
 def test_blackbox_gradient_is_not_zero_on_the_checked_instances():
