@@ -505,3 +505,27 @@ def test_sparse_argmax_value_and_jacobian_by_differences(seed):
     np.testing.assert_allclose(out.detach().numpy(), _sparsemax_np(z), atol=1e-12)
     want = ref.central_difference(lambda t: _sparsemax_np(t) @ v, z)
     np.testing.assert_allclose(th.grad.numpy(), want, atol=1e-6)
+
+
+@pytest.mark.parametrize("temperature", [0.4, 2.5])
+def test_regularized_fenchel_young_losses_in_closed_form(temperature):
+    r"""SoftArgmax(T): L = T·logsumexp(θ/T) − ⟨θ, ȳ⟩ (one-hot ȳ), ∇ = softmax(θ/T) − ȳ; SparseArgmax: the sparsemax
+    loss ⟨θ, μ − ȳ⟩ − ½‖μ‖² + ½‖ȳ‖² with μ = sparsemax(θ) by sorting in numpy, ∇ = μ − ȳ."""
+    theta = np.random.default_rng(31).normal(size=(4, 6))
+    y_bar = np.eye(6)[[1, 3, 0, 5]]
+    t = torch.tensor(theta, dtype=DT).requires_grad_(True)
+    value = cl.FenchelYoungLoss(cl.SoftArgmax(temperature=temperature), reduction="none")(t, torch.tensor(y_bar))
+    (value * torch.arange(1.0, 5.0, dtype=DT)).sum().backward()
+    z = theta / temperature
+    lse = temperature * (z.max(-1) + np.log(np.exp(z - z.max(-1, keepdims=True)).sum(-1)))
+    np.testing.assert_allclose(value.detach().numpy(), lse - (theta * y_bar).sum(-1), atol=1e-10)
+    p = np.exp(z - z.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    np.testing.assert_allclose(t.grad.numpy(), np.arange(1.0, 5.0)[:, None] * (p - y_bar), atol=1e-10)
+    t2 = torch.tensor(theta, dtype=DT).requires_grad_(True)
+    value2 = cl.FenchelYoungLoss(cl.SparseArgmax(), reduction="none")(t2, torch.tensor(y_bar))
+    (value2 * torch.arange(1.0, 5.0, dtype=DT)).sum().backward()
+    mu = np.array([_sparsemax_np(row) for row in theta])
+    want = (theta * (mu - y_bar)).sum(-1) - 0.5 * (mu**2).sum(-1) + 0.5 * (y_bar**2).sum(-1)
+    np.testing.assert_allclose(value2.detach().numpy(), want, atol=1e-10)
+    np.testing.assert_allclose(t2.grad.numpy(), np.arange(1.0, 5.0)[:, None] * (mu - y_bar), atol=1e-10)
