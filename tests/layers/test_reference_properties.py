@@ -176,7 +176,7 @@ def _all_layers(oracle_name):
         "AIMLE": cl.AIMLE(o(), epsilon=0.5, num_samples=3, seed=0),
         "Blackbox": cl.Blackbox(o(), lambda_=2.0),
         "IdentityRelaxation": cl.IdentityRelaxation(o()),
-        "SparseMAP": cl.RegularizedFrankWolfe(o()),
+        "RegularizedFrankWolfe": cl.RegularizedFrankWolfe(o()),
     }
 
 
