@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import torch
 
-from .._validation import check_int_at_least, check_positive, check_tensor
+from .._validation import check_finite, check_int_at_least, check_positive, check_tensor
 from ..distribution import SolutionDistribution
 from ..oracles.base import Oracle
-from .core import OracleLayer, PositionalFunction, active_set_vjp, check_finite_fast, pinv_psd
+from .core import OracleLayer, active_set_vjp, pinv_psd
 
 __all__ = [
     "SoftArgmax",
@@ -41,7 +41,7 @@ def _check_vector_theta(theta: torch.Tensor, validate: bool) -> None:
     if theta.ndim < 1:
         raise ValueError(f"theta must have at least 1 dimension (*batch, n); got shape {tuple(theta.shape)}")
     if validate:
-        check_finite_fast("theta", theta)
+        check_finite("theta", theta)
 
 
 class SoftArgmax(torch.nn.Module):
@@ -81,7 +81,7 @@ class SoftArgmax(torch.nn.Module):
         return f"temperature={self.temperature}"
 
 
-class Sparsemax(PositionalFunction):
+class Sparsemax(torch.autograd.Function):
     r"""Sparsemax :math:`\mathrm{proj}_\Delta(\theta)` over the last dimension with the closed-form VJP
     :math:`s\odot(\bar y - \langle s,\bar y\rangle/|s|)` (s the support indicator)."""
 
@@ -402,7 +402,7 @@ def complete_face(
     return torch.cat([atoms, torch.stack(found, 1)], 1), torch.cat([active, torch.stack(masks, 1)], 1)
 
 
-class ActiveSetProjection(PositionalFunction):
+class ActiveSetProjection(torch.autograd.Function):
     r"""``apply(theta, atoms, weights, face)`` returns :math:`\mu = \sum_j w_j a_j` reshaped like θ; the VJP is
     the implicit active-set rule :func:`~colayers.layers.core.active_set_vjp` (atoms ``(B, m, d)``, weights
     ``(B, m)``, ``face`` the ``(B, m)`` mask of the atoms spanning the face, or ``None`` for ``weights > 0``)."""

@@ -235,14 +235,15 @@ def _build_fy(oracle, event_ndim, seed, *, epsilon, num_samples, multiplicative)
 def _build_imle(oracle, event_ndim, seed, *, epsilon, lambda_, num_samples, task_loss):
     from colayers.layers import IMLE
 
-    kw = _kwargs_for(IMLE, epsilon=epsilon, lambda_=lambda_, num_samples=num_samples, seed=seed)
+    # the task loss sees the S hard samples (I-MLE's forward), as it always has
+    kw = _kwargs_for(IMLE, epsilon=epsilon, lambda_=lambda_, num_samples=num_samples, output="samples", seed=seed)
     return _TaskLossLayer(oracle, event_ndim, IMLE(_training_oracle(oracle), **kw), task_loss)
 
 
 def _build_aimle(oracle, event_ndim, seed, *, epsilon, num_samples, task_loss):
     from colayers.layers import AIMLE
 
-    kw = _kwargs_for(AIMLE, epsilon=epsilon, num_samples=num_samples, seed=seed)
+    kw = _kwargs_for(AIMLE, epsilon=epsilon, num_samples=num_samples, output="samples", seed=seed)
     return _TaskLossLayer(oracle, event_ndim, AIMLE(_training_oracle(oracle), **kw), task_loss)
 
 

@@ -9,7 +9,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from colayers import (
-    IMLE,
     ArgmaxOneHot,
     FenchelYoungLoss,
     GridDAGShortestPath,
@@ -216,7 +215,10 @@ def test_reductions_device_dtype(device, dtype):
 
 
 def test_layers_it_cannot_serve_raise_type_error_listing_the_served_ones():
-    for layer in (IMLE(ArgmaxOneHot()), torch.nn.Linear(3, 3)):
+    # (IMLE is now a Perturbed layer with an additive perturbation, which the perturbed Fenchel-Young loss serves)
+    from colayers import PerturbedAdditive, Pushforward
+
+    for layer in (Pushforward(PerturbedAdditive(ArgmaxOneHot()), lambda y: y[..., 0]), torch.nn.Linear(3, 3)):
         with pytest.raises(TypeError, match="serves PerturbedAdditive.*SparseArgmax, RegularizedFrankWolfe"):
             FenchelYoungLoss(layer)
 
