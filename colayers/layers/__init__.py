@@ -22,9 +22,11 @@ from .core import (
 )
 from .identity import IdentityRelaxation
 from .imle import AIMLE, IMLE, Blackbox
+from .frank_wolfe import NegativeEntropy, Regularizer, SquaredNorm
 from .perturbed import PerturbedAdditive, PerturbedMultiplicative
 from .pushforward import Pushforward, pushforward
-from .regularized import RegularizedFrankWolfe, SoftArgmax, SparseArgmax, SparseMAP
+from .regularized import RegularizedFrankWolfe, RegularizedLayer, SoftArgmax, SparseArgmax
+from .soft_sort import SoftRank, SoftSort, isotonic_regression, soft_rank, soft_sort
 from .wrap import FunctionOracle, oracle_layer
 
 __all__: list[str] = [
@@ -46,7 +48,15 @@ __all__: list[str] = [
     "SoftArgmax",
     "SparseArgmax",
     "RegularizedFrankWolfe",
-    "SparseMAP",
+    "RegularizedLayer",
+    "Regularizer",
+    "SquaredNorm",
+    "NegativeEntropy",
+    "SoftSort",
+    "SoftRank",
+    "soft_sort",
+    "soft_rank",
+    "isotonic_regression",
     "Pushforward",
     "pushforward",
     "FunctionOracle",
