@@ -145,7 +145,7 @@ def test_constant_shift_is_invisible_to_the_exact_rules(theta, name, c, seed):
                  two_sided=True, return_mean=True),
         cl.Blackbox(ORACLES[name](), lambda_=2.3),
         cl.PerturbedAdditive(ORACLES[name](), epsilon=0.6, num_samples=3, noise=FrozenNoise(z)),
-        cl.SparseMAP(ORACLES[name]()),
+        cl.RegularizedFrankWolfe(ORACLES[name]()),
     ]
     if name == "argmax":
         layers += [cl.SparseArgmax(), cl.SoftArgmax(temperature=0.7)]
@@ -176,7 +176,7 @@ def _all_layers(oracle_name):
         "AIMLE": cl.AIMLE(o(), epsilon=0.5, num_samples=3, seed=0),
         "Blackbox": cl.Blackbox(o(), lambda_=2.0),
         "IdentityRelaxation": cl.IdentityRelaxation(o()),
-        "SparseMAP": cl.SparseMAP(o()),
+        "RegularizedFrankWolfe": cl.RegularizedFrankWolfe(o()),
     }
 
 
