@@ -5,6 +5,8 @@ SPO+, the structured SVM, Fenchel-Young with frozen noise, and the contrastive l
 """
 
 import itertools
+import subprocess
+import sys
 import types
 
 import cvxpy as cp
@@ -276,3 +278,20 @@ def test_losses_with_per_instance_solvers_match_enumeration(name):
     cmap = MAPContrastiveLoss(SolutionPool(oracle, Y, solve_ratio=0.0), reduction="none")(theta, y_bar)
     plain = objective_table(theta.detach(), Y, lambda y: y, None)
     torch.testing.assert_close(cmap.detach(), plain.max(-1).values - at_target)
+
+
+def test_linear_program_runs_after_another_highs_user_started_its_thread_pool():
+    # cvxpy's HIGHS interface starts HiGHS' process-wide thread pool with its default size; a LinearProgram
+    # built afterwards (threads=1) used to fail every instance with "HiGHS model status 0 (Not Set)". A fresh
+    # process, so that nothing in this test session started the pool first.
+    script = (
+        "import cvxpy as cp, numpy as np, torch\n"
+        "from colayers import CvxpyOracle, LinearProgram\n"
+        "t, y = cp.Parameter(3), cp.Variable(3, boolean=True)\n"
+        "CvxpyOracle(cp.Problem(cp.Maximize(t @ y), [np.ones(3) @ y <= 2]), t, y)(torch.ones(1, 3))\n"
+        "lp = LinearProgram(3, A_ub=[[1.0, 1.0, 1.0]], b_ub=[2.0], bounds=(0, 1))\n"
+        "print(lp(torch.tensor([[3.0, -1.0, 2.0]])).tolist())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[[1.0, 0.0, 1.0]]"
