@@ -136,7 +136,8 @@ def test_a_hung_solver_does_not_stop_the_interpreter_from_exiting(executor, afte
 def test_a_broken_process_pool_becomes_an_oracle_error_with_its_cause():
     with concurrent.futures.ProcessPoolExecutor(1) as pool:
         oracle = SolverOracle(exits_the_worker, event_shape=(2,), executor=pool, timeout=60)
-        with pytest.raises(OracleError, match=r"executor ProcessPoolExecutor failed on instance 0 of 2: Broken") as info:
+        match = r"executor ProcessPoolExecutor failed on instance 0 of 2: Broken"
+        with pytest.raises(OracleError, match=match) as info:
             oracle(torch.zeros(2, 2))
         assert isinstance(info.value.__cause__, concurrent.futures.process.BrokenProcessPool)
         with pytest.raises(OracleError, match=r"cannot run instances .*BrokenProcessPool") as info:
