@@ -6,6 +6,7 @@ from .combinatorial import BipartiteMatching, Knapsack, SpanningTree
 from .counting import CountingOracle
 from .enumerated import EnumeratedOracle, grid_dag_paths
 from .grid import GridDAGShortestPath, GridVertexShortestPath
+from .pool import SolutionPool
 from .simplex import ArgmaxOneHot, Ranking, TopKSubset
 from .solvers import CvxpyOracle, LinearProgram
 
@@ -26,6 +27,7 @@ __all__ = [
     "Knapsack",
     "CachedOracle",
     "CountingOracle",
+    "SolutionPool",
     "EnumeratedOracle",
     "grid_dag_paths",
 ]

@@ -41,7 +41,11 @@ class Oracle:
 
     * ``event_ndim`` — the number of trailing dimensions of ``theta`` that form one instance;
     * ``event_shape`` — the exact trailing shape, or ``None`` to accept any shape with ``event_ndim`` dims;
-    * ``deterministic`` — whether equal inputs give equal outputs (enables caching).
+    * ``deterministic`` — whether equal inputs give equal outputs (enables caching);
+    * ``maximizes_objective`` — whether :meth:`solve` returns a maximizer over Y of :meth:`objective` at the
+      scores given (default ``True``). An oracle that solves a modified problem sets it to ``False``
+      (``GridVertexShortestPath`` with ``min_cost`` clamps the scores it solves; a :class:`SolutionPool` may
+      answer from its members): the losses' sign checks, which rely on it, are then skipped.
 
     Args:
         validate_args: check inputs (finite, shape) and outputs (shape, dtype, device) on every call.
@@ -59,6 +63,7 @@ class Oracle:
     event_ndim: int = 1
     event_shape: tuple[int, ...] | None = None
     deterministic: bool = True
+    maximizes_objective: bool = True
 
     def __init__(self, *, validate_args: bool = True) -> None:
         self.validate_args = validate_args
@@ -78,6 +83,28 @@ class Oracle:
 
     def h(self, y: torch.Tensor) -> torch.Tensor | None:
         """The offset h(y) of the objective, summed over the event (default: ``None`` meaning zero)."""
+        return None
+
+    def contains(self, y: torch.Tensor) -> torch.Tensor | None:
+        r"""Whether each instance of ``y`` is a solution in :math:`\mathcal Y`.
+
+        ``y`` has shape ``(*batch, *solution_shape)``; the result is a bool tensor of shape ``(*batch)`` on
+        ``y``'s device. The losses check their target solutions with it (``allow_relaxed_targets=True`` skips
+        the check). A wrong trailing shape raises a :class:`ValueError`; entries that are not finite are not
+        members.
+
+        Default: ``None``, meaning *membership unknown*: a loss then accepts the target unchecked. Override it
+        where membership is computable (every built-in oracle does, except a bare
+        :class:`SolverOracle`); wrappers (:class:`OracleWrapper`) ask the wrapped oracle.
+
+        Example:
+            >>> import torch
+            >>> from colayers import TopKSubset
+            >>> TopKSubset(2).contains(torch.tensor([[1.0, 0.0, 1.0], [1.0, 1.0, 1.0]]))
+            tensor([ True, False])
+            >>> print(Oracle().contains(torch.zeros(3)))
+            None
+        """
         return None
 
     # -- shared machinery ---------------------------------------------------------------------------
@@ -157,6 +184,14 @@ class OracleWrapper(Oracle):
 
     def objective(self, theta: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.oracle.objective(theta, y)
+
+    def contains(self, y: torch.Tensor) -> torch.Tensor | None:
+        """The wrapped oracle's :meth:`Oracle.contains` (a wrapper changes how Y is searched, not Y)."""
+        return self.oracle.contains(y)
+
+    @property
+    def maximizes_objective(self) -> bool:  # noqa: D102 - the wrapped oracle's (see Oracle)
+        return self.oracle.maximizes_objective
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.oracle!r})"

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_int_at_least
+from . import _membership
 from .base import OracleError, SolverOracle
 from .highs import HighsProgram, _power_of_two_scale
 
@@ -146,9 +147,29 @@ class LinearProgram(SolverOracle):
                 f"LinearProgram: no y satisfies the constraints, whatever theta (HiGHS' status on {what}: {verdict})"
             )
         super().__init__(program, (n,), executor=executor, timeout=timeout, validate_args=validate_args)
+        self._feasible_set = _membership.LinearFeasibleSet(n, A_ub, b_ub, A_eq, b_eq, bounds, integrality)
 
     def __repr__(self) -> str:
         return f"LinearProgram(num_variables={self.num_variables})"
+
+    def contains(self, y: torch.Tensor, atol: float | None = None) -> torch.Tensor:
+        r"""Solutions of the program (see :meth:`~colayers.oracles.Oracle.contains`), within a tolerance.
+
+        ``y`` ``(*batch, num_variables)`` must satisfy every constraint and bound within ``atol`` relative to
+        the size of the constraint's terms (:math:`|a_i^\top y - b_i| \le \mathrm{atol}(1 + |b_i| +
+        |a_i|^\top|y|)`), and its integer variables must be within ``atol`` of integers. Without integer
+        variables it must moreover be a **vertex** of the polytope: the constraints tight at ``y`` (within the
+        tolerance) have rank ``num_variables``, which is what HiGHS' simplex method returns. ``atol`` defaults to
+        :math:`\max(10^{-6}, 4\epsilon)` for ``y``'s dtype (HiGHS' feasibility tolerance, or a few ulps).
+
+        Example:
+            >>> import torch
+            >>> lp = LinearProgram(2, A_ub=[[1.0, 1.0]], b_ub=[1.0], bounds=(0, 1))  # a triangle
+            >>> lp.contains(torch.tensor([[1.0, 0.0], [0.5, 0.5], [0.2, 0.2], [1.0, 1.0]]))
+            tensor([ True, False, False, False])
+        """
+        _membership.solution_batch_shape(type(self).__name__, y, self.event_shape, 1)
+        return self._feasible_set.contains(y, atol)
 
 
 class _CvxpySolver:
@@ -276,6 +297,26 @@ class CvxpyOracle(SolverOracle):
         shapes = f"parameter={self.parameter.shape}, variable={self.variable.shape}"
         return f"CvxpyOracle({shapes}, solver={self.solver.solver})"
 
+    def contains(self, y: torch.Tensor, atol: float | None = None) -> torch.Tensor:
+        r"""Feasible points of the cvxpy problem (see :meth:`~colayers.oracles.Oracle.contains`).
+
+        Instance by instance (on the CPU), ``variable`` is given the value ``y_i`` and every constraint's
+        violation must be at most :math:`\mathrm{atol}(1 + \max|y_i|)`; a boolean or integer variable must be
+        within ``atol`` of integers. Feasibility only: for a continuous problem a non-vertex feasible point is
+        accepted. ``atol`` defaults to :math:`\max(10^{-6}, 4\epsilon)` for ``y``'s dtype; the variable's value
+        is left as it was.
+
+        Example:
+            >>> import cvxpy as cp, torch
+            >>> theta, y = cp.Parameter(3), cp.Variable(3, boolean=True)
+            >>> oracle = CvxpyOracle(cp.Problem(cp.Maximize(theta @ y), [[2, 3, 4] @ y <= 5]), theta, y)
+            >>> oracle.contains(torch.tensor([[1.0, 1.0, 0.0], [0.0, 1.0, 1.0], [0.5, 0.0, 0.0]]))
+            tensor([ True, False, False])
+        """
+        solution = tuple(self.variable.shape) or (1,)
+        _membership.solution_batch_shape(type(self).__name__, y, solution, len(solution))
+        lock = getattr(self.solver, "_lock", None)
+        return _membership.cvxpy_feasible(self.problem, self.variable, y, atol, lock)
 
 def _homogeneous(problem: Any, parameter: Any) -> bool:
     """Whether the objective, at ``parameter = 0``, takes the same value at two random points of the variables.
