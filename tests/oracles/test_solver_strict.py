@@ -158,3 +158,15 @@ def test_a_shut_down_executor_becomes_an_oracle_error_with_its_cause():
 def test_executor_must_have_submit():
     with pytest.raises(TypeError, match="executor must be a concurrent.futures.Executor or None; got int"):
         SolverOracle(positive_part, event_shape=(2,), executor=3)
+
+
+def test_the_serial_timeout_thread_ends_when_idle_and_restarts_on_demand():
+    from colayers.oracles.base import _DaemonWorker
+
+    worker = _DaemonWorker(idle=0.05)
+    assert worker.submit(sum, [1, 2]).result(timeout=5) == 3
+    deadline = time.perf_counter() + 5
+    while worker._running and time.perf_counter() < deadline:
+        time.sleep(0.01)
+    assert not worker._running  # the idle thread has ended
+    assert worker.submit(max, [1, 2]).result(timeout=5) == 2  # and a new one serves the next call
