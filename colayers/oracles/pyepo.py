@@ -91,8 +91,9 @@ class PyEPOOracle(SolverOracle):
 
     Instances run serially or on an executor. On a thread pool each thread solves on its own copy of the
     model (``model.copy()``, or ``model.to_spec().build()``) — but Pyomo-backed models take turns, since Pyomo
-    captures solver output process-wide and its solves cannot overlap in threads; for process pools and dask the oracle's
-    solver pickles the model's rebuild recipe (PyEPO ≥ 2.2 ``to_spec``) and each worker builds its own.
+    captures solver output process-wide and its solves cannot overlap in threads; for process pools and dask
+    the oracle's solver pickles the model's rebuild recipe (PyEPO ≥ 2.2 ``to_spec``) and each worker builds
+    its own.
 
     Args:
         model: a ``pyepo.model.opt.optModel`` (any backend); its ``num_cost`` is the event size.
@@ -117,7 +118,8 @@ class PyEPOOracle(SolverOracle):
     ) -> None:
         for method in ("setObj", "solve"):
             if not callable(getattr(model, method, None)):
-                raise TypeError(f"model must be a PyEPO optModel (with setObj and solve); got {type(model).__name__}")
+                got = type(model).__name__
+                raise TypeError(f"model must be a PyEPO optModel (with setObj and solve); got {got}")
         from pyepo import EPO
 
         maximize = getattr(model, "modelSense", EPO.MINIMIZE) == EPO.MAXIMIZE
