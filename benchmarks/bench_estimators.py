@@ -10,6 +10,7 @@ Oracles: tensor-native ArgmaxOneHot(n) and TopKSubset(k, n), and a scipy-backed 
 (``scipy.optimize.linear_sum_assignment`` on an m × m assignment). Target: ≤ 15% at S = 10, B = 32.
 
 Usage:  python benchmarks/bench_estimators.py [--batch 32] [--samples 10] [--n 100] [--reps 100] [--threads 1]
+        [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -62,17 +63,23 @@ class Recorder(Oracle):
         return self.inner(theta)
 
 
-def paired_times(fn_a, fn_b, reps: int, warmup: int = 3) -> tuple[list[float], list[float]]:
-    """Time ``fn_a`` and ``fn_b`` alternately (so both see the same machine load) ``reps`` times each."""
+def paired_times(fn_a, fn_b, reps: int, warmup: int = 3, sync=lambda: None) -> tuple[list[float], list[float]]:
+    """Time ``fn_a`` and ``fn_b`` alternately (so both see the same machine load) ``reps`` times each.
+
+    ``sync`` waits for queued device work (``torch.cuda.synchronize`` on CUDA) before each clock reading.
+    """
     for _ in range(warmup):
         fn_a()
         fn_b()
     ta, tb = [], []
     for _ in range(reps):
+        sync()
         t0 = time.perf_counter()
         fn_a()
+        sync()
         t1 = time.perf_counter()
         fn_b()
+        sync()
         t2 = time.perf_counter()
         ta.append(t1 - t0)
         tb.append(t2 - t1)
@@ -115,7 +122,8 @@ def run_one(name: str, layer, oracle: Oracle, theta: torch.Tensor, reps: int):
         for x in inputs:
             oracle(x)
 
-    t_est, t_raw = paired_times(step, raw, reps)
+    sync = (lambda: torch.cuda.synchronize(theta.device)) if theta.device.type == "cuda" else (lambda: None)
+    t_est, t_raw = paired_times(step, raw, reps, sync=sync)
     return t_est, t_raw, len(rec.shapes)
 
 
@@ -136,7 +144,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=100)
     parser.add_argument("--scipy-reps", type=int, default=15)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="device of θ: cpu, cuda or cuda:N (timings synchronize it)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     g = torch.Generator().manual_seed(0)

@@ -11,7 +11,14 @@ Examples::
     colayers study --methods spo+,fy --seeds 0,1 --epochs 5 -P n=200 -o runs/small
     colayers study --config study.toml --device cuda
     colayers study -M fy.epsilon=0.5 -M imle.lambda_=20
+    colayers study -M imle.lambda_=1,10,100            # a sweep: one method (and table row) per value
+    colayers study --plugin examples/spanning_tree.py --problems spanning_tree --methods perceptron,spo+
+    colayers study --list                              # problems, methods, presets and their defaults
     colayers report runs/small                         # rebuild table and figures from results.jsonl
+
+Exit status: 0 done; 1 a trial failed or its worker died (the trial is named); 2 a bad option or
+configuration (before any training), or an output directory in use by another study; 130 interrupted by
+Ctrl-C (the completed trials are saved: rerun the same command to resume).
 """
 
 from __future__ import annotations
@@ -75,7 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="set a generator parameter of every problem, e.g. -P n=200 (repeatable)")
     st.add_argument("-M", "--method-param", action="append", metavar="METHOD.KEY=VALUE",
                     help="set a method hyper-parameter, e.g. -M fy.epsilon=0.5 (repeatable)")
-    st.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    st.add_argument("--plugin", action="append", metavar="MODULE", default=None,
+                    help="import MODULE (a dotted name or a .py file) registering problems or methods, in this "
+                    "process and every worker (repeatable; adds to the config's plugins)")
+    st.add_argument("--optimizer", default=None, help="a torch.optim class name (default Adam)")
+    st.add_argument("--select", choices=["last", "best"], default=None,
+                    help="report the last epoch (default) or the best one on the validation split")
+    st.add_argument("--list", action="store_true", help="list problems, methods, presets and their defaults")
+    st.add_argument("--no-progress", action="store_true", help="hide the progress bars (shown only on a terminal)")
     st.add_argument("--no-figures", action="store_true", help="write the tables only")
     rp = sub.add_parser("report", help="rebuild the table and figures of a study from its results.jsonl")
     rp.add_argument("directory", help="the study directory")
@@ -112,23 +126,72 @@ def _study_config(args: argparse.Namespace):
             data["lr_milestones"] = [int(s) for s in args.lr_milestones.split(",") if s.strip()]
         except ValueError:
             raise ValueError(f"lr_milestones must be comma-separated integers; got {args.lr_milestones!r}") from None
-    for key in ("epochs", "batch_size", "lr", "lr_decay", "device", "workers", "threads", "output"):
+    if args.plugin:
+        data["plugins"] = list(data.get("plugins") or []) + [p for p in args.plugin if p not in (data.get("plugins") or [])]
+    from .studies.registry import load_plugins
+
+    load_plugins(data.get("plugins") or [], where="--plugin" if args.plugin else "plugins")
+    for key in ("epochs", "batch_size", "lr", "lr_decay", "device", "workers", "threads", "output", "optimizer",
+                "select"):
         v = getattr(args, key)
         if v is not None:
             data[key] = v
     for k, v in _pairs(args.problem_param, "--problem-param"):
         for p in data["problems"]:
             p["params"][k] = v
-    for k, v in _pairs(args.method_param, "--method-param"):
+    for k, v, text in _pairs_raw(args.method_param, "--method-param"):
         if "." not in k:
             raise ValueError(f"--method-param expects METHOD.KEY=VALUE; got {k!r}")
         label, key = k.split(".", 1)
-        hits = [m for m in data["methods"] if (m.get("label") or m["name"]) == label]
+        hits = [i for i, m in enumerate(data["methods"]) if (m.get("label") or m["name"]) == label]
         if not hits:
             raise ValueError(f"--method-param names method {label!r}, which is not in the study's methods")
-        for m in hits:
-            m.setdefault("params", {})[key] = v
+        values = _sweep(text) if isinstance(v, str) and "," in text else [v]
+        for i in reversed(hits):
+            m = data["methods"][i]
+            if len(values) == 1:
+                m.setdefault("params", {})[key] = values[0]
+                continue
+            copies = []
+            for val in values:  # a sweep: one method per value, labelled by it
+                _check_sweep_value(m["name"], key, val, k, [p["name"] for p in data["problems"]])
+                c = json.loads(json.dumps(m))
+                c.setdefault("params", {})[key] = val
+                c["label"] = f"{m.get('label') or m['name']} {key}={text_of(val)}"
+                copies.append(c)
+            data["methods"][i : i + 1] = copies
+    if args.problems is not None or args.methods is not None:
+        if data.get("name") in ("default", "tiny", "warcraft"):
+            data["name"] = "custom"  # the preset's name no longer describes the study
     return config_from_dict(data)
+
+
+def text_of(value: Any) -> str:
+    return json.dumps(value) if not isinstance(value, str) else value
+
+
+def _pairs_raw(items: list[str], flag: str) -> list[tuple[str, Any, str]]:
+    out = []
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"{flag} expects KEY=VALUE; got {item!r}")
+        k, v = item.split("=", 1)
+        out.append((k.strip(), _value(v), v))
+    return out
+
+
+def _sweep(text: str) -> list[Any]:
+    return [_value(t.strip()) for t in text.split(",")]
+
+
+def _check_sweep_value(method: str, key: str, value: Any, option: str, problems: list[str]) -> None:
+    from .studies.methods import check_method_params
+
+    for prob in problems:
+        try:
+            check_method_params(method, {key: value}, where=method, problem=prob)
+        except ValueError as exc:
+            raise ValueError(f"-M {option}: sweep value {value!r} is invalid: {exc}") from None
 
 
 def _executor(args: argparse.Namespace, workers: int):
@@ -148,13 +211,21 @@ def _study(args: argparse.Namespace) -> int:
     from .studies.report import build_report
     from .studies.runner import run_study
 
+    if args.list:
+        from .studies.listing import listing
+
+        if args.plugin:
+            from .studies.registry import load_plugins
+
+            load_plugins(args.plugin, where="--plugin")
+        print(listing())
+        return 0
     cfg = _study_config(args)
     cfg.validate()
     executor, client = _executor(args, cfg.workers)
-    print(f"colayers study {cfg.name!r}: {len(cfg.problems)} problem(s) x {len(cfg.methods)} method(s) x "
-          f"{len(cfg.seeds)} seed(s), {cfg.epochs} epochs -> {cfg.output}", file=sys.stderr)
+    progress = not args.no_progress and sys.stderr.isatty()
     try:
-        records = run_study(cfg, executor=executor, progress=not args.no_progress)
+        records = run_study(cfg, executor=executor, progress=progress)
     finally:
         if client is not None:
             client.close()
@@ -188,8 +259,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    from .studies.runner import StudyError, StudyInterrupted
+
     try:
         return _study(args) if args.command == "study" else _report(args)
+    except StudyInterrupted as exc:
+        print(f"colayers: {exc}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("colayers: interrupted before any trial started; rerun the same command to resume", file=sys.stderr)
+        return 130
+    except StudyError as exc:
+        print(f"colayers: error: {exc}", file=sys.stderr)
+        return 1
     except (ValueError, TypeError) as exc:
         print(f"colayers: error: {exc}", file=sys.stderr)
         return 2

@@ -84,3 +84,28 @@ def test_public_names_have_docstrings(module):
     for name in mod.__all__:
         obj = getattr(mod, name)
         assert getattr(obj, "__doc__", None), f"{module}.{name} has no docstring"
+
+
+def test_a_cuda_only_test_without_the_cuda_marker_stops_collection(tmp_path):
+    # tests/conftest.py refuses a test that skips without CUDA but lacks @pytest.mark.cuda (so that
+    # `pytest -m cuda` and benchmarks/gpu_check.sh run every CUDA-only test on a GPU machine).
+    (tmp_path / "test_markers.py").write_text(
+        "import pytest\n"
+        "@pytest.mark.skipif(True, reason='needs CUDA')\n"
+        "def test_unmarked(): pass\n"
+        "@pytest.mark.cuda\n"
+        "@pytest.mark.skipif(True, reason='needs CUDA')\n"
+        "def test_marked(): pass\n"
+        "@pytest.mark.parametrize('device', ['cpu', pytest.param('cuda', marks=pytest.mark.skip(reason='no CUDA'))])\n"
+        "def test_param(device): pass\n"
+        "@pytest.mark.skipif(True, reason='needs scipy')\n"
+        "def test_other_skip(): pass\n"
+    )
+    cmd = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "-p", "tests.conftest",
+           "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"), str(tmp_path / "test_markers.py")]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    errors = [line for line in (proc.stdout + proc.stderr).splitlines() if "must carry the `cuda` marker" in line]
+    assert len(errors) == 1, proc.stdout + proc.stderr
+    named = sorted(name.strip().split("::")[-1] for name in errors[0].split("missing on:")[1].split(","))
+    assert named == ["test_param[cuda]", "test_unmarked"]

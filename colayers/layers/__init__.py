@@ -16,7 +16,9 @@ from .identity import IdentityRelaxation
 from .imle import AIMLE, IMLE, Blackbox
 from .perturbed import Perturbed, PerturbedAdditive, PerturbedMultiplicative
 from .pushforward import Pushforward
-from .regularized import RegularizedFrankWolfe, SoftArgmax, SparseArgmax, SparseMAP
+from .frank_wolfe import NegativeEntropy, Regularizer, SquaredNorm
+from .regularized import RegularizedFrankWolfe, RegularizedLayer, SoftArgmax, SparseArgmax
+from .soft_sort import SoftRank, SoftSort, isotonic_regression, soft_rank, soft_sort
 
 __all__: list[str] = [
     "OracleLayer",
@@ -30,7 +32,15 @@ __all__: list[str] = [
     "SoftArgmax",
     "SparseArgmax",
     "RegularizedFrankWolfe",
-    "SparseMAP",
+    "RegularizedLayer",
+    "Regularizer",
+    "SquaredNorm",
+    "NegativeEntropy",
+    "SoftSort",
+    "SoftRank",
+    "soft_sort",
+    "soft_rank",
+    "isotonic_regression",
     "Pushforward",
     "score_function_vjp",
     "finite_difference_vjp",

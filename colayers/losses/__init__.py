@@ -7,7 +7,7 @@ Every loss is a :class:`torch.nn.Module` called as ``loss(theta, target, ...)`` 
 from .contrastive import MAPContrastiveLoss, NCELoss
 from .fenchel_young import FenchelYoungLoss
 from .imitation import ImitationLoss
-from .pool import SolutionPool
+from ..oracles.pool import SolutionPool  # noqa: F401 - its former home, kept importable
 from .regret import ExperienceLoss, RegretLoss
 from .spo import SPOPlusLoss, spo_plus_loss
 from .ssvm import StructuredSVMLoss, hamming_augmented_oracle, hamming_margin
@@ -20,7 +20,6 @@ __all__ = [
     "hamming_margin",
     "hamming_augmented_oracle",
     "ImitationLoss",
-    "SolutionPool",
     "NCELoss",
     "MAPContrastiveLoss",
     "RegretLoss",

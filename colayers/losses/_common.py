@@ -77,65 +77,57 @@ def _is_binary(y: torch.Tensor) -> torch.Tensor:
     return (y == 0) | (y == 1)
 
 
-def membership(oracle: Oracle, y: torch.Tensor) -> torch.Tensor | None:
-    """Per-instance booleans ``(*batch)``: is ``y`` a vertex of Y for ``oracle``? ``None`` when unknown.
-
-    Uses ``oracle.contains(y)`` when the oracle defines it; otherwise built-in rules for the simplex
-    oracles and for edge-indexed DAG path oracles (0/1 entries and flow conservation from the unique
-    source to the unique sink).
-    """
-    contains = getattr(oracle, "contains", None)
-    if callable(contains):
-        return contains(y)
-    from ..oracles.simplex import ArgmaxOneHot, Ranking, TopKSubset
-
-    dims = event_dims(oracle.event_ndim)
-    if isinstance(oracle, ArgmaxOneHot):
-        return _is_binary(y).all(dim=-1) & (y.sum(dim=-1) == 1)
-    if isinstance(oracle, TopKSubset):
-        return _is_binary(y).all(dim=-1) & (y.sum(dim=-1) == oracle.k)
-    if isinstance(oracle, Ranking):
-        n = y.shape[-1]
-        ranks = torch.arange(1, n + 1, device=y.device, dtype=y.dtype)
-        return (torch.sort(y, dim=-1).values == ranks).all(dim=-1)
-    edges = getattr(oracle, "edges", None)
-    if edges is not None and oracle.event_ndim == 1 and len(edges) == y.shape[-1]:
-        return _is_binary(y).all(dim=dims) & _is_dag_path(edges, y)
-    return None
-
-
-def _is_dag_path(edges: list[tuple[int, int]], y: torch.Tensor) -> torch.Tensor:
-    """Flow conservation: out - in = +1 at the source, -1 at the sink, 0 elsewhere."""
-    u = torch.tensor([e[0] for e in edges], device=y.device)
-    v = torch.tensor([e[1] for e in edges], device=y.device)
-    n_vertices = int(max(int(u.max()), int(v.max())) + 1)
-    balance_shape = (*y.shape[:-1], n_vertices)
-    balance = torch.zeros(balance_shape, device=y.device, dtype=y.dtype)
-    balance = balance.index_add(-1, u, y).index_add(-1, v, -y)
-    has_in = torch.zeros(n_vertices, dtype=torch.bool, device=y.device).index_fill(0, v, True)
-    has_out = torch.zeros(n_vertices, dtype=torch.bool, device=y.device).index_fill(0, u, True)
-    expected = torch.zeros(n_vertices, device=y.device, dtype=y.dtype)
-    expected[~has_in] = 1.0  # the source(s)
-    expected[~has_out] = -1.0  # the sink(s)
-    return (balance == expected).all(dim=-1)
-
-
 def check_in_solution_set(
     name: str, y: torch.Tensor, oracle: Oracle | None, *, allow_relaxed: bool, what: str = "a solution in Y"
 ) -> None:
-    """Raise a ValueError when ``y`` is known not to be a vertex of Y (unless ``allow_relaxed``)."""
+    """Raise a ValueError when ``oracle.contains(y)`` says some instance of ``y`` is not in Y.
+
+    Nothing is checked with ``allow_relaxed``, without an oracle, or when the oracle cannot tell
+    (:meth:`~colayers.oracles.Oracle.contains` returns ``None``): dispatch is on the oracle's capability, never
+    on its class, so a user's oracle with a ``contains`` method gets its targets checked like a built-in one.
+    """
     if allow_relaxed or oracle is None:
         return
-    ok = membership(oracle, y)
+    ok = oracle.contains(y)
     if ok is None:
         return
     if not bool(ok.all()):
         bad = (~ok).nonzero()
         first = tuple(int(i) for i in bad[0].tolist())
         raise ValueError(
-            f"{name} must be {what} of {type(oracle).__name__} (a vertex of the solution set); "
+            f"{name} must be {what} of {oracle!r} (oracle.contains({name}) is False); "
             f"{int((~ok).sum())} of {ok.numel()} instance(s) are not, first at batch index {first}. "
             "Pass allow_relaxed_targets=True to accept targets in the convex hull."
+        )
+
+
+def sign_tolerance(dtype: torch.dtype) -> float:
+    """Relative rounding tolerance of the sign check: 10·√ε of ``dtype`` (3.5e-3 in float32, 1.5e-7 in float64)."""
+    return 10.0 * torch.finfo(dtype).eps ** 0.5
+
+
+def sign_checkable(oracle: object) -> bool:
+    """Whether a loss built on ``oracle`` is ≥ 0 by construction: its argmax maximizes its objective
+    (:attr:`~colayers.oracles.Oracle.maximizes_objective`; ``True`` without an oracle)."""
+    return oracle is None or bool(getattr(oracle, "maximizes_objective", True))
+
+
+def check_nonnegative(loss: str, value: torch.Tensor, scale: torch.Tensor, hint: str) -> None:
+    r"""Raise a ValueError where a loss that is ≥ 0 by construction came out negative beyond rounding.
+
+    ``value`` and ``scale`` are per instance ``(*batch)``; ``scale`` is the size of the terms whose difference
+    ``value`` is (e.g. :math:`|F(\theta, \hat y)| + |F(\theta, \bar y)|`), so the tolerance is
+    :func:`sign_tolerance` × (1 + scale). Called only in validate mode: it costs one host synchronisation.
+    """
+    tol = sign_tolerance(value.dtype) * (1.0 + scale)
+    bad = value < -tol
+    if bool(bad.any()):
+        index = bad.nonzero()[0]
+        first = tuple(int(i) for i in index.tolist())
+        raise ValueError(
+            f"{loss} is negative: {float(value[first]):.6g} at batch index {first} "
+            f"({int(bad.sum())} of {bad.numel()} instance(s) below the rounding tolerance "
+            f"-{float(tol[first]):.3g}). {hint} Pass validate_args=False to skip this check."
         )
 
 

@@ -5,10 +5,23 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import check_in_solution_set, check_like_theta, check_reduction_arg, check_theta, reduce
-from .pool import SolutionPool, pool_objectives
+from ..oracles.pool import SolutionPool
+from ._common import check_in_solution_set, check_like_theta, check_reduction_arg, check_theta, event_dims, reduce
 
 __all__ = ["NCELoss", "MAPContrastiveLoss"]
+
+
+def pool_objectives(
+    pool: SolutionPool, theta: torch.Tensor, y_target: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(scores (*batch, |Γ|), target objective (*batch))``, both differentiable in θ."""
+    scores = pool.scores(theta)
+    nd = pool.event_ndim
+    target = (theta * pool.oracle.g(y_target)).sum(dim=event_dims(nd))
+    h = pool.oracle.h(y_target)
+    if h is not None:
+        target = target + h
+    return scores, target
 
 
 class _PoolLoss(nn.Module):
@@ -60,10 +73,11 @@ class NCELoss(_PoolLoss):
     ``pool.solve_ratio``, the oracle solves the detached θ and its solutions join the pool. The gradient is
     exact (pool members are constants).
 
-    Works with: any :class:`~colayers.oracles.Oracle` wrapped in a :class:`SolutionPool`; no layer.
+    Works with: any :class:`~colayers.oracles.Oracle` (any g and h) wrapped in a
+    :class:`~colayers.oracles.SolutionPool`; no layer.
 
     Args:
-        pool: the :class:`SolutionPool` (seed it with the training targets).
+        pool: the :class:`~colayers.oracles.SolutionPool` (seed it with the training targets).
         reduction: 'mean' | 'sum' | 'none'.
         add_targets: add each batch's targets to the pool.
         allow_relaxed_targets: skip the check that targets are vertices of Y.
@@ -101,7 +115,8 @@ class MAPContrastiveLoss(_PoolLoss):
     (PyEPO, minimizing ĉ = −θ: :math:`\hat c^\top w^*(c) - \min_{w\in\Gamma}\hat c^\top w`). The pool is refreshed
     as in :class:`NCELoss`; with ``add_targets`` (default) the target is in Γ and the loss is ≥ 0.
 
-    Works with: any :class:`~colayers.oracles.Oracle` wrapped in a :class:`SolutionPool`; no layer.
+    Works with: any :class:`~colayers.oracles.Oracle` (any g and h) wrapped in a
+    :class:`~colayers.oracles.SolutionPool`; no layer.
 
     Args:
         pool, reduction, add_targets, allow_relaxed_targets, validate_args: as in :class:`NCELoss`.

@@ -31,20 +31,24 @@ class RegretLoss(nn.Module):
     own VJP applied to :math:`-\bar\theta`: the score function for perturbed layers, the finite difference
     for IMLE/Blackbox (whose sample outputs ``(S, *batch, *event)`` are averaged), the straight-through
     identity, or the exact Jacobian of a regularized layer. For a cost that is not linear in y, use
-    :class:`ExperienceLoss`. Assumes the oracle's statistic g is the identity and its offset h is zero.
+    :class:`ExperienceLoss`. The oracle's statistic g must be the identity and its offset h zero (checked
+    with ``validate_args``: a :class:`ValueError` otherwise), since only the mean :math:`\mathbb E[y]` is used.
 
-    Works with: every layer of :mod:`colayers.layers` (PerturbedAdditive, PerturbedMultiplicative, IMLE, AIMLE,
-    Blackbox, IdentityRelaxation, SoftArgmax, SparseArgmax, RegularizedFrankWolfe). Layers without an
-    oracle (SoftArgmax, SparseArgmax) need ``oracle=`` or an explicit ``y_true``.
+    Works with: any differentiable layer ``layer(theta, generator=...)`` whose output is the mean
+    :math:`\mu(\theta)` (or S samples of it) — every layer of :mod:`colayers.layers` (PerturbedAdditive,
+    PerturbedMultiplicative, IMLE, AIMLE, Blackbox, IdentityRelaxation, SoftArgmax, SparseArgmax,
+    RegularizedFrankWolfe) and a user's own. The target :math:`\bar y = f(\bar\theta)` comes from
+    ``oracle`` or the layer's ``.oracle``; a layer without one (SoftArgmax, SparseArgmax) needs ``oracle=`` or
+    an explicit ``y_target``.
 
     Args:
         layer: the layer producing μ(θ).
         oracle: the oracle computing :math:`\bar y = f(\bar\theta)` (default: ``layer.oracle``).
         reduction: 'mean' | 'sum' | 'none'.
-        allow_relaxed_targets: skip the check that a given ``y_true`` is a vertex of Y.
+        allow_relaxed_targets: skip the check that a given ``y_target`` is a vertex of Y.
         validate_args: check shapes, finiteness and targets on every call.
 
-    Call: ``loss(theta, theta_true, y_true=None, generator=None)``.
+    Call: ``loss(theta, theta_true, y_target=None, generator=None)``.
 
     Reference: InferOpt.jl (regret as a ``Pushforward`` of a perturbed layer); Berthet et al., NeurIPS 2020;
     Elmachtoub & Grigas 2022 for the regret itself.
@@ -84,27 +88,38 @@ class RegretLoss(nn.Module):
         self,
         theta: torch.Tensor,
         theta_true: torch.Tensor,
-        y_true: torch.Tensor | None = None,
+        y_target: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         nd = _event_ndim(self.layer, self.oracle)
         check_theta(theta, nd, self.validate_args)
         theta_true = check_like_theta("theta_true", theta_true, theta, self.validate_args).detach()
-        if y_true is None:
+        if y_target is None:
             if self.oracle is None:
                 raise ValueError(
-                    f"{type(self.layer).__name__} has no oracle: pass y_true or build RegretLoss(layer, oracle=...)"
+                    f"{type(self.layer).__name__} has no oracle: pass y_target or build RegretLoss(layer, oracle=...)"
                 )
-            y_true = self.oracle(theta_true)
+            y_target = self.oracle(theta_true)
         else:
-            y_true = check_like_theta("y_true", y_true, theta, self.validate_args).detach()
+            y_target = check_like_theta("y_target", y_target, theta, self.validate_args).detach()
             if self.validate_args:
-                check_in_solution_set("y_true", y_true, self.oracle, allow_relaxed=self.allow_relaxed_targets)
+                check_in_solution_set("y_target", y_target, self.oracle, allow_relaxed=self.allow_relaxed_targets)
+        if self.validate_args and self.oracle is not None:
+            self._check_linear_objective(y_target)
         mu = self.layer(theta, generator=generator)
         if mu.ndim == theta.ndim + 1:  # IMLE-style sample outputs (S, *batch, *event)
             mu = mu.mean(0)
-        value = inner(theta_true, y_true, nd) - inner(theta_true, mu, nd)
+        value = inner(theta_true, y_target, nd) - inner(theta_true, mu, nd)
         return reduce(value, self.reduction)
+
+    def _check_linear_objective(self, y: torch.Tensor) -> None:
+        oracle = self.oracle
+        if oracle.h(y) is not None or not torch.equal(oracle.g(y), y):
+            raise ValueError(
+                f"RegretLoss needs an oracle whose objective is <theta, y> (g the identity, h zero), since it uses "
+                f"the layer's mean E[y]; {oracle!r} has another g or h. Use ExperienceLoss with the regret "
+                "F(theta_true, y_target) - F(theta_true, y) as cost_fn instead"
+            )
 
     def extra_repr(self) -> str:
         return f"layer={type(self.layer).__name__}, reduction={self.reduction!r}"

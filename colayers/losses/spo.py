@@ -10,13 +10,21 @@ from ._common import (
     check_alpha,
     check_in_solution_set,
     check_like_theta,
+    check_nonnegative,
     check_oracle,
     check_reduction_arg,
     check_theta,
     reduce,
+    sign_checkable,
 )
 
 __all__ = ["SPOPlusLoss", "spo_plus_loss"]
+
+_SIGN_HINT = (
+    "SPO+ is >= 0 when the oracle maximizes <theta, g(y)> + h(y) over a set Y that holds y_target. Likely causes: "
+    "a minimizing oracle (colayers oracles maximize: a cost minimizer such as scipy's linear_sum_assignment needs "
+    "maximize=True, or theta = -cost), or swapped arguments (the call is loss(theta, theta_true, y_target))."
+)
 
 
 class _SPOPlusFunction(torch.autograd.Function):
@@ -45,7 +53,7 @@ def spo_plus_loss(
     theta: torch.Tensor,
     theta_true: torch.Tensor,
     oracle: Oracle,
-    y_true: torch.Tensor | None = None,
+    y_target: torch.Tensor | None = None,
     *,
     alpha: float = 2.0,
     reduction: str = "mean",
@@ -66,27 +74,30 @@ def spo_plus_loss(
     nd = oracle.event_ndim
     check_theta(theta, nd, validate_args)
     theta_true = check_like_theta("theta_true", theta_true, theta, validate_args)
-    if y_true is None:
-        y_true = oracle(theta_true.detach())
+    if y_target is None:
+        y_target = oracle(theta_true.detach())
     else:
         if validate_args:
-            if y_true.shape[: y_true.ndim - nd] != theta.shape[: theta.ndim - nd]:
+            if y_target.shape[: y_target.ndim - nd] != theta.shape[: theta.ndim - nd]:
                 raise ValueError(
-                    f"y_true must have theta's batch shape {tuple(theta.shape[: theta.ndim - nd])}; "
-                    f"got shape {tuple(y_true.shape)}"
+                    f"y_target must have theta's batch shape {tuple(theta.shape[: theta.ndim - nd])}; "
+                    f"got shape {tuple(y_target.shape)}"
                 )
-            if y_true.device != theta.device:
-                raise ValueError(f"y_true must be on theta's device ({theta.device}); got {y_true.device}")
-            check_in_solution_set("y_true", y_true, oracle, allow_relaxed=allow_relaxed_targets)
-        y_true = y_true.detach().to(theta.dtype)
+            if y_target.device != theta.device:
+                raise ValueError(f"y_target must be on theta's device ({theta.device}); got {y_target.device}")
+            check_in_solution_set("y_target", y_target, oracle, allow_relaxed=allow_relaxed_targets)
+        y_target = y_target.detach().to(theta.dtype)
     with torch.no_grad():
         theta_alpha = alpha * theta.detach() - theta_true.detach()
         y_alpha = oracle(theta_alpha)
-        if validate_args and y_alpha.shape != y_true.shape:
-            raise ValueError(f"y_true must have the shape of the oracle's solutions {tuple(y_alpha.shape)}; "
-                             f"got {tuple(y_true.shape)}")
-        value = oracle.objective(theta_alpha, y_alpha) - oracle.objective(theta_alpha, y_true)
-        g_diff = oracle.g(y_alpha) - oracle.g(y_true)
+        if validate_args and y_alpha.shape != y_target.shape:
+            raise ValueError(f"y_target must have the shape of the oracle's solutions {tuple(y_alpha.shape)}; "
+                             f"got {tuple(y_target.shape)}")
+        best, at_target = oracle.objective(theta_alpha, y_alpha), oracle.objective(theta_alpha, y_target)
+        value = best - at_target
+        g_diff = oracle.g(y_alpha) - oracle.g(y_target)
+    if validate_args and sign_checkable(oracle):
+        check_nonnegative("SPOPlusLoss", value, best.abs() + at_target.abs(), _SIGN_HINT)
     loss = _SPOPlusFunction.apply(theta, theta_true, value, g_diff, alpha)
     return reduce(loss, reduction)
 
@@ -114,7 +125,7 @@ class SPOPlusLoss(nn.Module):
 
     a convex upper bound of the regret :math:`c^\top w^*(\hat c) - c^\top w^*(c)` (PyEPO's ``SPOPlus``).
     The value is exact and the subgradient is hand-written (one batched oracle call at
-    :math:`\theta_\alpha`, plus one at :math:`\bar\theta` when ``y_true`` is not given). A gradient also
+    :math:`\theta_\alpha`, plus one at :math:`\bar\theta` when ``y_target`` is not given). A gradient also
     flows to ``theta_true`` (:math:`-(g(y_\alpha) - g(\bar y))`) when it requires one. For an oracle with an
     offset :math:`h`, the value is the objective difference
     :math:`F(\theta_\alpha, y_\alpha) - F(\theta_\alpha, \bar y)`
@@ -129,11 +140,12 @@ class SPOPlusLoss(nn.Module):
         oracle: the maximization oracle.
         alpha: the scale α > 0 of the predicted scores (2 is SPO+).
         reduction: 'mean' | 'sum' | 'none' over the batch.
-        allow_relaxed_targets: skip the check that a given ``y_true`` is a vertex of Y.
-        validate_args: check shapes, finiteness and targets on every call.
+        allow_relaxed_targets: skip the check that a given ``y_target`` is a vertex of Y.
+        validate_args: check shapes, finiteness, targets and that the value is ≥ 0 (up to rounding) on every
+            call; the sign check raises on a minimizing oracle or swapped arguments.
 
-    Call: ``loss(theta, theta_true, y_true=None)`` with ``theta``, ``theta_true`` of shape ``(*batch, *event)``
-    and ``y_true`` an optimal solution for ``theta_true`` (computed with the oracle when omitted).
+    Call: ``loss(theta, theta_true, y_target=None)`` with ``theta``, ``theta_true`` of shape ``(*batch, *event)``
+    and ``y_target`` an optimal solution for ``theta_true`` (computed with the oracle when omitted).
 
     Reference: A. N. Elmachtoub, P. Grigas, "Smart 'Predict, then Optimize'", Management Science 68(1), 2022.
 
@@ -166,13 +178,13 @@ class SPOPlusLoss(nn.Module):
         self.validate_args = validate_args
 
     def forward(
-        self, theta: torch.Tensor, theta_true: torch.Tensor, y_true: torch.Tensor | None = None
+        self, theta: torch.Tensor, theta_true: torch.Tensor, y_target: torch.Tensor | None = None
     ) -> torch.Tensor:
         return spo_plus_loss(
             theta,
             theta_true,
             self.oracle,
-            y_true,
+            y_target,
             alpha=self.alpha,
             reduction=self.reduction,
             allow_relaxed_targets=self.allow_relaxed_targets,

@@ -13,15 +13,24 @@ from ._common import (
     check_binary,
     check_in_solution_set,
     check_like_theta,
+    check_nonnegative,
     check_oracle,
     check_reduction_arg,
     check_theta,
     event_dims,
     reduce,
+    sign_checkable,
     value_with_gradient,
 )
 
 __all__ = ["StructuredSVMLoss", "hamming_margin", "hamming_augmented_oracle"]
+
+_SIGN_HINT = (
+    "The structured hinge loss is >= 0 when the (loss-augmented) oracle maximizes delta(y, y_target) + "
+    "<theta, g(y)> + h(y) over a set Y that holds y_target, with delta(y_target, y_target) >= 0. Likely causes: a "
+    "minimizing oracle (colayers oracles maximize: a cost minimizer such as scipy's linear_sum_assignment needs "
+    "maximize=True, or theta = -cost), or swapped arguments (the call is loss(theta, y_target))."
+)
 
 
 def hamming_margin(y: torch.Tensor, y_target: torch.Tensor, event_ndim: int = 1, weight: float = 1.0) -> torch.Tensor:
@@ -87,7 +96,8 @@ class StructuredSVMLoss(nn.Module):
         loss_augmented_oracle: optional ``(theta, y_target) -> y`` for the custom margin.
         reduction: 'mean' | 'sum' | 'none'.
         allow_relaxed_targets: accept targets in [0, 1] (Hamming) / outside Y instead of raising.
-        validate_args: check shapes, finiteness and targets on every call.
+        validate_args: check shapes, finiteness, targets and that the value is ≥ 0 (up to rounding) on every
+            call; the sign check raises on a minimizing oracle or swapped arguments.
 
     Call: ``loss(theta, y_target)``, both ``(*batch, *event)``.
 
@@ -157,8 +167,11 @@ class StructuredSVMLoss(nn.Module):
             else:
                 y_hat = self.loss_augmented_oracle(th, y_target)
                 delta = self.margin(y_hat, y_target)
-            value = delta + oracle.objective(th, y_hat) - oracle.objective(th, y_target)
+            best, at_target = oracle.objective(th, y_hat), oracle.objective(th, y_target)
+            value = delta + best - at_target
             grad = oracle.g(y_hat) - oracle.g(y_target)
+        if self.validate_args and sign_checkable(oracle):
+            check_nonnegative("StructuredSVMLoss", value, delta.abs() + best.abs() + at_target.abs(), _SIGN_HINT)
         return reduce(value_with_gradient(theta, value, grad), self.reduction)
 
     def extra_repr(self) -> str:

@@ -4,7 +4,9 @@ from .base import Oracle, OracleError, OracleWrapper, SolverOracle
 from .cache import CachedOracle
 from .combinatorial import BipartiteMatching, Knapsack, SpanningTree
 from .counting import CountingOracle
+from .enumerated import EnumeratedOracle, grid_dag_paths
 from .grid import GridDAGShortestPath, GridVertexShortestPath
+from .pool import SolutionPool
 from .simplex import ArgmaxOneHot, Ranking, TopKSubset
 from .solvers import CvxpyOracle, LinearProgram
 
@@ -25,4 +27,7 @@ __all__ = [
     "Knapsack",
     "CachedOracle",
     "CountingOracle",
+    "SolutionPool",
+    "EnumeratedOracle",
+    "grid_dag_paths",
 ]

@@ -15,7 +15,8 @@ __all__ = ["CachedOracle"]
 class CachedOracle(OracleWrapper):
     r"""Memoize a deterministic oracle: :math:`f(\theta)` is computed once per distinct θ, up to ``max_size`` θs.
 
-    The key of an instance is its exact bytes together with its dtype, event shape and device, so only a
+    The key of an instance is its exact bytes (any dtype, bfloat16 included) together with its dtype, event
+    shape and device, so only a
     bit-for-bit equal θ is a hit (useful for blackbox / I-MLE backward passes and for training loops that
     revisit the same scores). Per call, the instances that miss — each distinct one once — are solved in
     ONE batched call of the wrapped oracle; hits are read from the cache. The least recently used entry is
@@ -65,9 +66,12 @@ class CachedOracle(OracleWrapper):
         self.hits = self.misses = 0
 
     def solve(self, theta: torch.Tensor) -> torch.Tensor:
+        if theta.shape[0] == 0:
+            return theta.new_zeros((0, *self.solution_shape(tuple(theta.shape[1:]))))
         host = theta.detach().cpu().contiguous()
         prefix = (str(theta.device), theta.dtype, tuple(theta.shape[1:]))
-        keys = [(*prefix, host[i].numpy().tobytes()) for i in range(host.shape[0])]
+        # the raw bytes of each instance (a uint8 view: numpy has no bfloat16)
+        keys = [(*prefix, host[i].view(torch.uint8).numpy().tobytes()) for i in range(host.shape[0])]
         rows: list[torch.Tensor | None] = []
         pending: dict[tuple, int] = {}  # key -> position among the instances to solve
         for key in keys:

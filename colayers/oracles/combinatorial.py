@@ -17,6 +17,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
 
 from .._validation import check_int_at_least
+from . import _membership
 from .base import Oracle, SolverOracle
 from .solvers import LinearProgram
 
@@ -69,6 +70,18 @@ class BipartiteMatching(SolverOracle):
     def __repr__(self) -> str:
         return f"BipartiteMatching(n={self.event_shape[0]}, m={self.event_shape[1]})"
 
+    def contains(self, y: torch.Tensor) -> torch.Tensor:
+        """Assignments: 0/1 matrices with at most one 1 per row and per column and min(n, m) ones in all (see
+        :meth:`~colayers.oracles.Oracle.contains`).
+
+        Example:
+            >>> import torch
+            >>> BipartiteMatching(2).contains(torch.tensor([[[0.0, 1.0], [1.0, 0.0]], [[1.0, 1.0], [0.0, 0.0]]]))
+            tensor([ True, False])
+        """
+        _membership.solution_batch_shape(type(self).__name__, y, self.event_shape, 2)
+        return _membership.assignment(y)
+
 
 class _MaxSpanningTree:
     """Picklable per-instance solver: maximum spanning tree over fixed edges."""
@@ -79,9 +92,11 @@ class _MaxSpanningTree:
 
     def __call__(self, theta: np.ndarray) -> np.ndarray:
         theta = np.asarray(theta, dtype=np.float64)
-        # negate to turn the maximum into a minimum, and shift so every weight is ≥ 1: csgraph reads a stored 0
-        # as "no edge", and every spanning tree has num_nodes - 1 edges, so a constant shift changes no argmin
-        weight = (theta.max() - theta) + 1.0
+        # A spanning tree's optimality depends only on the order of the scores, so solve on ranks: exact at
+        # any scale (no shift that would swamp tiny differences). Negate the ranks to turn the maximum into a
+        # minimum, and start them at 1: csgraph reads a stored 0 as "no edge".
+        ranks = np.unique(theta, return_inverse=True)[1].reshape(-1)  # equal scores, equal ranks
+        weight = (ranks.max() - ranks + 1).astype(np.float64)
         graph = sp.csr_matrix((weight, (self.src, self.dst)), shape=(self.num_nodes, self.num_nodes))
         tree = minimum_spanning_tree(graph).tocoo()
         y = np.zeros(theta.shape[0])
@@ -98,7 +113,8 @@ class SpanningTree(SolverOracle):
 
     For edge scores :math:`\theta \in \mathbb{R}^{E}` over the given edges the oracle returns the indicator
     :math:`y \in \{0,1\}^E` of a spanning tree maximizing :math:`\langle \theta, y \rangle` (Kruskal on
-    the negated, shifted scores). For edge costs (a minimum spanning tree) pass ``theta = -cost``.
+    the ranks of the negated scores, so exact at any scale). For edge costs (a minimum spanning tree) pass
+    ``theta = -cost``.
 
     Args:
         num_nodes: the number of vertices, labelled ``0 .. num_nodes - 1``.
@@ -143,6 +159,25 @@ class SpanningTree(SolverOracle):
 
     def __repr__(self) -> str:
         return f"SpanningTree(num_nodes={self.num_nodes}, num_edges={len(self.edges)})"
+
+    def contains(self, y: torch.Tensor) -> torch.Tensor:
+        r"""Spanning trees: 0/1 edge vectors with ``num_nodes - 1`` edges that connect every vertex (see
+        :meth:`~colayers.oracles.Oracle.contains`). Tested batched by the matrix-tree theorem: the reduced
+        Laplacian of the chosen edges has determinant 1 for a tree and 0 otherwise.
+
+        Example:
+            >>> import torch
+            >>> tree = SpanningTree(4, [(0, 1), (1, 2), (0, 2), (2, 3)])
+            >>> tree.contains(torch.tensor([[1.0, 1.0, 0.0, 1.0], [1.0, 1.0, 1.0, 0.0]]))  # the 2nd has a cycle
+            tensor([ True, False])
+        """
+        _membership.solution_batch_shape(type(self).__name__, y, self.event_shape, 1)
+        key = (y.device.type, y.device.index)
+        cache = self.__dict__.setdefault("_edge_tensors", {})
+        if key not in cache:
+            cache[key] = tuple(torch.tensor(side, device=y.device) for side in zip(*self.edges))
+        tail, head = cache[key]
+        return _membership.spanning_tree(y, tail, head, self.num_nodes)
 
 
 class Knapsack(Oracle):
@@ -237,3 +272,19 @@ class Knapsack(Oracle):
 
     def __repr__(self) -> str:
         return f"Knapsack(n={self.event_shape[0]}, capacity={self.capacity:g}, method={self.method!r})"
+
+    def contains(self, y: torch.Tensor) -> torch.Tensor:
+        r"""Feasible packings: 0/1 vectors with :math:`\langle w, y\rangle \le C` (see
+        :meth:`~colayers.oracles.Oracle.contains`). Exact for integer weights; for other weights within
+        HiGHS' feasibility tolerance, :math:`10^{-6}(1 + C + \sum_i w_i)`.
+
+        Example:
+            >>> import torch
+            >>> Knapsack(weights=[2, 3, 4], capacity=5).contains(torch.tensor([[1.0, 1.0, 0.0], [0.0, 1.0, 1.0]]))
+            tensor([ True, False])
+        """
+        _membership.solution_batch_shape(type(self).__name__, y, self.event_shape, 1)
+        w = torch.as_tensor(self.weights, dtype=torch.float64, device=y.device)
+        tol = 0.0 if self.integer else 1e-6 * (1.0 + self.capacity + float(self.weights.sum()))
+        load = (y.to(torch.float64) * w).sum(dim=-1)
+        return _membership.binary(y, 1) & (load <= self.capacity + tol)

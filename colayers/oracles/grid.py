@@ -14,6 +14,7 @@ import math
 import torch
 
 from .._validation import check_int_at_least, check_positive, check_tensor
+from . import _membership
 from .base import Oracle, OracleError
 
 __all__ = ["GridDAGShortestPath", "GridVertexShortestPath"]
@@ -144,6 +145,28 @@ class GridDAGShortestPath(Oracle):
         """The shortest path for edge costs ``cost`` (*batch, num_edges): the same as ``self(-cost)``."""
         check_tensor("cost", cost)
         return self(-cost)
+
+    def contains(self, y: torch.Tensor) -> torch.Tensor:
+        r"""Paths from the top-left to the bottom-right vertex (see :meth:`~colayers.oracles.Oracle.contains`).
+
+        ``y`` ``(*batch, num_edges)`` must have 0/1 entries and carry one unit of flow from vertex 0 to vertex
+        :math:`hw - 1`: out-flow minus in-flow is 1 at the start, −1 at the end and 0 elsewhere. The grid is
+        acyclic, so these edge sets are exactly the paths (no detached cycle can exist).
+
+        Example:
+            >>> import torch
+            >>> oracle = GridDAGShortestPath(2, 2)  # edges (0,1) (0,2) (1,3) (2,3)
+            >>> oracle.contains(torch.tensor([[1.0, 0.0, 1.0, 0.0], [1.0, 0.0, 0.0, 1.0]]))
+            tensor([ True, False])
+        """
+        _membership.solution_batch_shape(type(self).__name__, y, self.event_shape, 1)
+        key = (y.device.type, y.device.index)
+        cache = self.__dict__.setdefault("_edge_tensors", {})
+        if key not in cache:
+            cache[key] = tuple(torch.tensor(side, device=y.device) for side in zip(*self.edges))
+        tail, head = cache[key]
+        nv = self.height * self.width
+        return _membership.unit_flow(y, tail, head, nv, 0, nv - 1)
 
     def __repr__(self) -> str:
         return f"GridDAGShortestPath(height={self.height}, width={self.width})"
@@ -412,6 +435,33 @@ class GridVertexShortestPath(Oracle):
         """
         check_tensor("cost", cost)
         return self(-cost)
+
+    @property
+    def maximizes_objective(self) -> bool:
+        """``False`` with ``min_cost``: the argmax is taken at the clamped scores, the objective at the given ones."""
+        return self.min_cost is None
+
+    def contains(self, y: torch.Tensor) -> torch.Tensor:
+        r"""Tile sets of induced paths from the top-left to the bottom-right tile (see
+        :meth:`~colayers.oracles.Oracle.contains`).
+
+        ``y`` ``(*batch, height, width)`` must have 0/1 entries marking a path of 8-neighbour steps with no
+        shortcut: two marked tiles touch (by a side or a corner) only when they are consecutive on the path.
+        These are exactly the paths that some positive tile costs make the unique shortest one, hence every
+        output of this oracle; a staircase of side steps such as right-down-right is not one (its diagonal
+        shortcut is shorter for every positive cost). The test: both corner tiles marked, each with one marked
+        neighbour, every other marked tile with two, and the marked tiles connected.
+
+        Example:
+            >>> import torch
+            >>> oracle = GridVertexShortestPath(2, 3)
+            >>> diagonal_then_right = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]])
+            >>> staircase = torch.tensor([[1.0, 1.0, 0.0], [0.0, 1.0, 1.0]])  # (0,0)-(1,1) is a shortcut
+            >>> oracle.contains(torch.stack([diagonal_then_right, staircase]))
+            tensor([ True, False])
+        """
+        _membership.solution_batch_shape(type(self).__name__, y, self.event_shape, 2)
+        return _membership.induced_grid_path(y)
 
     def __repr__(self) -> str:
         extra = "" if self.min_cost is None else f", min_cost={self.min_cost}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from .._validation import check_int_at_least
+from . import _membership
 from .base import Oracle
 
 __all__ = ["ArgmaxOneHot", "TopKSubset", "Ranking"]
@@ -20,6 +21,9 @@ class _VectorOracle(Oracle):
     def __init__(self, n: int | None = None, *, validate_args: bool = True) -> None:
         super().__init__(validate_args=validate_args)
         self.event_shape = None if n is None else (check_int_at_least("n", n, 1),)
+
+    def _batch_shape(self, y: torch.Tensor) -> tuple[int, ...]:
+        return _membership.solution_batch_shape(type(self).__name__, y, self.event_shape, 1)
 
     def _descending_order(self, theta: torch.Tensor) -> torch.Tensor:
         # stable sort of -theta: equal scores keep index order, so the lowest index wins ties
@@ -44,6 +48,17 @@ class ArgmaxOneHot(_VectorOracle):
     def solve(self, theta: torch.Tensor) -> torch.Tensor:
         idx = self._descending_order(theta)[:, :1]
         return torch.zeros_like(theta).scatter_(-1, idx, 1.0)
+
+    def contains(self, y: torch.Tensor) -> torch.Tensor:
+        """One-hot vectors: 0/1 entries summing to 1 (see :meth:`~colayers.oracles.Oracle.contains`).
+
+        Example:
+            >>> import torch
+            >>> ArgmaxOneHot().contains(torch.tensor([[0.0, 1.0], [1.0, 1.0]]))
+            tensor([ True, False])
+        """
+        self._batch_shape(y)
+        return _membership.k_subset(y, 1)
 
     def __repr__(self) -> str:
         return f"ArgmaxOneHot(n={None if self.event_shape is None else self.event_shape[0]})"
@@ -77,6 +92,17 @@ class TopKSubset(_VectorOracle):
         idx = self._descending_order(theta)[:, : self.k]
         return torch.zeros_like(theta).scatter_(-1, idx, 1.0)
 
+    def contains(self, y: torch.Tensor) -> torch.Tensor:
+        """0/1 vectors with exactly k ones (see :meth:`~colayers.oracles.Oracle.contains`).
+
+        Example:
+            >>> import torch
+            >>> TopKSubset(2).contains(torch.tensor([[0.0, 1.0, 1.0], [0.0, 2.0, 0.0]]))
+            tensor([ True, False])
+        """
+        self._batch_shape(y)
+        return _membership.k_subset(y, self.k)
+
     def __repr__(self) -> str:
         return f"TopKSubset(k={self.k})"
 
@@ -100,6 +126,17 @@ class Ranking(_VectorOracle):
         order = self._descending_order(theta)  # order[:, 0] gets rank n
         ranks = torch.arange(n, 0, -1, device=theta.device, dtype=theta.dtype).expand_as(theta)
         return torch.empty_like(theta).scatter_(-1, order, ranks)
+
+    def contains(self, y: torch.Tensor) -> torch.Tensor:
+        """Permutations of the ranks ``(1, ..., n)`` (see :meth:`~colayers.oracles.Oracle.contains`).
+
+        Example:
+            >>> import torch
+            >>> Ranking().contains(torch.tensor([[2.0, 3.0, 1.0], [1.0, 1.0, 3.0]]))
+            tensor([ True, False])
+        """
+        self._batch_shape(y)
+        return _membership.permutation_of_ranks(y)
 
     def __repr__(self) -> str:
         return "Ranking()"

@@ -1,4 +1,4 @@
-r"""Bring your own solver: linear and mixed-integer programs (scipy / HiGHS) and any cvxpy model.
+r"""Bring your own solver: linear and mixed-integer programs (HiGHS) and any cvxpy model.
 
 Both are :class:`~colayers.oracles.SolverOracle`\ s: each instance of a batch is solved by a per-instance
 numpy solver, serially or on a :class:`concurrent.futures.Executor` (threads, processes, or
@@ -14,21 +14,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy.optimize import Bounds, LinearConstraint, milp
 
 from .._validation import check_int_at_least
+from . import _membership
 from .base import OracleError, SolverOracle
+from .highs import HighsProgram, _power_of_two_scale
 
 __all__ = ["LinearProgram", "CvxpyOracle"]
-
-_MILP_STATUS = {
-    0: "optimal",
-    1: "iteration or time limit reached",
-    2: "infeasible",
-    3: "unbounded",
-    4: "other failure",
-}
-
 
 def _matrix(name: str, value: Any, n: int) -> np.ndarray | None:
     if value is None:
@@ -52,47 +44,26 @@ def _vector(name: str, value: Any, m: int, *, allow_inf: bool = False) -> np.nda
     return v
 
 
-class _LinearProgramSolver:
-    """Picklable per-instance solver: ``max <theta, y>`` under fixed constraints with scipy.optimize.milp."""
-
-    def __init__(self, constraints, integrality, lb, ub, options):
-        self.constraints = constraints
-        self.integrality = integrality
-        self.lb, self.ub = lb, ub
-        self.options = options
-
-    def __call__(self, theta: np.ndarray) -> np.ndarray:
-        res = milp(
-            c=-np.asarray(theta, dtype=np.float64),
-            constraints=self.constraints,
-            integrality=self.integrality,
-            bounds=Bounds(self.lb, self.ub),
-            options=self.options,
-        )
-        if res.status != 0 or res.x is None:
-            meaning = _MILP_STATUS.get(res.status, "unknown")
-            raise OracleError(f"LinearProgram: HiGHS status {res.status} ({meaning}): {res.message}")
-        x = res.x
-        if self.integrality is not None:
-            x = np.where(self.integrality > 0, np.round(x), x)
-        return x
-
-    def __repr__(self) -> str:
-        return f"LinearProgram(n={self.lb.shape[0]})"
-
-
 class LinearProgram(SolverOracle):
-    r"""Linear or mixed-integer program with scores in the objective, solved by HiGHS (``scipy.optimize.milp``).
+    r"""Linear or mixed-integer program with scores in the objective, solved by HiGHS on a persistent model.
 
     .. math::  f(\theta) = \operatorname*{argmax}_{y} \ \langle \theta, y \rangle
                \quad \text{s.t.} \quad A_{ub} y \le b_{ub},\ A_{eq} y = b_{eq},\ l \le y \le u,\
                y_j \in \mathbb{Z} \text{ for } j \in J.
 
     Maximization, like every oracle: a cost-minimization LP is served by ``theta = -cost``. The constraints
-    are fixed; only θ changes between instances. Without integrality the returned point is a vertex of the
-    polytope found by HiGHS; integer variables are rounded to the nearest integer (HiGHS returns them within
-    its feasibility tolerance). An infeasible, unbounded or otherwise failed instance raises
-    :class:`~colayers.oracles.OracleError` with the HiGHS status and the instance's index in the batch.
+    are fixed; only θ changes between instances, so each thread (or worker process) keeps one HiGHS model
+    and only replaces its objective, warm-started from the previous basis
+    (:class:`~colayers.oracles.highs.HighsProgram`). Each instance's θ is scaled by a power of two so that
+    the answer does not depend on the magnitude of θ (θ and 1e-8·θ give the same y). Without integrality the
+    returned point is a vertex of the polytope found by HiGHS; integer variables are rounded to the nearest
+    integer (HiGHS returns them within its feasibility tolerance).
+
+    Constraints that no point satisfies (the feasible set does not depend on θ) are rejected at
+    construction, with HiGHS' verdict on the LP (for a MILP, on its relaxation). An unbounded or otherwise
+    failed instance raises :class:`~colayers.oracles.OracleError` with the HiGHS status and the instance's
+    index in the batch. With ``validate_args`` every solution is also certified optimal (primal against dual
+    objective for an LP, incumbent against dual bound for a MILP).
 
     Args:
         num_variables: the dimension n of θ and y.
@@ -101,8 +72,10 @@ class LinearProgram(SolverOracle):
         bounds: ``(lower, upper)`` bounds on y, scalars or n-vectors; ``None`` or ±inf for no bound
             (default ``(0, inf)`` as in ``scipy.optimize.linprog``).
         integrality: n-vector of 0 (continuous) / 1 (integer), or a bool for all variables (default continuous).
-        options: HiGHS options passed to ``milp`` (e.g. ``{"time_limit": 10}``).
+        options: HiGHS options (e.g. ``{"time_limit": 10.0}``), over colayers' defaults (one thread, no LP
+            presolve, zero relative MIP gap).
         executor, timeout: see :class:`~colayers.oracles.SolverOracle`.
+        validate_args: see :class:`~colayers.oracles.Oracle`; here it also certifies optimality.
 
     Example:
         >>> import torch
@@ -111,6 +84,10 @@ class LinearProgram(SolverOracle):
         >>> lp(torch.tensor([[3.0, -1.0, 2.0], [0.5, 1.0, 2.0]]))
         tensor([[1., 0., 1.],
                 [0., 1., 1.]])
+        >>> theta = torch.tensor([-0.1468, 0.7861, 0.9468, -1.1143, 1.6908], dtype=torch.float64)
+        >>> at_most_two = LinearProgram(5, A_ub=[[1.0] * 5], b_ub=[2], bounds=(0, 1))
+        >>> at_most_two(theta), at_most_two(1e-8 * theta)  # the same at every scale
+        (tensor([0., 0., 1., 0., 1.], dtype=torch.float64), tensor([0., 0., 1., 0., 1.], dtype=torch.float64))
     """
 
     def __init__(
@@ -129,15 +106,16 @@ class LinearProgram(SolverOracle):
         validate_args: bool = True,
     ) -> None:
         n = check_int_at_least("num_variables", num_variables, 1)
-        constraints = []
+        rows, lower, upper = [], [], []
         for kind, a, b in (("ub", A_ub, b_ub), ("eq", A_eq, b_eq)):
             if (a is None) != (b is None):
                 raise ValueError(f"A_{kind} and b_{kind} must be given together; got only one of them")
             mat = _matrix(f"A_{kind}", a, n)
             if mat is not None:
                 rhs = _vector(f"b_{kind}", b, mat.shape[0])
-                lower = rhs if kind == "eq" else np.full(mat.shape[0], -np.inf)
-                constraints.append(LinearConstraint(mat, lower, rhs))
+                rows.append(mat)
+                lower.append(rhs if kind == "eq" else np.full(mat.shape[0], -np.inf))
+                upper.append(rhs)
         lo, hi = (None, None) if bounds is None else bounds
         lb = _vector("bounds[0]", -np.inf if lo is None else lo, n, allow_inf=True)
         ub = _vector("bounds[1]", np.inf if hi is None else hi, n, allow_inf=True)
@@ -149,20 +127,58 @@ class LinearProgram(SolverOracle):
             integ = _vector("integrality", integrality, n).astype(int)
             if not np.isin(integ, (0, 1)).all():
                 raise ValueError(f"integrality must hold 0 (continuous) or 1 (integer) per variable; got {integ}")
+        if options is not None and not isinstance(options, dict):
+            raise TypeError(f"options must be a dict of HiGHS options or None; got {type(options).__name__}")
         self.num_variables = n
-        solver = _LinearProgramSolver(constraints, integ if integ.any() else None, lb, ub, options or {})
-        super().__init__(solver, (n,), executor=executor, timeout=timeout, validate_args=validate_args)
+        program = HighsProgram(
+            np.vstack(rows) if rows else np.zeros((0, n)),
+            np.concatenate(lower) if lower else np.zeros(0),
+            np.concatenate(upper) if upper else np.zeros(0),
+            lb,
+            ub,
+            integ if integ.any() else None,
+            options,
+            check_optimality=validate_args,
+        )
+        ok, verdict = program.feasible()
+        if not ok:
+            what = "the LP relaxation of the constraints" if integ.any() else "the constraints"
+            raise ValueError(
+                f"LinearProgram: no y satisfies the constraints, whatever theta (HiGHS' status on {what}: {verdict})"
+            )
+        super().__init__(program, (n,), executor=executor, timeout=timeout, validate_args=validate_args)
+        self._feasible_set = _membership.LinearFeasibleSet(n, A_ub, b_ub, A_eq, b_eq, bounds, integrality)
 
     def __repr__(self) -> str:
         return f"LinearProgram(num_variables={self.num_variables})"
+
+    def contains(self, y: torch.Tensor, atol: float | None = None) -> torch.Tensor:
+        r"""Solutions of the program (see :meth:`~colayers.oracles.Oracle.contains`), within a tolerance.
+
+        ``y`` ``(*batch, num_variables)`` must satisfy every constraint and bound within ``atol`` relative to
+        the size of the constraint's terms (:math:`|a_i^\top y - b_i| \le \mathrm{atol}(1 + |b_i| +
+        |a_i|^\top|y|)`), and its integer variables must be within ``atol`` of integers. Without integer
+        variables it must moreover be a **vertex** of the polytope: the constraints tight at ``y`` (within the
+        tolerance) have rank ``num_variables``, which is what HiGHS' simplex method returns. ``atol`` defaults to
+        :math:`\max(10^{-6}, 4\epsilon)` for ``y``'s dtype (HiGHS' feasibility tolerance, or a few ulps).
+
+        Example:
+            >>> import torch
+            >>> lp = LinearProgram(2, A_ub=[[1.0, 1.0]], b_ub=[1.0], bounds=(0, 1))  # a triangle
+            >>> lp.contains(torch.tensor([[1.0, 0.0], [0.5, 0.5], [0.2, 0.2], [1.0, 1.0]]))
+            tensor([ True, False, False, False])
+        """
+        _membership.solution_batch_shape(type(self).__name__, y, self.event_shape, 1)
+        return self._feasible_set.contains(y, atol)
 
 
 class _CvxpySolver:
     """Picklable per-instance solver: set the Parameter, solve the fixed cvxpy Problem, read the Variable."""
 
-    def __init__(self, problem, parameter, variable, solver, solver_options):
+    def __init__(self, problem, parameter, variable, solver, solver_options, scale=False):
         self.problem, self.parameter, self.variable = problem, parameter, variable
         self.solver, self.solver_options = solver, solver_options
+        self.scale = scale  # multiply θ by a power of two first (only for an objective homogeneous in θ)
         self._lock = threading.Lock()
 
     def __getstate__(self):
@@ -177,16 +193,19 @@ class _CvxpySolver:
     def __call__(self, theta: np.ndarray) -> np.ndarray:
         import cvxpy as cp
 
+        value = np.asarray(theta, dtype=np.float64)
+        if self.scale:
+            value = _power_of_two_scale(value)
         with self._lock:  # one Problem object: instances on a thread pool take turns
-            self.parameter.value = np.asarray(theta, dtype=np.float64).reshape(self.parameter.shape)
+            self.parameter.value = value.reshape(self.parameter.shape)
             self.problem.solve(solver=self.solver, **self.solver_options)
             status, value = self.problem.status, self.variable.value
         if status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE) or value is None:
-            raise OracleError(f"CvxpyOracle: solver {self.solver or 'default'} ended with status {status!r}")
+            raise OracleError(f"cvxpy solver {self.solver or 'default'} ended with status {status!r}")
         value = np.asarray(value, dtype=np.float64)
         if self.variable.attributes.get("boolean") or self.variable.attributes.get("integer"):
-            value = np.round(value)
-        return value
+            value = np.rint(value)
+        return value + 0.0
 
     def __repr__(self) -> str:
         return f"CvxpyOracle(solver={self.solver})"
@@ -205,8 +224,10 @@ class CvxpyOracle(SolverOracle):
 
     Solver: ``solver`` if given, else HiGHS for mixed-integer problems when cvxpy has it, else cvxpy's
     default. A status other than optimal raises :class:`~colayers.oracles.OracleError` with the status and
-    the instance index. On a thread pool the single Problem object is used by one instance at a time (a
-    lock); process pools and dask workers each get their own copy.
+    the instance index. When the objective has no term free of θ (``parameter @ variable``, checked
+    numerically at construction), each instance's θ is first scaled by a power of two so that the answer
+    does not depend on the magnitude of θ (HiGHS' tolerances are absolute). On a thread pool the single
+    Problem object is used by one instance at a time (a lock); process pools and dask workers each get their own copy.
 
     Args:
         problem: a ``cvxpy.Problem`` whose objective is linear in ``parameter``.
@@ -262,7 +283,9 @@ class CvxpyOracle(SolverOracle):
         self.problem, self.parameter, self.variable = problem, parameter, variable
         event: Sequence[int] = tuple(parameter.shape) or (1,)
         super().__init__(
-            _CvxpySolver(problem, parameter, variable, solver, dict(solver_options or {})),
+            _CvxpySolver(
+                problem, parameter, variable, solver, dict(solver_options or {}), _homogeneous(problem, parameter)
+            ),
             event,
             solution_shape=tuple(variable.shape) or (1,),
             executor=executor,
@@ -273,3 +296,50 @@ class CvxpyOracle(SolverOracle):
     def __repr__(self) -> str:
         shapes = f"parameter={self.parameter.shape}, variable={self.variable.shape}"
         return f"CvxpyOracle({shapes}, solver={self.solver.solver})"
+
+    def contains(self, y: torch.Tensor, atol: float | None = None) -> torch.Tensor:
+        r"""Feasible points of the cvxpy problem (see :meth:`~colayers.oracles.Oracle.contains`).
+
+        Instance by instance (on the CPU), ``variable`` is given the value ``y_i`` and every constraint's
+        violation must be at most :math:`\mathrm{atol}(1 + \max|y_i|)`; a boolean or integer variable must be
+        within ``atol`` of integers. Feasibility only: for a continuous problem a non-vertex feasible point is
+        accepted. ``atol`` defaults to :math:`\max(10^{-6}, 4\epsilon)` for ``y``'s dtype; the variable's value
+        is left as it was.
+
+        Example:
+            >>> import cvxpy as cp, torch
+            >>> theta, y = cp.Parameter(3), cp.Variable(3, boolean=True)
+            >>> oracle = CvxpyOracle(cp.Problem(cp.Maximize(theta @ y), [[2, 3, 4] @ y <= 5]), theta, y)
+            >>> oracle.contains(torch.tensor([[1.0, 1.0, 0.0], [0.0, 1.0, 1.0], [0.5, 0.0, 0.0]]))
+            tensor([ True, False, False])
+        """
+        solution = tuple(self.variable.shape) or (1,)
+        _membership.solution_batch_shape(type(self).__name__, y, solution, len(solution))
+        lock = getattr(self.solver, "_lock", None)
+        return _membership.cvxpy_feasible(self.problem, self.variable, y, atol, lock)
+
+def _homogeneous(problem: Any, parameter: Any) -> bool:
+    """Whether the objective, at ``parameter = 0``, takes the same value at two random points of the variables.
+
+    Then the objective has no θ-free term in the variables (it is like ``parameter @ variable``) and a positive
+    scale of θ leaves the argmax unchanged. ``False`` (no scaling) when the probe cannot run.
+    """
+    variables = problem.variables()
+    saved = [v.value for v in variables], parameter.value
+    rng = np.random.default_rng(0)
+    try:
+        parameter.value = np.zeros(parameter.shape)
+        values = []
+        for _ in range(2):
+            for v in variables:
+                integral = v.attributes.get("boolean") or v.attributes.get("integer")
+                sample = rng.integers(0, 2, size=v.shape) if integral else rng.uniform(0.5, 1.5, size=v.shape)
+                v.value = sample.astype(np.float64)
+            values.append(float(problem.objective.expr.value))
+        return abs(values[0] - values[1]) <= 1e-12 * (1.0 + abs(values[0]))
+    except Exception:  # noqa: BLE001 - a variable with attributes the probe does not meet: do not scale
+        return False
+    finally:
+        for v, value in zip(variables, saved[0]):
+            v.value = value
+        parameter.value = saved[1]

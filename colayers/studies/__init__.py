@@ -1,16 +1,19 @@
-"""Comparative studies: benchmark problems, the study runner and reports."""
+"""Comparative studies: benchmark problems, the study runner and reports; registries for your own ones."""
 
 from .config import PRESETS, MethodSpec, ProblemSpec, StudyConfig, load_config, preset
-from .methods import METHODS, make_method, method_defaults
+from .methods import METHODS, MethodContext, TrainingObjective, make_method, method_defaults
 from .models import DirectPathCNN, LinearModel, WarcraftCNN
 from .problems import PROBLEMS, Problem, make_problem
+from .registry import TUNED, load_plugins, register_method, register_problem
 from .report import build_report, summarize
-from .runner import CountingOracle, read_results, run_study
+from .runner import CountingOracle, StudyError, StudyInterrupted, StudyLocked, read_results, run_study
 from .warcraft import TERRAINS, Terrain, WarcraftMaps, generate_maps, generate_terrain, render_terrain
 
 __all__: list[str] = ["Problem", "make_problem", "PROBLEMS", "LinearModel", "WarcraftCNN", "DirectPathCNN",
     "StudyConfig", "ProblemSpec", "MethodSpec", "PRESETS", "preset", "load_config",
-    "METHODS", "make_method", "method_defaults", "run_study", "read_results", "CountingOracle",
+    "METHODS", "MethodContext", "TrainingObjective", "make_method", "method_defaults", "TUNED",
+    "register_problem", "register_method", "load_plugins",
+    "run_study", "read_results", "CountingOracle", "StudyError", "StudyInterrupted", "StudyLocked",
     "build_report", "summarize",
     "TERRAINS", "Terrain", "WarcraftMaps", "generate_maps", "generate_terrain", "render_terrain",
 ]

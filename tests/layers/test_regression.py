@@ -201,7 +201,9 @@ def _layer_outputs_and_grads():
     results = []
     for layer in layers:
         theta = theta0.clone().requires_grad_(True)
-        out = layer(theta, generator=torch.Generator().manual_seed(1))
+        # SparseArgmax is deterministic and refuses a generator
+        gen = None if isinstance(layer, SparseArgmax) else torch.Generator().manual_seed(1)
+        out = layer(theta, generator=gen)
         (out * torch.randn(out.shape, generator=torch.Generator().manual_seed(2), dtype=out.dtype)).sum().backward()
         results.append((type(layer).__name__, out.detach(), theta.grad))
     return results
@@ -223,7 +225,8 @@ def test_positional_function_falls_back_to_the_public_apply(monkeypatch):
     monkeypatch.setattr(torch.autograd.Function, "apply", classmethod(spy))
     if core._unwrap_dead_wrappers is not None:  # the fast path is on with this torch: it bypasses the public apply
         _layer_outputs_and_grads()
-        assert calls == []
+        # the regularized layers' Functions are plain torch.autograd.Function: always the public apply
+        assert [c for c in calls if c not in ("ActiveSetProjection", "Sparsemax")] == []
     monkeypatch.setattr(core, "_unwrap_dead_wrappers", None)
     slow = _layer_outputs_and_grads()
     assert len(calls) >= len(slow)  # every layer's autograd Function went through the public apply

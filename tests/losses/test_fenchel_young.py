@@ -1,6 +1,8 @@
 """Fenchel-Young losses: closed forms (CE, sparsemax loss), non-negativity, zero set, perturbed estimators."""
 
+import itertools
 import math
+import types
 
 import pytest
 import torch
@@ -23,7 +25,12 @@ from colayers import (
 )
 from colayers.perturb import Gumbel
 
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))]
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+    ),
+]
 seeds = st.integers(0, 2**31 - 1)
 
 
@@ -215,10 +222,78 @@ def test_reductions_device_dtype(device, dtype):
         theta.grad = None
 
 
-def test_layers_it_cannot_serve_raise_type_error_listing_the_served_ones():
-    for layer in (IMLE(ArgmaxOneHot()), torch.nn.Linear(3, 3)):
-        with pytest.raises(TypeError, match="serves PerturbedAdditive.*SparseArgmax, RegularizedFrankWolfe"):
+def test_layers_without_omega_or_perturbation_raise_type_error_naming_both():
+    class OracleOnly(torch.nn.Module):
+        oracle = ArgmaxOneHot()
+
+    for layer in (OracleOnly(), torch.nn.Linear(3, 3)):
+        with pytest.raises(TypeError, match=r"needs a layer with a regularizer omega\(mu\).*\.perturbation and an "
+                           r"\.oracle.*got (OracleOnly|Linear), which has neither"):
             FenchelYoungLoss(layer)
+
+
+def _top2_of_5():
+    return torch.tensor([[float(i in c) for i in range(5)] for c in itertools.combinations(range(5), 2)])
+
+
+class _TableNoise:
+    """A user's perturbation, not a colayers class: η = 2θ + Z with Z read from a fixed table (no RNG)."""
+
+    def __init__(self, table):
+        self.table = table
+
+    def sample(self, theta, num_samples, generator=None):
+        z = self.table[:num_samples].expand(num_samples, *theta.shape)
+        return types.SimpleNamespace(eta=self.apply(theta, z), noise=z)
+
+    def apply(self, theta, noise):
+        return 2 * theta + noise
+
+
+class _UserPerturbedLayer(torch.nn.Module):
+    """A user's perturbed layer: only the .oracle, .perturbation and .num_samples capabilities."""
+
+    def __init__(self, oracle, perturbation, num_samples):
+        super().__init__()
+        self.oracle, self.perturbation, self.num_samples = oracle, perturbation, num_samples
+
+
+class _UserSoftArgmax(torch.nn.Module):
+    """A user's regularized layer: softmax(θ/T) with omega = T Σ μ log μ, and no oracle."""
+
+    def __init__(self, temperature):
+        super().__init__()
+        self.temperature = temperature
+
+    def forward(self, theta):
+        return torch.softmax(theta / self.temperature, -1)
+
+    def omega(self, mu):
+        return self.temperature * torch.xlogy(mu, mu).sum(-1)
+
+
+def test_a_users_own_layers_are_served_by_capability():
+    g = torch.Generator().manual_seed(3)
+    theta = torch.randn(4, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    y = TopKSubset(2)(torch.randn(4, 5, generator=g, dtype=torch.float64))
+    # perturbed: η_s = 2θ + Z_s; reference by enumerating the 10 two-subsets (no oracle): value
+    # mean_s max_y <η_s, y> - <η_s, ȳ>, gradient mean_s 2 y*_s - ȳ (the VJP of η in θ is 2·I)
+    table = torch.randn(3, 4, 5, generator=g, dtype=torch.float64)
+    loss = FenchelYoungLoss(_UserPerturbedLayer(TopKSubset(2), _TableNoise(table), 3), reduction="none")
+    value = loss(theta, y)
+    value.sum().backward()
+    eta = 2 * theta.detach() + table
+    scores = eta @ _top2_of_5().double().T  # (S, B, 10)
+    best = _top2_of_5().double()[scores.argmax(-1)]
+    torch.testing.assert_close(value, (scores.max(-1).values - (eta * y).sum(-1)).mean(0))
+    torch.testing.assert_close(theta.grad, 2 * best.mean(0) - y)
+    # regularized, without an oracle: targets checked as one-hot, value T(CE(θ/T, ȳ) − H(ȳ)) = T·CE for one-hot
+    one_hot = ArgmaxOneHot()(torch.randn(4, 5, generator=g, dtype=torch.float64))
+    value = FenchelYoungLoss(_UserSoftArgmax(0.7), reduction="none")(theta.detach(), one_hot)
+    ce = -(one_hot * torch.log_softmax(theta.detach() / 0.7, -1)).sum(-1)
+    torch.testing.assert_close(value, 0.7 * ce)
+    with pytest.raises(ValueError, match="one-hot"):
+        FenchelYoungLoss(_UserSoftArgmax(0.7))(theta.detach(), y)
 
 
 def test_bad_input():
@@ -241,11 +316,17 @@ def test_bad_input():
         FenchelYoungLoss(SoftArgmax())(theta.clone().fill_(float("inf")), y)
 
 
-def test_generic_perturbed_with_additive_perturbation_is_served():
+def test_generic_perturbed_with_additive_gumbel_perturbation_is_the_softmax_loss():
+    # Perturbed(ArgmaxOneHot, Additive(Gumbel, ε)): E[gradient] = softmax(θ/ε) − ȳ; S = 20000 Bernoulli means,
+    # sd ≤ 0.5/√S ≈ 0.0035 per coordinate, 5σ ≈ 0.018
     from colayers.perturb import Additive
 
-    layer = Perturbed(ArgmaxOneHot(), Additive(Gumbel(), 1.0), num_samples=5)
-    assert FenchelYoungLoss(layer).kind == "additive"
+    eps = 0.4
+    layer = Perturbed(ArgmaxOneHot(), Additive(Gumbel(), eps), num_samples=20000)
+    theta = torch.tensor([[0.2, -0.5, 0.4]], dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([[1.0, 0.0, 0.0]], dtype=torch.float64)
+    FenchelYoungLoss(layer)(theta, y, generator=torch.Generator().manual_seed(5)).backward()
+    torch.testing.assert_close(theta.grad, torch.softmax(theta.detach() / eps, -1) - y, atol=0.018, rtol=0)
 
 
 def test_multiplicative_on_a_two_dimensional_event():

@@ -10,7 +10,12 @@ from hypothesis import strategies as st
 from colayers import ArgmaxOneHot, GridDAGShortestPath, SPOPlusLoss, TopKSubset
 from colayers.metrics import regret
 
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))]
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+    ),
+]
 
 
 def all_subsets(n, k, dtype=torch.float64):
@@ -87,9 +92,9 @@ def test_gradcheck_theta_and_theta_true():
     g = torch.Generator().manual_seed(0)
     theta = torch.randn(3, 7, generator=g, dtype=torch.float64, requires_grad=True)
     theta_true = torch.randn(3, 7, generator=g, dtype=torch.float64, requires_grad=True)
-    y_true = TopKSubset(3)(theta_true.detach())
+    y_target = TopKSubset(3)(theta_true.detach())
     loss = SPOPlusLoss(TopKSubset(3), alpha=1.5)
-    assert torch.autograd.gradcheck(lambda a, b: loss(a, b, y_true), (theta, theta_true))
+    assert torch.autograd.gradcheck(lambda a, b: loss(a, b, y_target), (theta, theta_true))
 
 
 def test_alpha_scales_the_predicted_scores():
@@ -103,7 +108,7 @@ def test_alpha_scales_the_predicted_scores():
     torch.testing.assert_close(theta.grad, torch.tensor([[3.0, -3.0, 0.0]]))
 
 
-def test_given_y_true_equals_computed_and_zero_at_perfect_prediction():
+def test_given_y_target_equals_computed_and_zero_at_perfect_prediction():
     g = torch.Generator().manual_seed(1)
     oracle = TopKSubset(2)
     theta_true = torch.randn(5, 6, generator=g)
@@ -131,7 +136,7 @@ def test_reductions_device_dtype(device, dtype):
 
 def test_bad_input():
     oracle = TopKSubset(2)
-    theta = torch.randn(4, 6)
+    theta = torch.randn(4, 6, generator=torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="alpha must be > 0"):
         SPOPlusLoss(oracle, alpha=0.0)
     with pytest.raises(ValueError, match="alpha must be > 0"):
@@ -144,15 +149,18 @@ def test_bad_input():
         SPOPlusLoss(oracle)(theta, torch.randn(4, 5))
     with pytest.raises(ValueError, match="theta must be finite"):
         SPOPlusLoss(oracle)(theta.clone().fill_(float("nan")), theta)
-    with pytest.raises(ValueError, match="y_true must have theta's batch shape"):
+    with pytest.raises(ValueError, match="y_target must have theta's batch shape"):
         SPOPlusLoss(oracle)(theta, theta, torch.zeros(3, 6))
-    with pytest.raises(ValueError, match="y_true must have the shape of the oracle's solutions"):
+    with pytest.raises(ValueError, match="y_target must have the shape of the oracle's solutions"):
         SPOPlusLoss(oracle, allow_relaxed_targets=True)(theta, theta, torch.zeros(4, 5))
     not_in_y = torch.tensor([[1.0, 1.0, 1.0, 0.0, 0.0, 0.0]]).expand(4, 6)  # 3 items, k = 2
-    with pytest.raises(ValueError, match="y_true must be a solution in Y of TopKSubset.*allow_relaxed_targets"):
+    with pytest.raises(ValueError, match="y_target must be a solution in Y of TopKSubset.*allow_relaxed_targets"):
         SPOPlusLoss(oracle)(theta, theta, not_in_y)
-    relaxed = SPOPlusLoss(oracle, allow_relaxed_targets=True)(theta, theta, not_in_y)
-    assert relaxed.shape == ()
+    in_hull = torch.tensor([[2 / 3, 2 / 3, 2 / 3, 0.0, 0.0, 0.0]]).expand(4, 6)  # in conv Y, not a vertex
+    with pytest.raises(ValueError, match="y_target must be a solution in Y of TopKSubset"):
+        SPOPlusLoss(oracle)(theta, theta, in_hull)
+    relaxed = SPOPlusLoss(oracle, allow_relaxed_targets=True, reduction="none")(theta, theta, in_hull)
+    assert relaxed.shape == (4,) and bool((relaxed >= 0).all())  # max over Y ≥ any point of its hull
 
 
 def test_batched_losses_equal_a_per_instance_loop():

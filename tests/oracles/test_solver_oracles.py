@@ -73,11 +73,13 @@ def test_infeasible_and_unbounded_name_status_and_instance():
     lp = LinearProgram(2, A_ub=[[1.0, 1.0]], b_ub=[1.0], A_eq=[[1.0, -1.0]], b_eq=[0.0], bounds=(None, None))
     theta = torch.tensor([[-1.0, -1.0], [1.0, 1.0], [1.0, 1.0]])
     assert torch.allclose(lp(theta[1]), torch.tensor([0.5, 0.5]))
-    with pytest.raises(OracleError, match=r"instance 0 of 3.*status 3 \(unbounded\)"):
+    with pytest.raises(OracleError, match=r"failed on instance 0 of 3: HiGHS model status \d+ \(Unbounded\)$"):
         lp(theta)  # instance 0 maximizes -2 y1 over y1 = y2 free below: unbounded
-    infeasible = LinearProgram(2, A_ub=[[1.0, 1.0]], b_ub=[-1.0])  # y >= 0 and y1 + y2 <= -1
-    with pytest.raises(OracleError, match=r"instance 0 of 2.*status 2 \(infeasible\)"):
-        infeasible(torch.ones(2, 2))
+    assert torch.allclose(lp(theta[1]), torch.tensor([0.5, 0.5]))  # the model recovers after a failure
+    with pytest.raises(ValueError, match=r"no y satisfies the constraints.*on the constraints: Infeasible"):
+        LinearProgram(2, A_ub=[[1.0, 1.0]], b_ub=[-1.0])  # y >= 0 and y1 + y2 <= -1: infeasible for every theta
+    with pytest.raises(ValueError, match=r"on the LP relaxation of the constraints: Infeasible"):
+        LinearProgram(2, A_ub=[[1.0, 1.0]], b_ub=[0.5], bounds=(1, 2), integrality=True)
 
 
 def test_linear_program_bad_arguments():
@@ -119,7 +121,7 @@ def test_cvxpy_lp_equals_linear_program_and_reports_failures():
     lp = LinearProgram(3, A_eq=[[1.0, 1.0, 1.0]], b_eq=[1.0])
     assert torch.allclose(y, lp(theta), atol=1e-6) and y.dtype == torch.float64
     bad = cp.Problem(cp.Maximize(theta_p @ x), [cp.sum(x) == 1, x >= 1])
-    with pytest.raises(OracleError, match=r"instance 0 of 2.*status 'infeasible'"):
+    with pytest.raises(OracleError, match=r"on instance 0 of 2: cvxpy solver \S+ ended with status 'infeasible'$"):
         CvxpyOracle(bad, theta_p, x)(theta)
 
 

@@ -126,6 +126,7 @@ def test_bad_arguments_name_themselves():
         SumOfGamma(2).grad_log_density(theta)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cpu_generator_for_cuda_theta_is_refused():
     with pytest.raises(ValueError, match="generator must live on the device of theta"):

@@ -143,11 +143,25 @@ def test_resume_discards_partial_trials_and_reruns_them(tmp_path):
         assert a["normalized_regret"] == b["normalized_regret"]
 
 
-def test_a_changed_setting_makes_new_trials(tmp_path):
+def test_a_changed_setting_is_refused_naming_it_and_another_label_keeps_both(tmp_path):
     run_study(small_config(tmp_path, seeds=[0], methods=["two-stage"]), progress=False)
-    recs = run_study(small_config(tmp_path, seeds=[0], methods=["two-stage"], epochs=3), progress=False)
-    assert [r["epoch"] for r in recs] == [1, 2, 3]
-    assert len(read_results(Path(tmp_path) / "study" / RESULTS_FILE)) == 5
+    path = Path(tmp_path) / "study" / RESULTS_FILE
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match=r"'shortest_path / two-stage' under other settings \(epochs: 2 -> 3\)"):
+        run_study(small_config(tmp_path, seeds=[0], methods=["two-stage"], epochs=3), progress=False)
+    assert path.read_bytes() == before  # nothing written
+    run_study(small_config(tmp_path, seeds=[0], methods=["spo+", "two-stage"]), progress=False)  # adding a method is fine
+    with pytest.raises(ValueError, match=r"method_params.alpha: 2.0 -> 3.0"):
+        run_study(small_config(tmp_path, seeds=[0], methods=[{"name": "spo+", "params": {"alpha": 3.0}}]),
+                  progress=False)
+    both = run_study(small_config(tmp_path, seeds=[0], epochs=2, methods=[
+        "two-stage", {"name": "two-stage", "label": "two-stage-b", "params": {"lr": 0.1}}]), progress=False)
+    assert {r["method"] for r in both} == {"two-stage", "two-stage-b"}
+    config = json.loads((Path(tmp_path) / "study" / "config.json").read_text())
+    # every effective parameter is recorded, the defaults included
+    trial = config["trials"]["shortest_path / spo+"]["settings"]
+    assert trial["method_params"] == {"alpha": 2.0, "lr": 0.01}
+    assert trial["problem_params"]["p"] == 5 and trial["problem_params"]["grid"] == [5, 5]
 
 
 def test_same_seed_same_results_whatever_the_global_rng_and_global_rng_untouched(tmp_path):
@@ -182,37 +196,6 @@ def test_two_workers_give_the_serial_results(tmp_path):
     for a, b in zip(serial, parallel):
         assert (a["method"], a["seed"], a["epoch"]) == (b["method"], b["seed"], b["epoch"])
         assert [a[k] for k in keys] == [b[k] for k in keys]
-
-
-def test_kill_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path):
-    out = tmp_path / "killed"
-    epochs = 4
-    cmd = [
-        sys.executable, "-m", "colayers", "study", "--methods", "spo+,fy", "--seeds", "0,1",
-        "--epochs", str(epochs), "-P", "n=200", "-P", "n_test=100", "--batch-size", "8",
-        "-o", str(out), "--no-progress", "--no-figures",
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    path = out / RESULTS_FILE
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        if path.exists() and path.read_bytes().count(b"\n") >= 1:
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "the study finished before it could be killed; make it longer"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    first = read_results(path)
-    assert 1 <= len(first) < 4 * epochs  # killed mid-way
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    recs = read_results(path)
-    assert len(recs) == 4 * epochs
-    trials = complete_trials(recs)
-    assert len(trials) == 4
-    for (_p, _m, _s, _h), lines in trials.items():
-        assert [r["epoch"] for r in lines] == list(range(1, epochs + 1))
-    assert "spo+" in done.stdout and "fy" in done.stdout
 
 
 @pytest.mark.parametrize(
@@ -289,7 +272,7 @@ def test_task_losses_are_regret_and_hamming():
 
     prob, _, theta_true, y_true = _sp_batch()
     y_hat = prob.oracle(theta_true.flip(0))  # the optimal paths of other instances
-    want = regret(prob.oracle, theta_true, y_hat, y_true).mean()
+    want = regret(y_hat, theta_true, y_true, oracle=prob.oracle).mean()
     assert torch.allclose(_task_loss("regret", y_hat, theta_true, y_true, 1), want)
     l1 = (y_hat - y_true).abs().sum(dim=1).mean()
     assert torch.allclose(_task_loss("hamming", y_hat, theta_true, y_true, 1), l1)
@@ -311,10 +294,12 @@ def test_method_hyper_parameter_errors_name_the_parameter():
 
 
 def test_negative_domain_oracle_is_clamped_for_finite_differences():
-    from colayers.oracles.grid import GridVertexShortestPath
+    from colayers.studies.problems import make_problem
+    from colayers.studies.runner import trial_oracles
 
-    oracle = CountingOracle(GridVertexShortestPath(4, 4))
-    objective = make_method("blackbox", oracle, 2, lambda_=100.0, task_loss="hamming")
+    prob = make_problem("warcraft", seed=0, n=2, n_test=1, n_val=0, size=4)
+    oracle, training = trial_oracles(prob)
+    objective = make_method("blackbox", oracle, 2, lambda_=100.0, task_loss="hamming", training_oracle=training)
     theta = (-torch.rand(3, 4, 4, generator=torch.Generator().manual_seed(0)) - 0.1).requires_grad_()
     y_true = oracle.oracle(-torch.ones(3, 4, 4))
     objective.loss(theta, -torch.ones(3, 4, 4), y_true).backward()  # θ − λ·dy leaves θ < 0: clamped, no error
@@ -344,7 +329,7 @@ def test_learning_rate_milestones(tmp_path):
 def test_prune_keeps_complete_trials_and_drops_partial_ones(keep_mask, truncated):
     import tempfile
 
-    from colayers.studies.runner import _prune_incomplete
+    from colayers.studies.runner import _prune
 
     base = {"problem": "p", "settings": "h", "epochs": 3}
     lines = [dict(base, method=m, seed=s, epoch=e) for m in ("a", "b") for s in (0, 1) for e in (1, 2, 3)]
@@ -358,7 +343,7 @@ def test_prune_keeps_complete_trials_and_drops_partial_ones(keep_mask, truncated
             with open(path, "a") as f:
                 f.write('{"problem": "p", "meth')
         keys = {("p", m, s, "h") for m in ("a", "b") for s in (0, 1)}
-        done = _prune_incomplete(path, keys)
+        done, _partial = _prune(path, keys, lambda msg: None)
         after = read_results(path)
     expected_done = {
         ("p", m, s, "h") for m in ("a", "b") for s in (0, 1)
@@ -368,3 +353,11 @@ def test_prune_keeps_complete_trials_and_drops_partial_ones(keep_mask, truncated
     assert other in after
     assert all((r["problem"], r["method"], r["seed"], r["settings"]) in done for r in after if r != other)
     assert len(after) == 3 * len(done) + 1
+
+
+def test_rankings_get_a_rank_distance_in_0_1_and_no_hamming(tmp_path):
+    cfg = config_from_dict({"problems": [{"name": "ranking", "params": {"n": 32, "n_test": 32, "n_val": 8,
+                                                                           "num_items": 5}}],
+                            "methods": ["two-stage"], "seeds": [0], "epochs": 1, "output": str(tmp_path / "r")})
+    (rec,) = run_study(cfg, progress=False, log=lambda m: None)
+    assert "hamming" not in rec and 0.0 <= rec["rank_distance"] <= 1.0 and rec["cost_ratio"] >= 1.0

@@ -203,7 +203,7 @@ def test_cnn_normalization_option_and_eval_mode_is_per_image():
 def test_direct_model_shapes_and_gradients(device):
     torch.manual_seed(0)
     prob = make_problem("warcraft", seed=0, n=2, n_test=1, device=device)
-    model = prob.extras["make_direct_model"]()
+    model = prob.make_direct_model()
     assert isinstance(model, DirectPathCNN)
     logits = model(prob.x_train)
     assert logits.shape == prob.y_train.shape and logits.device == prob.x_train.device
@@ -216,12 +216,17 @@ def test_direct_model_shapes_and_gradients(device):
 @pytest.mark.parametrize("name", ["blackbox", "imle", "fy"])
 def test_training_oracle_clamps_tile_costs_counts_calls_and_evaluation_stays_exact(name):
     from colayers.oracles import GridVertexShortestPath
-    from colayers.studies.methods import MIN_TILE_COST, make_method
-    from colayers.studies.runner import CountingOracle
+    from colayers.studies.methods import make_method
+    from colayers.studies.problems.warcraft import MIN_TILE_COST
+    from colayers.studies.runner import trial_oracles
 
-    counter = CountingOracle(GridVertexShortestPath(4, 4))
+    prob = make_problem("warcraft", seed=0, n=2, n_test=1, n_val=0, size=4)
+    # the problem declares its training oracle: the same path oracle with tile costs raised to MIN_TILE_COST
+    assert isinstance(prob.training_oracle, GridVertexShortestPath) and prob.training_oracle.min_cost == MIN_TILE_COST
+    assert prob.oracle.min_cost is None
+    counter, training = trial_oracles(prob)
     params = {"fy": {"epsilon": 1.0, "num_samples": 3}}.get(name, {"task_loss": "hamming", "lambda_": 50.0})
-    method = make_method(name, counter, 2, seed=0, **params)
+    method = make_method(name, counter, 2, seed=0, training_oracle=training, problem=prob, **params)
     y_true = GridVertexShortestPath(4, 4).shortest_path(torch.ones(2, 4, 4))
     # scores near 0: perturbations and the λ-step leave θ < 0; the exact oracle would raise on them
     theta = torch.full((2, 4, 4), -0.01, requires_grad=True)
@@ -233,7 +238,5 @@ def test_training_oracle_clamps_tile_costs_counts_calls_and_evaluation_stays_exa
     with pytest.raises(ValueError, match="min_cost"):  # evaluation decodes with the exact oracle
         method.predict(torch.full((1, 4, 4), 0.5))
     assert counter.calls == calls + 1
-    # the training oracle is the same path oracle with tile costs raised to MIN_TILE_COST
     layer_oracle = getattr(method, "layer", None) or method.fn.layer
-    inner = layer_oracle.oracle.oracle
-    assert isinstance(inner, GridVertexShortestPath) and inner.min_cost == MIN_TILE_COST
+    assert layer_oracle.oracle is training

@@ -1,0 +1,650 @@
+r"""Frank-Wolfe over :math:`\mathrm{conv}(\mathcal Y)` with the oracle as linear maximization oracle.
+
+Solves, for every instance of a batch at once (one batched oracle call per iteration),
+
+.. math::  \mu(\theta) = \operatorname*{argmax}_{\mu\in\mathrm{conv}(\mathcal Y)}
+           \langle\theta,\mu\rangle - \Omega(\mu)
+
+for a pluggable convex :class:`Regularizer` Ω: :class:`SquaredNorm` (:math:`\tfrac s2\|\mu\|^2`, the
+Euclidean projection of θ/s onto the polytope: SparseMAP) or :class:`NegativeEntropy`
+(:math:`s\sum_i\mu_i\log\mu_i`, Ω on the mean μ as in InferOpt.jl's ``RegularizedFrankWolfe``), or any
+user subclass. The solution is a sparse convex combination of oracle solutions (the *active set*), and
+:class:`ActiveSetProjection` differentiates it implicitly on that set (not by unrolling): with
+:math:`H = \nabla^2\Omega(\mu)` and :math:`D` the differences of the atoms spanning the optimal face,
+
+.. math::  J = D^\top (D H D^\top)^{+} D,
+
+the Jacobian of :math:`\theta\mapsto\mu` wherever μ is in the relative interior of the face of the
+polytope exposed by :math:`\theta - \nabla\Omega(\mu)` (:math:`J = \frac1s` times the orthogonal
+projector onto the face's directions for :class:`SquaredNorm`). :func:`complete_face` adds the face
+vertices that a minimal active set leaves out.
+
+References: M. Frank, P. Wolfe, 1956; S. Lacoste-Julien, M. Jaggi, *On the Global Linear Convergence of
+Frank-Wolfe Optimization Variants*, NeurIPS 2015; V. Niculae, A. Martins, M. Blondel, C. Cardie,
+*SparseMAP: Differentiable Sparse Structured Inference*, ICML 2018; G. Dalle, L. Baty, L. Bouvier,
+A. Parmentier, *Learning with Combinatorial Optimization Layers: a Probabilistic Approach*, 2022
+(InferOpt.jl); P. Wolfe, *Finding the nearest point in a polytope*, 1976.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .._validation import check_positive
+from ..oracles.base import Oracle
+from .core import active_set_vjp, pinv_psd
+
+__all__ = [
+    "Regularizer",
+    "SquaredNorm",
+    "NegativeEntropy",
+    "frank_wolfe",
+    "frank_wolfe_projection",
+    "complete_face",
+    "ActiveSetProjection",
+]
+
+
+class Regularizer:
+    r"""A separable convex regularizer :math:`\Omega` for :func:`frank_wolfe` and
+    :class:`~colayers.layers.RegularizedFrankWolfe`, on flat means ``(B, d)``.
+
+    A subclass provides :meth:`value`, :meth:`gradient` and :meth:`hessian_diag` (the solver's Newton
+    polish and the implicit Jacobian use the diagonal of :math:`\nabla^2\Omega`: Ω must be separable,
+    :math:`\Omega(\mu) = \sum_i\omega(\mu_i)`, and strictly convex on the polytope); it may override
+    :meth:`line_search` (default: bisection on the derivative, to the dtype's resolution) and :meth:`solve`
+    (default: :func:`frank_wolfe`), and :meth:`check_atoms` (the domain; default: any atoms).
+
+    Example:
+        >>> class Quartic(Regularizer):  # Omega(mu) = sum mu^4 / 4
+        ...     def value(self, mu): return (mu ** 4).sum(-1) / 4
+        ...     def gradient(self, mu): return mu ** 3
+        ...     def hessian_diag(self, mu): return 3 * mu ** 2 + 1e-12
+        >>> from colayers import ArgmaxOneHot
+        >>> theta = torch.tensor([[0.0, 0.0]], dtype=torch.float64)
+        >>> frank_wolfe(theta, ArgmaxOneHot(), Quartic())[1].sort().values  # weights of e1, e2
+        tensor([[0.5000, 0.5000]], dtype=torch.float64)
+    """
+
+    strength: float = 1.0
+
+    def value(self, mu: torch.Tensor) -> torch.Tensor:
+        r""":math:`\Omega(\mu)`, ``(B, d) -> (B,)``."""
+        raise NotImplementedError
+
+    def gradient(self, mu: torch.Tensor) -> torch.Tensor:
+        r""":math:`\nabla\Omega(\mu)`, ``(B, d)``; finite (clamped) where Ω's derivative is infinite."""
+        raise NotImplementedError
+
+    def hessian_diag(self, mu: torch.Tensor) -> torch.Tensor:
+        r"""The diagonal of :math:`\nabla^2\Omega(\mu)`, ``(B, d)``, positive and finite (clamped)."""
+        raise NotImplementedError
+
+    def check_atoms(self, atoms: torch.Tensor) -> None:
+        """Raise if oracle solutions ``(B, m, d)`` leave Ω's domain."""
+
+    def line_search(
+        self, theta: torch.Tensor, mu: torch.Tensor, direction: torch.Tensor, gmax: torch.Tensor
+    ) -> torch.Tensor:
+        r"""The step :math:`\gamma\in[0, \gamma_{\max}]` maximizing :math:`\langle\theta, \mu + \gamma d\rangle
+        - \Omega(\mu + \gamma d)`, ``(B,)``: bisection on the derivative
+        :math:`\langle\theta - \nabla\Omega(\mu+\gamma d), d\rangle`, decreasing in γ by convexity."""
+
+        def slope(gamma):
+            return ((theta - self.gradient(mu + gamma.unsqueeze(-1) * direction)) * direction).sum(-1)
+
+        lo, hi = torch.zeros_like(gmax), gmax.clone()
+        top = slope(hi) >= 0  # still ascending at the end of the segment: take all of it
+        for _ in range(int(-math.log2(torch.finfo(theta.dtype).eps)) + 2):
+            mid = 0.5 * (lo + hi)
+            up = slope(mid) > 0
+            lo, hi = torch.where(up, mid, lo), torch.where(up, hi, mid)
+        gamma = torch.where(top, gmax, lo)
+        return torch.where(slope(torch.zeros_like(gmax)) > 0, gamma, torch.zeros_like(gamma))
+
+    def solve(
+        self, theta: torch.Tensor, oracle, max_iter: int, tol: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(atoms, weights)`` of the solution for flat θ ``(B, d)`` (default: :func:`frank_wolfe`)."""
+        return frank_wolfe(theta, oracle, self, max_iter=max_iter, tol=tol)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(strength={self.strength})"
+
+
+class SquaredNorm(Regularizer):
+    r""":math:`\Omega(\mu) = \tfrac s2\|\mu\|^2`: the regularized argmax is the Euclidean projection of
+    :math:`\theta/s` onto :math:`\mathrm{conv}(\mathcal Y)` (SparseMAP; Niculae et al., ICML 2018), solved by
+    :func:`frank_wolfe_projection` (exact line search, affine-hull polish), Jacobian :math:`\frac1s` times
+    the projector onto the optimal face's directions.
+
+    Args:
+        strength: s > 0.
+
+    Example:
+        >>> SquaredNorm(2.0).value(torch.tensor([[1.0, 1.0]]))
+        tensor([2.])
+    """
+
+    def __init__(self, strength: float = 1.0) -> None:
+        self.strength = _check_strength(strength)
+
+    def value(self, mu):
+        return 0.5 * self.strength * (mu * mu).sum(-1)
+
+    def gradient(self, mu):
+        return self.strength * mu
+
+    def hessian_diag(self, mu):
+        return torch.full_like(mu, self.strength)
+
+    def line_search(self, theta, mu, direction, gmax):
+        grad = theta - self.gradient(mu)
+        dd = self.strength * (direction * direction).sum(-1)
+        gamma = torch.where(dd > 0, (grad * direction).sum(-1) / torch.where(dd > 0, dd, 1.0), 0.0)
+        return torch.minimum(torch.clamp(gamma, min=0.0), gmax)
+
+    def solve(self, theta, oracle, max_iter, tol):
+        return frank_wolfe_projection(theta / self.strength, oracle, max_iter, tol)
+
+
+class NegativeEntropy(Regularizer):
+    r""":math:`\Omega(\mu) = s\sum_i \mu_i\log\mu_i` (0 log 0 = 0) on the mean μ, for polytopes in the
+    non-negative orthant (0/1 solutions: one-hot, top-k, paths, matchings; permutations of 1..n).
+
+    On the simplex (:class:`~colayers.oracles.ArgmaxOneHot`) the regularized argmax is softmax(θ/s)
+    (:class:`~colayers.layers.SoftArgmax`); on :class:`~colayers.oracles.Ranking` it is the KL soft rank
+    (:func:`~colayers.layers.soft_rank`). :math:`\nabla\Omega = s(1 + \log\mu)`,
+    :math:`\nabla^2\Omega = \mathrm{diag}(s/\mu)`; at :math:`\mu_i = 0` both are infinite and are clamped at
+    the dtype's smallest normal number (the solver only needs their sign there: every vertex covering
+    coordinate i is an ascent direction). Oracle solutions with a negative entry are refused.
+
+    Args:
+        strength: s > 0.
+
+    Example:
+        >>> NegativeEntropy(2.0).value(torch.tensor([[0.5, 0.5]]))  # 2 log(1/2)
+        tensor([-1.3863])
+    """
+
+    def __init__(self, strength: float = 1.0) -> None:
+        self.strength = _check_strength(strength)
+
+    def value(self, mu):
+        return self.strength * torch.xlogy(mu, mu).sum(-1)
+
+    def gradient(self, mu):
+        return self.strength * (1.0 + torch.log(mu.clamp(min=torch.finfo(mu.dtype).tiny)))
+
+    def hessian_diag(self, mu):
+        return self.strength / mu.clamp(min=torch.finfo(mu.dtype).tiny)
+
+    def check_atoms(self, atoms):
+        if bool((atoms < 0).any()):
+            raise ValueError(
+                "NegativeEntropy needs oracle solutions with non-negative entries (its domain is mu >= 0); "
+                f"the oracle returned a solution with minimum entry {float(atoms.min())}"
+            )
+
+
+def _check_strength(strength: float) -> float:
+    strength = check_positive("strength", strength)
+    if not math.isfinite(strength):
+        raise ValueError(f"strength must be a finite number > 0; got {strength!r}")
+    return strength
+
+
+def _away_step_loop(theta, oracle, ascent, line_search, polish, check_atoms, max_iter, tol, polish_every):
+    r"""The away-step Frank-Wolfe loop shared by every regularizer; ``ascent(mu)`` is
+    :math:`\theta - \nabla\Omega(\mu)`, ``polish(atoms, weights, fw_gap, tol, done)`` re-optimizes the
+    weights on the active set."""
+    b, d = theta.shape
+    v = oracle(theta).reshape(b, d)
+    check_atoms(v.unsqueeze(1))
+    atoms = v.unsqueeze(1)
+    weights = torch.ones(b, 1, dtype=theta.dtype, device=theta.device)
+    done = torch.zeros(b, dtype=torch.bool, device=theta.device)
+    scale = 1.0 + (theta * theta).sum(-1)
+    # a gap below the dtype's rounding of <theta - mu, v - mu> is unreachable: never ask for less than 100 eps
+    tol_scaled = max(float(tol), 100 * torch.finfo(theta.dtype).eps) * scale
+    rows = torch.arange(b, device=theta.device)
+    for it in range(max_iter):
+        mu = (weights.unsqueeze(-1) * atoms).sum(1)
+        grad = ascent(mu)
+        v = oracle(grad).reshape(b, d)
+        fw_gap = (grad * (v - mu)).sum(-1)
+        if (it + 1) % polish_every == 0:
+            weights, done = polish(atoms, weights, fw_gap, tol_scaled, done)
+            mu = (weights.unsqueeze(-1) * atoms).sum(1)
+            grad = ascent(mu)
+            v = oracle(grad).reshape(b, d)
+            fw_gap = (grad * (v - mu)).sum(-1)
+        done = done | (fw_gap <= tol_scaled)
+        if bool(done.all()):
+            break
+        check_atoms(v.unsqueeze(1))
+        # away atom: the active atom with the smallest <grad, a>
+        scores = (atoms * grad.unsqueeze(1)).sum(-1).masked_fill(weights <= 0, float("inf"))
+        a_idx = scores.argmin(-1)
+        a = atoms[rows, a_idx]
+        w_a = weights.gather(1, a_idx.unsqueeze(1)).squeeze(1)
+        away_gap = (grad * (mu - a)).sum(-1)
+        use_fw = fw_gap >= away_gap
+        direction = torch.where(use_fw.unsqueeze(-1), v - mu, mu - a)
+        gmax = torch.where(use_fw, torch.ones_like(w_a), w_a / torch.clamp(1 - w_a, min=1e-30))
+        gamma = line_search(mu, direction, gmax)
+        gamma = gamma.masked_fill(done, 0.0)
+        # FW vertex: reuse an existing slot if v is already stored, else append a new slot
+        # (torch's all/any over a last dimension are slow on the CPU: count instead, same result)
+        match = (atoms == v.unsqueeze(1)).sum(-1) == d
+        has = match.sum(-1) > 0
+        atoms = torch.cat([atoms, v.unsqueeze(1)], 1)
+        weights = torch.cat([weights, weights.new_zeros(b, 1)], 1)
+        v_idx = torch.where(has, match.to(torch.int8).argmax(-1), atoms.shape[1] - 1)
+        fw_w = (1 - gamma).unsqueeze(1) * weights
+        fw_w = fw_w.scatter_add(1, v_idx.unsqueeze(1), gamma.unsqueeze(1))
+        aw_w = (1 + gamma).unsqueeze(1) * weights
+        aw_w = aw_w.scatter_add(1, a_idx.unsqueeze(1), -gamma.unsqueeze(1))
+        drop = (~use_fw) & (gamma >= gmax)  # drop step: the away atom leaves the active set exactly
+        aw_w = aw_w.masked_fill(
+            drop.unsqueeze(1) & (torch.arange(weights.shape[1], device=theta.device) == a_idx.unsqueeze(1)), 0.0
+        )
+        weights = torch.where(use_fw.unsqueeze(1), fw_w, aw_w).clamp(min=0.0)
+        weights = weights / weights.sum(-1, keepdim=True)
+        # forget slots no instance uses any more
+        keep = (weights > 0).sum(0) > 0
+        if not bool(keep.all()):
+            atoms, weights = atoms[:, keep], weights[:, keep]
+    mu = (weights.unsqueeze(-1) * atoms).sum(1)
+    grad = ascent(mu)
+    fw_gap = (grad * (oracle(grad).reshape(b, d) - mu)).sum(-1)
+    weights, _ = polish(atoms, weights, fw_gap, tol_scaled, torch.zeros_like(done))
+    keep = (weights > 0).sum(0) > 0
+    return atoms[:, keep], weights[:, keep]
+
+
+@torch.no_grad()
+def frank_wolfe_projection(
+    theta: torch.Tensor, oracle: Oracle, max_iter: int = 100, tol: float = 1e-9, polish_every: int = 5
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Project a flat batch θ ``(B, d)`` onto :math:`\mathrm{conv}(\mathcal Y)` by Frank-Wolfe with away steps.
+
+    Maximizes :math:`F(\mu) = \langle\theta,\mu\rangle - \tfrac12\|\mu\|^2` over the convex hull of the
+    oracle's solutions, all instances together: each iteration makes ONE batched oracle call
+    :math:`v = f(\theta - \mu)` (the linear maximization oracle at the gradient :math:`\theta - \mu`), then
+    takes either the Frank-Wolfe step toward v or the away step from the worst active atom, whichever has
+    the larger gap, with exact line search. Every ``polish_every`` iterations (and at the end) the
+    weights are polished by solving the projection onto the affine hull of the active atoms exactly
+    (a ``(B, m, m)`` system), with Wolfe's minor cycles where that point leaves the atoms' convex hull
+    (step toward it until a weight reaches 0, drop that atom, repeat), which also sheds affinely dependent
+    atoms; an instance stops once its polished weights are non-negative and its
+    Frank-Wolfe gap :math:`\langle\theta-\mu, v-\mu\rangle` is at most ``tol`` (scaled by
+    :math:`1 + \|\theta\|^2`).
+
+    Returns:
+        ``(atoms, weights)`` of shapes ``(B, m, d)`` and ``(B, m)``: the active atoms (padded with
+        zero-weight atoms) and their convex weights, :math:`\mu = \sum_j w_j a_j`.
+
+    Example:
+        >>> from colayers import TopKSubset
+        >>> atoms, weights = frank_wolfe_projection(torch.tensor([[2.0, 0.5, 0.5]]), TopKSubset(2))
+        >>> (weights.unsqueeze(-1) * atoms).sum(1)  # mu_1 clipped at 1, the rest shared
+        tensor([[1.0000, 0.5000, 0.5000]])
+    """
+
+    def ascent(mu):
+        return theta - mu
+
+    def line_search(mu, direction, gmax):
+        grad = theta - mu
+        dd = (direction * direction).sum(-1)
+        gamma = torch.where(dd > 0, (grad * direction).sum(-1) / torch.where(dd > 0, dd, 1.0), 0.0)
+        return torch.minimum(torch.clamp(gamma, min=0.0), gmax)
+
+    def polish(atoms, weights, fw_gap, tol_scaled, done):
+        return _polish(theta, atoms, weights, fw_gap, tol_scaled, done)
+
+    return _away_step_loop(
+        theta, oracle, ascent, line_search, polish, lambda atoms: None, max_iter, tol, polish_every
+    )
+
+
+@torch.no_grad()
+def frank_wolfe(
+    theta: torch.Tensor,
+    oracle,
+    regularizer: Regularizer,
+    *,
+    max_iter: int = 100,
+    tol: float = 1e-9,
+    polish_every: int = 5,
+    newton_steps: int = 5,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Away-step Frank-Wolfe for :math:`\operatorname{argmax}_{\mu\in\mathrm{conv}(\mathcal Y)}
+    \langle\theta,\mu\rangle - \Omega(\mu)` on a flat batch θ ``(B, d)``, any :class:`Regularizer`.
+
+    Each iteration makes one batched oracle call at the ascent direction :math:`g = \theta -
+    \nabla\Omega(\mu)`, takes the Frank-Wolfe or the away step (the larger gap) with
+    :meth:`Regularizer.line_search`, and every ``polish_every`` iterations (and at the end) re-optimizes the
+    weights on the active set by up to ``newton_steps`` Newton steps on its affine hull,
+
+    .. math::  \Delta\mu = D^\top (D H D^\top)^{+} D\, g,\qquad H = \nabla^2\Omega(\mu),
+
+    each followed by a line search over the longest step that keeps the weights non-negative (an atom whose
+    weight reaches 0 leaves: Wolfe's minor cycle). An instance stops when its Frank-Wolfe gap
+    :math:`\langle g, v - \mu\rangle` is at most ``tol`` times :math:`1 + \|\theta\|^2`. For
+    :class:`SquaredNorm` this is :func:`frank_wolfe_projection` of θ/s, whose Newton polish is exact in one step.
+
+    Args:
+        theta: ``(B, d)`` flat scores; oracle: a callable on flat ``(N, d)`` scores.
+        regularizer: Ω.
+        max_iter, tol, polish_every, newton_steps: the iteration budget and stopping rule.
+
+    Returns:
+        ``(atoms, weights)``, ``(B, m, d)`` and ``(B, m)``, :math:`\mu = \sum_j w_j a_j`.
+
+    Example:
+        >>> from colayers import ArgmaxOneHot
+        >>> theta = torch.tensor([[0.0, 1.0, 2.0]], dtype=torch.float64)
+        >>> atoms, w = frank_wolfe(theta, ArgmaxOneHot(), NegativeEntropy(0.5))
+        >>> (w.unsqueeze(-1) * atoms).sum(1)  # softmax(theta / 0.5)
+        tensor([[0.0159, 0.1173, 0.8668]], dtype=torch.float64)
+    """
+    reg = regularizer
+
+    def ascent(mu):
+        return theta - reg.gradient(mu)
+
+    def line_search(mu, direction, gmax):
+        return reg.line_search(theta, mu, direction, gmax)
+
+    def polish(atoms, weights, fw_gap, tol_scaled, done):
+        return _newton_polish(theta, atoms, weights, reg, newton_steps), done
+
+    return _away_step_loop(theta, oracle, ascent, line_search, polish, reg.check_atoms, max_iter, tol, polish_every)
+
+
+def _face_coefficients(atoms, face, ref, sqrt_h, rhs):
+    r"""Coefficients c ``(B, m)`` with :math:`D^\top c = D^\top(DHD^\top)^+D\,\mathrm{rhs}`, D the rows
+    :math:`a_j - a_r` of the face atoms (zero elsewhere), computed on the rows of :math:`D H^{1/2}` scaled to
+    unit norm (the same span, a better conditioned Gram matrix): with :math:`\tilde V = N^{-1} D H^{1/2}`,
+    :math:`D^\top(DHD^\top)^+D = H^{-1/2}\tilde V^\top(\tilde V\tilde V^\top)^+\tilde V H^{-1/2}`."""
+    b, m, d = atoms.shape
+    a_ref = atoms[torch.arange(b, device=atoms.device), ref]
+    diff = (atoms - a_ref.unsqueeze(1)) * face.to(atoms.dtype).unsqueeze(-1)
+    rows = diff * sqrt_h.unsqueeze(1)
+    norms = torch.linalg.vector_norm(rows, dim=-1)
+    norms = torch.where(norms > 0, norms, torch.ones_like(norms))
+    rows = rows / norms.unsqueeze(-1)
+    gram = rows @ rows.transpose(-1, -2)
+    coef = (pinv_psd(gram) @ (rows @ (rhs / sqrt_h).unsqueeze(-1))).squeeze(-1)
+    return coef / norms, diff
+
+
+def _newton_polish(theta, atoms, weights, reg, steps):
+    """Newton steps on the affine hull of each instance's active atoms, each with a line search capped where a
+    weight reaches 0 (that atom leaves)."""
+    b, m, d = atoms.shape
+    rows = torch.arange(b, device=theta.device)
+    for _ in range(steps):
+        active = weights > 0
+        mu = (weights.unsqueeze(-1) * atoms).sum(1)
+        g = theta - reg.gradient(mu)
+        ref = weights.argmax(-1)
+        coef, _ = _face_coefficients(atoms, active, ref, reg.hessian_diag(mu).sqrt(), g)
+        coef = coef * active.to(coef.dtype)
+        coef[rows, ref] = 0.0
+        delta_w = coef.clone()
+        delta_w[rows, ref] = -coef.sum(-1)
+        direction = (delta_w.unsqueeze(-1) * atoms).sum(1)
+        shrinking = (delta_w < 0) & active
+        ratio = torch.where(shrinking, weights / torch.where(shrinking, -delta_w, torch.ones_like(delta_w)), math.inf)
+        t_block, blocker = ratio.min(-1)
+        gmax = torch.clamp(t_block, max=1.0)
+        t = reg.line_search(theta, mu, direction, gmax)
+        new_w = (weights + t.unsqueeze(-1) * delta_w).clamp(min=0.0)
+        blocked = (t >= t_block) & torch.isfinite(t_block)
+        new_w = new_w.masked_fill(torch.nn.functional.one_hot(blocker, m).bool() & blocked.unsqueeze(-1), 0.0)
+        weights = new_w / new_w.sum(-1, keepdim=True)
+    return weights
+
+
+def _affine_weights(theta, atoms, weights):
+    """Weights (summing to one, zero off the active set) of the projection of θ onto the affine hull of the
+    active atoms (minimum-norm weights where the atoms are affinely dependent)."""
+    ref = weights.argmax(-1)
+    b, m, d = atoms.shape
+    ar = atoms[torch.arange(b, device=theta.device), ref]  # (B, d)
+    active = (weights > 0).to(atoms.dtype)
+    diff = (atoms - ar.unsqueeze(1)) * active.unsqueeze(-1)
+    gram = diff @ diff.transpose(-1, -2)
+    rhs = diff @ (theta - ar).unsqueeze(-1)
+    coef = (pinv_psd(gram) @ rhs).squeeze(-1) * active
+    is_ref = torch.arange(m, device=theta.device) == ref.unsqueeze(1)
+    coef = torch.where(is_ref, torch.zeros_like(coef), coef)
+    return torch.where(is_ref, (1 - coef.sum(-1, keepdim=True)).expand_as(coef), coef)
+
+
+def _polish(theta, atoms, weights, fw_gap, tol, done):
+    """Project θ onto the affine hull of each instance's active atoms where that point is in their convex hull;
+    elsewhere take Wolfe's minor-cycle steps (Wolfe 1976, the min-norm-point algorithm): move the weights toward
+    the affine projection until one reaches 0, drop that atom, and retry on the smaller active set. Each step
+    improves the objective (it is concave along the segment, maximal at its end) and removes an atom, so
+    affinely dependent or superfluous atoms, which the affine projection alone cannot resolve, are shed."""
+    b, m, d = atoms.shape
+    tiny = 100 * torch.finfo(theta.dtype).eps
+    pending = ~done
+    for _ in range(m):
+        new_w = _affine_weights(theta, atoms, weights)
+        ok = ((new_w >= -tiny).sum(-1) == m) & pending
+        feasible = torch.where(new_w <= tiny, torch.zeros_like(new_w), new_w)
+        feasible = feasible / feasible.sum(-1, keepdim=True)
+        weights = torch.where(ok.unsqueeze(-1), feasible, weights)
+        pending = pending & ~ok
+        if not bool(pending.any()):
+            break
+        # minor cycle: the largest step toward new_w that keeps every weight >= 0; the blocking atom leaves
+        blocking = (new_w < -tiny) & (weights > 0)
+        ratio = weights / torch.where(blocking, weights - new_w, torch.ones_like(weights))
+        ratio = torch.where(blocking, ratio, torch.full_like(ratio, float("inf")))
+        t, drop = ratio.min(-1)
+        step = pending & torch.isfinite(t)
+        if not bool(step.any()):
+            break
+        t = torch.where(step, t.clamp(0.0, 1.0), torch.zeros_like(t))
+        moved = (weights + t.unsqueeze(-1) * (new_w - weights)).clamp(min=0.0)
+        moved = moved.masked_fill(torch.nn.functional.one_hot(drop, m).bool() & step.unsqueeze(-1), 0.0)
+        moved = moved / moved.sum(-1, keepdim=True)
+        weights = torch.where(step.unsqueeze(-1), moved, weights)
+        pending = pending & step
+    # a polished instance is finished when no vertex improves on it (checked by the caller's next gap)
+    return weights, done
+
+
+
+
+@torch.no_grad()
+def complete_face(
+    theta: torch.Tensor,
+    atoms: torch.Tensor,
+    weights: torch.Tensor,
+    oracle,
+    tol: float = 1e-9,
+    generator: torch.Generator | None = None,
+    max_rounds: int | None = None,
+    ascent: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Add the vertices of the optimal face that Frank-Wolfe's minimal representation leaves out.
+
+    (Written for the projection, Ω = ½‖·‖²; for another regularizer pass ``ascent`` =
+    :math:`\theta - \nabla\Omega(\mu)`, which exposes the optimal face in the same way, in place of g.)
+
+    At the projection :math:`\mu` of θ, with :math:`g = \theta - \mu`, the face of
+    :math:`\mathrm{conv}(\mathcal Y)` exposed by g is
+
+    .. math::  F(g) = \operatorname{conv}\{v\in\mathcal Y : \langle g, v\rangle = \max_{y\in\mathcal Y}
+               \langle g, y\rangle = \langle g, \mu\rangle\},
+
+    and where μ lies in its relative interior the projection is locally the projection onto its affine
+    hull. Frank-Wolfe returns a minimal set of atoms, whose affine hull can be a proper subspace of that of
+    F(g) (e.g. top-2 of 4 at θ = 0: μ = ½·1 = ½(e₁+e₂) + ½(e₃+e₄), a segment, while F(g) is the whole
+    octahedron). This function grows an orthonormal basis Q of the directions spanned so far (the active
+    atoms' differences) and, in rounds, asks the oracle at :math:`g \pm \tau\delta` for a random unit δ
+    orthogonal to Q (ONE batched oracle call of 2 scores per unfinished instance per round). A tiny τ only
+    breaks the tie inside F(g): the answer maximizes ⟨δ, v⟩ over F(g). If F(g) has a vertex outside the
+    current affine hull, its component w orthogonal to Q is non-zero, ⟨δ, w⟩ ≠ 0 almost surely, so one of
+    ±δ returns a vertex outside the hull, which is added (zero weight; it enters the Jacobian only). An
+    instance stops at the first round that adds nothing, or when Q spans the whole space: at a generic θ
+    (the atoms already span F(g)) that is one round and nothing is added.
+
+    Exactness: in exact arithmetic and with an exact oracle the result spans F(g) with probability one.
+    In floating point, a vertex v counts as on the face when :math:`|\langle g, v - \mu\rangle| \le
+    \mathrm{tol}_F = \max(\mathrm{tol}, \sqrt{\varepsilon_{\rm dtype}})\,(1 + \|\theta\|^2 + \|\mu\|^2)`,
+    :math:`\tau = \mathrm{tol}_F / (4 s\sqrt d)` (s the largest atom entry, at least 1) so that no vertex
+    more than :math:`\mathrm{tol}_F` below the face can win a probe, and a new direction needs a component
+    above :math:`\sqrt{\varepsilon_{\rm dtype}}\,s` outside Q. The completion can therefore stop early when
+    the oracle does not resolve score changes of size τ (an approximate, rounding or time-limited solver),
+    and treats vertices within :math:`\mathrm{tol}_F` of the face as on it. A miss lowers the Jacobian's
+    rank; a vertex it adds is always on the face up to :math:`\mathrm{tol}_F`.
+
+    Args:
+        theta: ``(B, d)`` flat scores; atoms ``(B, m, d)`` and weights ``(B, m)`` from
+            :func:`frank_wolfe_projection`; oracle: a callable on flat ``(N, d)`` scores.
+        tol: the projection's tolerance (see tol_F above).
+        generator: the source of δ (on θ's device).
+        max_rounds: the most rounds (``None``: d + 1, enough for any face; 0: no completion).
+        ascent: :math:`\theta - \nabla\Omega(\mu)` ``(B, d)`` (``None``: :math:`\theta - \mu`).
+
+    Returns:
+        ``(atoms, face)``: the atoms with the new face vertices appended, ``(B, m', d)`` (their weight is 0:
+        pad ``weights`` with zeros), and the ``(B, m')`` boolean mask of the atoms that span the face (the
+        active atoms and the new vertices), for :func:`~colayers.layers.core.active_set_vjp`.
+
+    Example:
+        >>> from colayers import TopKSubset
+        >>> theta = torch.zeros(1, 4, dtype=torch.float64)
+        >>> atoms, weights = frank_wolfe_projection(theta, TopKSubset(2))
+        >>> atoms.shape[1]  # two opposite vertices of the octahedron
+        2
+        >>> full, face = complete_face(theta, atoms, weights, TopKSubset(2), generator=torch.Generator().manual_seed(0))
+        >>> torch.linalg.matrix_rank(full[0][face[0]] - full[0, :1]).item()  # the octahedron has dimension 3
+        3
+    """
+    active = weights > 0
+    b, m, d = atoms.shape
+    if max_rounds is None:
+        max_rounds = d + 1
+    if max_rounds == 0 or b == 0:
+        return atoms, active
+    dtype, device = theta.dtype, theta.device
+    rows = torch.arange(b, device=device)
+    mu = (weights.unsqueeze(-1) * atoms).sum(1)
+    g = theta - mu if ascent is None else ascent
+    value = (g * mu).sum(-1)  # (B,) = max_y <g, y> at the projection
+    root_eps = torch.finfo(dtype).eps ** 0.5
+    # <g, v - mu> sums products of theta-sized and atom-sized numbers: its rounding error scales with both
+    face_tol = max(float(tol), root_eps) * (1.0 + (theta * theta).sum(-1) + (mu * mu).sum(-1))  # (B,)
+    scale = atoms.abs().amax(dim=(1, 2)).clamp(min=1.0)  # (B,) the vertices' entry size
+    tau = face_tol / (4.0 * scale * d**0.5)  # |<tau delta, v - v'>| <= tau 2 s sqrt(d) = tol_F / 2
+    new_tol = root_eps * scale
+    ref = atoms[rows, weights.argmax(-1)]  # (B, d): the heaviest atom
+    basis = atoms.new_zeros(b, d, 0)  # (B, d, r): orthonormal columns, zero columns where rank < r
+    rank = torch.zeros(b, dtype=torch.long, device=device)
+
+    def add(w: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        nonlocal basis
+        r = w
+        for _ in range(2):  # Gram-Schmidt, twice for stability
+            r = r - (basis @ (basis.transpose(1, 2) @ r.unsqueeze(-1))).squeeze(-1)
+        norm = torch.linalg.vector_norm(r, dim=-1)
+        ok = mask & (norm > new_tol) & (rank < d)
+        if not bool(ok.any()):
+            return ok
+        if bool((ok & (rank == basis.shape[-1])).any()):
+            basis = torch.cat([basis, basis.new_zeros(b, d, 1)], -1)
+        basis[rows[ok], :, rank[ok]] = r[ok] / norm[ok].unsqueeze(-1)
+        rank.add_(ok.long())
+        return ok
+
+    for j in range(m):
+        add(atoms[:, j] - ref, active[:, j])
+    found, masks = [], []
+    todo = rank < d
+    for _ in range(max_rounds):
+        idx = todo.nonzero().squeeze(1)
+        n = idx.numel()
+        if n == 0:
+            break
+        q = basis[idx]
+        z = torch.randn((n, d), generator=generator, device=device, dtype=dtype)
+        delta = z - (q @ (q.transpose(1, 2) @ z.unsqueeze(-1))).squeeze(-1)
+        delta = delta / torch.linalg.vector_norm(delta, dim=-1, keepdim=True).clamp(min=torch.finfo(dtype).tiny)
+        step = tau[idx].unsqueeze(-1) * delta
+        answers = oracle(torch.cat([g[idx] + step, g[idx] - step])).reshape(2, n, d)
+        progress = torch.zeros(n, dtype=torch.bool, device=device)
+        for v in answers:
+            on_face = ((g[idx] * v).sum(-1) - value[idx]).abs() <= face_tol[idx]
+            vertex = atoms.new_zeros(b, d).index_copy_(0, idx, v)
+            mask = torch.zeros(b, dtype=torch.bool, device=device).index_copy_(0, idx, on_face)
+            ok = add(vertex - ref, mask)
+            if bool(ok.any()):
+                found.append(vertex)
+                masks.append(ok)
+            progress |= ok[idx]
+        todo = torch.zeros(b, dtype=torch.bool, device=device).index_copy_(0, idx, progress) & (rank < d)
+    if not found:
+        return atoms, active
+    return torch.cat([atoms, torch.stack(found, 1)], 1), torch.cat([active, torch.stack(masks, 1)], 1)
+
+
+
+
+class ActiveSetProjection(torch.autograd.Function):
+    r"""``apply(theta, atoms, weights, face, sqrt_hessian=None, scale=1.0)`` returns :math:`\mu = \sum_j w_j
+    a_j` reshaped like θ, with the implicit active-set VJP (atoms ``(B, m, d)``, weights ``(B, m)``, ``face``
+    the ``(B, m)`` mask of the atoms spanning the face, or ``None`` for ``weights > 0``):
+
+    * ``sqrt_hessian=None``: ``scale`` times :func:`~colayers.layers.core.active_set_vjp`, the projector
+      :math:`D^\top(DD^\top)^+D` (Ω = s/2 ‖·‖² with ``scale = 1/s``);
+    * else :math:`D^\top(DHD^\top)^+D\,\bar y` with :math:`H^{1/2}` = ``sqrt_hessian`` ``(B, d)`` (a separable Ω).
+    """
+
+    @staticmethod
+    def forward(theta, atoms, weights, face, sqrt_hessian=None, scale=1.0):
+        return (weights.unsqueeze(-1) * atoms).sum(1).reshape(theta.shape)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, atoms, weights, face, sqrt_hessian, scale = inputs
+        ctx.has_face, ctx.has_hessian, ctx.scale = face is not None, sqrt_hessian is not None, scale
+        extra = (face,) if face is not None else ()
+        extra += (sqrt_hessian,) if sqrt_hessian is not None else ()
+        ctx.save_for_backward(atoms, weights, *extra)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        atoms, weights, *extra = ctx.saved_tensors
+        face = extra.pop(0) if ctx.has_face else None
+        flat = grad_output.reshape(atoms.shape[0], atoms.shape[-1])
+        if ctx.has_hessian:
+            mask = (weights > 0) if face is None else face
+            coef, diff = _face_coefficients(atoms, mask, weights.argmax(-1), extra[0], flat)
+            grad = (diff.transpose(-1, -2) @ coef.unsqueeze(-1)).squeeze(-1)
+        else:
+            grad = active_set_vjp(atoms, weights, flat, face)
+            if ctx.scale != 1.0:
+                grad = grad * ctx.scale
+        return grad.reshape(grad_output.shape), None, None, None, None, None
+
+
+class _FlatOracle:
+    """Calls an oracle on flat ``(B, d)`` scores reshaped to its event shape."""
+
+    def __init__(self, oracle: Oracle, event: tuple[int, ...]) -> None:
+        self.oracle, self.event = oracle, event
+
+    def __call__(self, theta: torch.Tensor) -> torch.Tensor:
+        return self.oracle(theta.reshape(theta.shape[0], *self.event)).reshape(theta.shape[0], -1)
+

@@ -1,0 +1,208 @@
+r"""A persistent HiGHS model for linear and mixed-integer programs whose objective alone changes.
+
+:class:`HighsProgram` is the per-instance solver behind :class:`~colayers.oracles.LinearProgram`: the
+constraints are passed to HiGHS (through ``highspy``) once per thread or worker process, and each instance
+only replaces the objective (``changeColsCost``) and re-runs the solver, which starts from the previous
+optimal basis (a warm start: the basis stays primal feasible when only the costs change). The object holds
+the configuration alone (arrays and options), so it pickles to process pools and dask workers, which build
+their own model on first use.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+
+from .base import OracleError
+
+__all__ = ["HighsProgram"]
+
+# Options for many small solves: one thread (HiGHS' own thread pool costs more than it saves on small
+# models, and an executor gives the parallelism), no presolve on LPs (it would discard the warm-start basis),
+# and a zero relative MIP gap (HiGHS' default 1e-4 accepts a slightly suboptimal incumbent as "optimal").
+_DEFAULT_OPTIONS: dict[str, Any] = {"output_flag": False, "threads": 1, "mip_rel_gap": 0.0}
+_LP_OPTIONS: dict[str, Any] = {"presolve": "off"}
+_INTEGER_TOL = 1e-6  # HiGHS' mip_feasibility_tolerance: integer variables come back within it of an integer
+_SNAP_TOL = 1e-9  # continuous values this close to an integer are returned as that integer
+
+
+def _power_of_two_scale(theta: np.ndarray) -> np.ndarray:
+    """θ times the power of two that brings max|θ| into [0.5, 1): exact (no rounding), argmax unchanged."""
+    top = float(np.max(np.abs(theta))) if theta.size else 0.0
+    if top == 0.0:
+        return theta
+    return np.ldexp(theta, -np.frexp(top)[1])
+
+
+class HighsProgram:
+    r"""Picklable solver of :math:`\max_x \langle \theta, x \rangle` s.t. ``row_lower ≤ A x ≤ row_upper``,
+    ``col_lower ≤ x ≤ col_upper``, :math:`x_j \in \mathbb{Z}` for ``integrality[j] = 1``, on a persistent HiGHS
+    model (one per thread).
+
+    Per instance, θ is first multiplied by the power of two that brings :math:`\max_i |\theta_i|` into
+    :math:`[0.5, 1)` — exact in floating point and without effect on the argmax — so that HiGHS' absolute
+    tolerances (1e-7 on reduced costs) mean the same at every magnitude of θ: θ and :math:`10^{-8}\theta`
+    get the same answer. Integer variables are rounded to the nearest integer (and checked to be within
+    HiGHS' feasibility tolerance of it), continuous values within 1e-9 of an integer are snapped to it.
+
+    With ``check_optimality`` the solution is certified after each solve: for an LP, the primal objective
+    must match the dual objective (strong duality) to 1e-9 relative, and HiGHS must report the primal and the
+    dual solutions feasible; for a MILP, the gap between the incumbent and HiGHS' dual bound must be within
+    its absolute gap tolerance. A failure raises :class:`~colayers.oracles.OracleError`.
+
+    Args:
+        A: the constraint matrix, a dense ``(m, n)`` array (``m`` may be 0).
+        row_lower, row_upper: the ``m`` row bounds (``±inf`` for none; equal for an equality).
+        col_lower, col_upper: the ``n`` variable bounds.
+        integrality: ``n`` flags, 1 for an integer variable, or ``None`` for an LP.
+        options: HiGHS options, applied over colayers' defaults (``threads=1``, ``mip_rel_gap=0``, and
+            ``presolve="off"`` for LPs).
+        check_optimality: certify every solution (see above).
+    """
+
+    def __init__(
+        self,
+        A: np.ndarray,
+        row_lower: np.ndarray,
+        row_upper: np.ndarray,
+        col_lower: np.ndarray,
+        col_upper: np.ndarray,
+        integrality: np.ndarray | None = None,
+        options: dict[str, Any] | None = None,
+        *,
+        check_optimality: bool = False,
+    ) -> None:
+        import highspy  # noqa: F401 - fail at construction, not in a worker, if highspy is missing
+
+        self.A = np.ascontiguousarray(A, dtype=np.float64).reshape(-1, np.asarray(col_lower).shape[0])
+        self.row_lower = np.asarray(row_lower, dtype=np.float64)
+        self.row_upper = np.asarray(row_upper, dtype=np.float64)
+        self.col_lower = np.asarray(col_lower, dtype=np.float64)
+        self.col_upper = np.asarray(col_upper, dtype=np.float64)
+        self.num_variables = self.col_lower.shape[0]
+        self.integrality = None if integrality is None or not np.any(integrality) else np.asarray(integrality) > 0
+        self.options = {**_DEFAULT_OPTIONS, **({} if self.integrality is not None else _LP_OPTIONS), **(options or {})}
+        self.check_optimality = bool(check_optimality)
+        self._local = threading.local()
+
+    # -- pickling: the configuration travels, the model is rebuilt where it is used ---------------------------
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        del state["_local"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
+
+    # -- the model ----------------------------------------------------------------------------------------------
+    def _build(self, *, relax: bool = False) -> Any:
+        import highspy
+        from scipy.sparse import csc_matrix
+
+        highs = highspy.Highs()
+        for key, value in self.options.items():
+            if highs.setOptionValue(key, value) != highspy.HighsStatus.kOk:
+                raise ValueError(f"HiGHS rejected the option {key}={value!r}")
+        lp = highspy.HighsLp()
+        n, m = self.num_variables, self.A.shape[0]
+        lp.num_col_, lp.num_row_ = n, m
+        lp.col_cost_ = np.zeros(n)
+        lp.col_lower_, lp.col_upper_ = self.col_lower, self.col_upper
+        lp.row_lower_, lp.row_upper_ = self.row_lower, self.row_upper
+        matrix = csc_matrix(self.A)
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.num_col_, lp.a_matrix_.num_row_ = n, m
+        lp.a_matrix_.start_ = matrix.indptr.astype(np.int32)
+        lp.a_matrix_.index_ = matrix.indices.astype(np.int32)
+        lp.a_matrix_.value_ = matrix.data
+        lp.sense_ = highspy.ObjSense.kMaximize
+        if self.integrality is not None and not relax:
+            lp.integrality_ = [highspy.HighsVarType.kInteger if f else highspy.HighsVarType.kContinuous
+                               for f in self.integrality]
+        if highs.passModel(lp) != highspy.HighsStatus.kOk:
+            raise ValueError("HiGHS rejected the model (check the shapes and bounds of the constraints)")
+        return highs
+
+    def _model(self) -> Any:
+        highs = getattr(self._local, "highs", None)
+        if highs is None:
+            highs = self._local.highs = self._build()
+            self._local.index = np.arange(self.num_variables, dtype=np.int32)
+        return highs
+
+    def feasible(self) -> tuple[bool, str]:
+        """Whether the constraints (integrality relaxed) admit a point, as HiGHS finds with a zero objective.
+
+        The feasible set does not depend on θ, so an infeasible model is infeasible for every θ.
+        """
+        import highspy
+
+        highs = self._build(relax=True)
+        highs.run()
+        status = highs.getModelStatus()
+        return status != highspy.HighsModelStatus.kInfeasible, highs.modelStatusToString(status)
+
+    # -- one instance -------------------------------------------------------------------------------------------
+    def __call__(self, theta: np.ndarray) -> np.ndarray:
+        import highspy
+
+        cost = _power_of_two_scale(np.asarray(theta, dtype=np.float64).reshape(-1))
+        highs = self._model()
+        highs.changeColsCost(self.num_variables, self._local.index, cost)
+        highs.run()
+        status = highs.getModelStatus()
+        if status != highspy.HighsModelStatus.kOptimal:
+            highs.clearSolver()  # start the next instance from scratch, not from a failed state
+            raise OracleError(f"HiGHS model status {int(status)} ({highs.modelStatusToString(status)})")
+        x = np.array(highs.getSolution().col_value, dtype=np.float64)
+        if self.check_optimality:
+            self._certify(highs, cost, x)
+        if self.integrality is not None:
+            gap = np.abs(x - np.rint(x))[self.integrality]
+            if gap.size and gap.max() > _INTEGER_TOL:
+                raise OracleError(f"HiGHS returned an integer variable {gap.max():.3g} away from an integer")
+            x[self.integrality] = np.rint(x[self.integrality])
+        nearest = np.rint(x)
+        x = np.where(np.abs(x - nearest) <= _SNAP_TOL, nearest, x)
+        return x + 0.0  # no -0.0
+
+    def _certify(self, highs: Any, cost: np.ndarray, x: np.ndarray) -> None:
+        import highspy
+
+        info = highs.getInfo()
+        primal = float(cost @ x)
+        if self.integrality is not None:
+            bound = float(info.mip_dual_bound)
+            tol = float(self.options.get("mip_abs_gap", 1e-6)) + 1e-9 * max(1.0, abs(primal))
+            if not bound - primal <= tol:
+                raise OracleError(f"not certified optimal: objective {primal!r} but HiGHS' dual bound {bound!r}")
+            return
+        feasible = highspy.SolutionStatus.kSolutionStatusFeasible
+        if info.primal_solution_status != feasible or info.dual_solution_status != feasible:
+            raise OracleError(
+                f"not certified optimal: primal solution status {info.primal_solution_status}, "
+                f"dual solution status {info.dual_solution_status}"
+            )
+        solution = highs.getSolution()
+        row_dual = np.asarray(solution.row_dual, dtype=np.float64)
+        col_dual = np.asarray(solution.col_dual, dtype=np.float64)
+        # dual objective of max c x s.t. rl <= Ax <= ru, l <= x <= u: each dual multiplies the active bound
+        dual = _bound_term(row_dual, self.row_lower, self.row_upper) + _bound_term(
+            col_dual, self.col_lower, self.col_upper
+        )
+        if not abs(primal - dual) <= 1e-9 * max(1.0, abs(primal)) + 1e-9 * (np.abs(row_dual).sum() + 1):
+            raise OracleError(f"not certified optimal: primal objective {primal!r} but dual objective {dual!r}")
+
+    def __repr__(self) -> str:
+        kind = "MILP" if self.integrality is not None else "LP"
+        return f"HighsProgram({kind}, n={self.num_variables}, m={self.A.shape[0]})"
+
+
+def _bound_term(dual: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> float:
+    """Σ dual_i · (the bound it prices): the upper bound for a positive dual (maximization), else the lower."""
+    chosen = np.where(dual > 0, upper, np.where(dual < 0, lower, 0.0))
+    chosen = np.where(np.isfinite(chosen), chosen, 0.0)
+    return float(dual @ chosen)
