@@ -25,6 +25,8 @@ from hypothesis import strategies as st
 import colayers as cl
 from colayers.perturb import Noise
 
+from .reference_api import imle_output
+
 DT = torch.float64
 SETTINGS = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -90,9 +92,10 @@ def test_score_function_layers_scale_with_epsilon(theta, eps, name, s, mult, see
 def test_finite_difference_layers_scale_with_epsilon(theta, eps, lam, name, s, two_sided, seed):
     z = torch.randn((s, 5), generator=torch.Generator().manual_seed(seed), dtype=DT)
     v = torch.randn((s, 5), generator=torch.Generator().manual_seed(seed + 1), dtype=DT)
-    a = cl.IMLE(ORACLES[name](), noise=FrozenNoise(z), epsilon=eps, lambda_=lam, num_samples=s, two_sided=two_sided)
+    a = cl.IMLE(ORACLES[name](), noise=FrozenNoise(z), epsilon=eps, lambda_=lam, num_samples=s, two_sided=two_sided,
+                **imle_output(False))
     b = cl.IMLE(ORACLES[name](), noise=FrozenNoise(z), epsilon=1.0, lambda_=lam / eps, num_samples=s,
-                two_sided=two_sided)
+                two_sided=two_sided, **imle_output(False))
     y_a, g_a = _vjp(a, theta, v)
     y_b, g_b = _vjp(b, theta / eps, v)
     torch.testing.assert_close(y_a, y_b, rtol=0, atol=0)
@@ -103,13 +106,14 @@ LAYERS = {
     "additive": lambda o, z: cl.PerturbedAdditive(o, epsilon=0.7, num_samples=z.shape[0], noise=FrozenNoise(z)),
     "multiplicative": lambda o, z: cl.PerturbedMultiplicative(o, epsilon=0.4, num_samples=z.shape[0],
                                                               noise=FrozenNoise(z)),
-    "imle": lambda o, z: cl.IMLE(o, noise=FrozenNoise(z), epsilon=0.7, lambda_=1.3, num_samples=z.shape[0]),
+    "imle": lambda o, z: cl.IMLE(o, noise=FrozenNoise(z), epsilon=0.7, lambda_=1.3, num_samples=z.shape[0],
+                                 **imle_output(False)),
     "imle-mean": lambda o, z: cl.IMLE(o, noise=FrozenNoise(z), epsilon=0.7, lambda_=1.3, num_samples=z.shape[0],
-                                      return_mean=True),
+                                      **imle_output(True)),
     "imle-central": lambda o, z: cl.IMLE(o, noise=FrozenNoise(z), epsilon=0.7, lambda_=1.3, num_samples=z.shape[0],
-                                         two_sided=True),
+                                         two_sided=True, **imle_output(False)),
     "aimle-frozen": lambda o, z: cl.AIMLE(o, noise=FrozenNoise(z), epsilon=0.7, num_samples=z.shape[0], beta=0.5,
-                                          adapt=False),
+                                          adapt=False, **imle_output(False)),
 }
 
 
@@ -140,9 +144,9 @@ def test_constant_shift_is_invisible_to_the_exact_rules(theta, name, c, seed):
     z = torch.randn((3, 5), generator=torch.Generator().manual_seed(seed), dtype=DT)
     v = torch.randn(5, generator=torch.Generator().manual_seed(seed + 1), dtype=DT)
     layers = [
-        cl.IMLE(ORACLES[name](), noise=FrozenNoise(z), epsilon=0.6, lambda_=1.7, num_samples=3, return_mean=True),
+        cl.IMLE(ORACLES[name](), noise=FrozenNoise(z), epsilon=0.6, lambda_=1.7, num_samples=3, **imle_output(True)),
         cl.AIMLE(ORACLES[name](), noise=FrozenNoise(z), epsilon=0.6, num_samples=3, beta=0.4, adapt=False,
-                 two_sided=True, return_mean=True),
+                 two_sided=True, **imle_output(True)),
         cl.Blackbox(ORACLES[name](), lambda_=2.3),
         cl.PerturbedAdditive(ORACLES[name](), epsilon=0.6, num_samples=3, noise=FrozenNoise(z)),
         cl.RegularizedFrankWolfe(ORACLES[name]()),
@@ -172,8 +176,8 @@ def _all_layers(oracle_name):
     return {
         "PerturbedAdditive": cl.PerturbedAdditive(o(), epsilon=0.5, num_samples=3, seed=0),
         "PerturbedMultiplicative": cl.PerturbedMultiplicative(o(), epsilon=0.5, num_samples=3, seed=0),
-        "IMLE": cl.IMLE(o(), epsilon=0.5, lambda_=2.0, num_samples=3, seed=0),
-        "AIMLE": cl.AIMLE(o(), epsilon=0.5, num_samples=3, seed=0),
+        "IMLE": cl.IMLE(o(), epsilon=0.5, lambda_=2.0, num_samples=3, seed=0, **imle_output(False)),
+        "AIMLE": cl.AIMLE(o(), epsilon=0.5, num_samples=3, seed=0, **imle_output(False)),
         "Blackbox": cl.Blackbox(o(), lambda_=2.0),
         "IdentityRelaxation": cl.IdentityRelaxation(o()),
         "RegularizedFrankWolfe": cl.RegularizedFrankWolfe(o()),
