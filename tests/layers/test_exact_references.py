@@ -27,6 +27,7 @@ import colayers as cl
 from colayers.perturb import Gumbel, Normal
 
 from .. import references as ref
+from .reference_api import imle_output
 
 N_SIGMA = 5.0
 DT = torch.float64
@@ -187,7 +188,7 @@ def test_closed_forms_agree_with_the_monte_carlo_reference():
 
 # ----------------------------------------------------------------------- finite differences: I-MLE, AIMLE
 IMLE_CASES = _cases(
-    # (problem, noise kind, epsilon, lambda, S, two_sided, return_mean)
+    # (problem, noise kind, epsilon, lambda, S, two_sided, mean output)
     [
         *[(name, "normal", 0.6, 2.5, 3, False, False) for name in ALL],
         ("top2of5", "normal", 0.6, 2.5, 1, False, False),
@@ -285,7 +286,7 @@ def test_blackbox_is_the_exact_interpolation_rule(name, lam, which):
     if which == "Blackbox":
         layer = cl.Blackbox(p["oracle"](), lambda_=lam)
     else:
-        layer = cl.IMLE(p["oracle"](), epsilon=0.0, lambda_=lam, num_samples=3, return_mean=True)
+        layer = cl.IMLE(p["oracle"](), epsilon=0.0, lambda_=lam, num_samples=3, **imle_output(True))
     theta = torch.tensor(p["theta"], dtype=DT).reshape(p["shape"]).requires_grad_(True)
     out = layer(theta)
     (out * _v(name)).sum().backward()
