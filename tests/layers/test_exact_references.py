@@ -27,6 +27,7 @@ import colayers as cl
 from colayers.perturb import Gumbel, Normal
 
 from .. import references as ref
+from .reference_api import imle_output
 
 N_SIGMA = 5.0
 DT = torch.float64
@@ -187,7 +188,7 @@ def test_closed_forms_agree_with_the_monte_carlo_reference():
 
 # ----------------------------------------------------------------------- finite differences: I-MLE, AIMLE
 IMLE_CASES = _cases(
-    # (problem, noise kind, epsilon, lambda, S, two_sided, return_mean)
+    # (problem, noise kind, epsilon, lambda, S, two_sided, mean output)
     [
         *[(name, "normal", 0.6, 2.5, 3, False, False) for name in ALL],
         ("top2of5", "normal", 0.6, 2.5, 1, False, False),
@@ -277,10 +278,15 @@ def test_finite_difference_expectation_converges_to_the_smoothed_jacobian(name):
 # ----------------------------------------------------------------------------------------------- blackbox
 @pytest.mark.parametrize("name", ALL)
 @pytest.mark.parametrize("lam", [0.7, 6.0])
-def test_blackbox_is_the_exact_interpolation_rule(name, lam):
-    """ε = 0: forward f(θ), backward (f(θ) − f(θ − λv))/λ, exactly, by enumeration."""
+@pytest.mark.parametrize("which", ["Blackbox", "IMLE(eps=0, S=3)"])
+def test_blackbox_is_the_exact_interpolation_rule(name, lam, which):
+    """ε = 0: forward f(θ), backward (f(θ) − f(θ − λv))/λ, exactly, by enumeration (Blackbox, and I-MLE without
+    noise and several identical samples: each checked against the enumeration, not against the other)."""
     p = PROBLEMS[name]
-    layer = cl.Blackbox(p["oracle"](), lambda_=lam)
+    if which == "Blackbox":
+        layer = cl.Blackbox(p["oracle"](), lambda_=lam)
+    else:
+        layer = cl.IMLE(p["oracle"](), epsilon=0.0, lambda_=lam, num_samples=3, **imle_output(True))
     theta = torch.tensor(p["theta"], dtype=DT).reshape(p["shape"]).requires_grad_(True)
     out = layer(theta)
     (out * _v(name)).sum().backward()
@@ -290,6 +296,17 @@ def test_blackbox_is_the_exact_interpolation_rule(name, lam):
     if np.any(want != 0):
         for c in _wrong(lambda_=lam):
             assert not np.allclose(c * theta.grad.numpy().ravel(), want, atol=1e-12)
+
+
+def test_grid_shortest_path_is_the_enumerated_argmin():
+    """shortest_path(cost) and the oracle at θ = −cost both give the cheapest of the 6 enumerated 3×3 paths."""
+    Y = PROBLEMS["grid3x3"]["Y"]
+    oracle = cl.GridDAGShortestPath(3, 3)
+    assert oracle.edges == ref.grid_edges(3, 3)
+    cost = np.random.default_rng(5).uniform(-1, 2, size=(50, 12))
+    want = Y[np.argmin(cost @ Y.T, axis=-1)]
+    np.testing.assert_array_equal(oracle.shortest_path(torch.tensor(cost)).numpy(), want)
+    np.testing.assert_array_equal(oracle(torch.tensor(-cost)).numpy(), want)
 
 
 def test_blackbox_gradient_is_not_zero_on_the_checked_instances():
@@ -489,3 +506,27 @@ def test_sparse_argmax_value_and_jacobian_by_differences(seed):
     np.testing.assert_allclose(out.detach().numpy(), _sparsemax_np(z), atol=1e-12)
     want = ref.central_difference(lambda t: _sparsemax_np(t) @ v, z)
     np.testing.assert_allclose(th.grad.numpy(), want, atol=1e-6)
+
+
+@pytest.mark.parametrize("temperature", [0.4, 2.5])
+def test_regularized_fenchel_young_losses_in_closed_form(temperature):
+    r"""SoftArgmax(T): L = T·logsumexp(θ/T) − ⟨θ, ȳ⟩ (one-hot ȳ), ∇ = softmax(θ/T) − ȳ; SparseArgmax: the sparsemax
+    loss ⟨θ, μ − ȳ⟩ − ½‖μ‖² + ½‖ȳ‖² with μ = sparsemax(θ) by sorting in numpy, ∇ = μ − ȳ."""
+    theta = np.random.default_rng(31).normal(size=(4, 6))
+    y_bar = np.eye(6)[[1, 3, 0, 5]]
+    t = torch.tensor(theta, dtype=DT).requires_grad_(True)
+    value = cl.FenchelYoungLoss(cl.SoftArgmax(temperature=temperature), reduction="none")(t, torch.tensor(y_bar))
+    (value * torch.arange(1.0, 5.0, dtype=DT)).sum().backward()
+    z = theta / temperature
+    lse = temperature * (z.max(-1) + np.log(np.exp(z - z.max(-1, keepdims=True)).sum(-1)))
+    np.testing.assert_allclose(value.detach().numpy(), lse - (theta * y_bar).sum(-1), atol=1e-10)
+    p = np.exp(z - z.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    np.testing.assert_allclose(t.grad.numpy(), np.arange(1.0, 5.0)[:, None] * (p - y_bar), atol=1e-10)
+    t2 = torch.tensor(theta, dtype=DT).requires_grad_(True)
+    value2 = cl.FenchelYoungLoss(cl.SparseArgmax(), reduction="none")(t2, torch.tensor(y_bar))
+    (value2 * torch.arange(1.0, 5.0, dtype=DT)).sum().backward()
+    mu = np.array([_sparsemax_np(row) for row in theta])
+    want = (theta * (mu - y_bar)).sum(-1) - 0.5 * (mu**2).sum(-1) + 0.5 * (y_bar**2).sum(-1)
+    np.testing.assert_allclose(value2.detach().numpy(), want, atol=1e-10)
+    np.testing.assert_allclose(t2.grad.numpy(), np.arange(1.0, 5.0)[:, None] * (mu - y_bar), atol=1e-10)

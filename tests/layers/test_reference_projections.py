@@ -67,26 +67,29 @@ def test_sparsemap_forward_equals_the_cvxpy_projection(name, seed):
 
 
 @pytest.mark.parametrize("name", list(CASES))
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_sparsemap_vjp_equals_differences_of_the_cvxpy_projection(name, seed):
+@pytest.mark.parametrize(("seed", "strength"), [(0, 1.0), (1, 1.0), (2, 1.0), (3, 2.5)])
+def test_sparsemap_vjp_equals_differences_of_the_cvxpy_projection(name, seed, strength):
+    """Ω = (s/2)‖μ‖²: μ(θ) = proj(θ/s), so the reference is the differences of θ ↦ proj(θ/s) (s ≠ 1 included)."""
     make, Y = CASES[name]
-    theta = _theta(name, seed)
+    theta = _theta(name, seed) * strength
     v = np.random.default_rng(seed + 100).normal(size=theta.size)
     th = torch.tensor(theta, dtype=DT).requires_grad_(True)
-    out = cl.RegularizedFrankWolfe(make())(th)
+    out = cl.RegularizedFrankWolfe(make(), regularizer=cl.SquaredNorm(strength))(th)
     (out * torch.tensor(v, dtype=DT)).sum().backward()
+    np.testing.assert_allclose(out.detach().numpy(), project_vertices(Y, theta / strength), atol=1e-6)
     h = 1e-4
     fwd = np.zeros(theta.size)
     bwd = np.zeros(theta.size)
-    base = project_vertices(Y, theta) @ v
+    base = project_vertices(Y, theta / strength) @ v
     for i in range(theta.size):
         e = np.zeros(theta.size)
         e[i] = h
-        fwd[i] = (project_vertices(Y, theta + e) @ v - base) / h
-        bwd[i] = (base - project_vertices(Y, theta - e) @ v) / h
+        fwd[i] = (project_vertices(Y, (theta + e) / strength) @ v - base) / h
+        bwd[i] = (base - project_vertices(Y, (theta - e) / strength) @ v) / h
     assert np.allclose(fwd, bwd, atol=1e-4), "a kink of the projection lies within h of this theta"
     want = 0.5 * (fwd + bwd)
     np.testing.assert_allclose(th.grad.numpy(), want, atol=1e-4)
     if np.abs(want).max() > 1e-2:
-        for c in (2.0, 0.5, -1.0):
-            assert not np.allclose(c * th.grad.numpy(), want, atol=1e-4)
+        for c in (2.0, 0.5, -1.0, strength, 1 / strength):
+            if c != 1.0:
+                assert not np.allclose(c * th.grad.numpy(), want, atol=1e-4)

@@ -25,6 +25,8 @@ from hypothesis import strategies as st
 import colayers as cl
 from colayers.perturb import Noise
 
+from .reference_api import imle_output
+
 DT = torch.float64
 SETTINGS = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -90,9 +92,10 @@ def test_score_function_layers_scale_with_epsilon(theta, eps, name, s, mult, see
 def test_finite_difference_layers_scale_with_epsilon(theta, eps, lam, name, s, two_sided, seed):
     z = torch.randn((s, 5), generator=torch.Generator().manual_seed(seed), dtype=DT)
     v = torch.randn((s, 5), generator=torch.Generator().manual_seed(seed + 1), dtype=DT)
-    a = cl.IMLE(ORACLES[name](), noise=FrozenNoise(z), epsilon=eps, lambda_=lam, num_samples=s, two_sided=two_sided)
+    a = cl.IMLE(ORACLES[name](), noise=FrozenNoise(z), epsilon=eps, lambda_=lam, num_samples=s, two_sided=two_sided,
+                **imle_output(False))
     b = cl.IMLE(ORACLES[name](), noise=FrozenNoise(z), epsilon=1.0, lambda_=lam / eps, num_samples=s,
-                two_sided=two_sided)
+                two_sided=two_sided, **imle_output(False))
     y_a, g_a = _vjp(a, theta, v)
     y_b, g_b = _vjp(b, theta / eps, v)
     torch.testing.assert_close(y_a, y_b, rtol=0, atol=0)
@@ -173,11 +176,11 @@ def _all_layers(oracle_name):
     return {
         "PerturbedAdditive": cl.PerturbedAdditive(o(), epsilon=0.5, num_samples=3, seed=0),
         "PerturbedMultiplicative": cl.PerturbedMultiplicative(o(), epsilon=0.5, num_samples=3, seed=0),
-        "IMLE": cl.IMLE(o(), epsilon=0.5, lambda_=2.0, num_samples=3, seed=0),
-        "AIMLE": cl.AIMLE(o(), epsilon=0.5, num_samples=3, seed=0),
+        "IMLE": cl.IMLE(o(), epsilon=0.5, lambda_=2.0, num_samples=3, seed=0, **imle_output(False)),
+        "AIMLE": cl.AIMLE(o(), epsilon=0.5, num_samples=3, seed=0, **imle_output(False)),
         "Blackbox": cl.Blackbox(o(), lambda_=2.0),
         "IdentityRelaxation": cl.IdentityRelaxation(o()),
-        "SparseMAP": cl.RegularizedFrankWolfe(o()),
+        "RegularizedFrankWolfe": cl.RegularizedFrankWolfe(o()),
     }
 
 
