@@ -26,10 +26,10 @@ still leaves the steps it finished):
 
 Filling the wheel directory (on a machine with network access). The GPU machine has torch, numpy, scipy,
 pytest and hypothesis, so only :data:`WHEELS` are fetched, without their dependencies, for each Python version
-it may have (about 37 MB for 3.10-3.13; cvxpy 1.9 and networkx 3.6 need Python >= 3.11, so 3.10 takes the
+it may have (about 46 MB for 3.10-3.14; cvxpy 1.9 and networkx 3.6 need Python >= 3.11, so 3.10 takes the
 newest releases that support it)::
 
-    for v in 3.11 3.12 3.13; do
+    for v in 3.11 3.12 3.13 3.14; do
         pip download --only-binary=:all: --no-deps --python-version $v --platform manylinux2014_x86_64 \
             --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 -d .gpu-wheels \
             $(python benchmarks/gpu_check.py --print-wheel-list)
@@ -160,8 +160,13 @@ def pytest_runtest_logreport(report):
 
 def pytest_collectreport(report):
     config = _PLUGIN.get("config")
-    if config is not None and config.getoption("--gpu-check-report") and report.failed:
+    if config is None or not config.getoption("--gpu-check-report"):
+        return
+    if report.failed:
         _PLUGIN.setdefault("collection_errors", {})[report.nodeid] = str(report.longreprtext)[-1500:]
+    elif report.skipped:  # a module skipped as a whole (importorskip of a package the machine lacks)
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        _PLUGIN.setdefault("collection_skips", {})[report.nodeid] = str(reason)
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -169,7 +174,8 @@ def pytest_sessionfinish(session, exitstatus):
     if path:
         records = getattr(session.config, "_gpu_check", {})
         errors = _PLUGIN.get("collection_errors", {})
-        out = {"exitstatus": int(exitstatus), "tests": records, "collection_errors": errors}
+        out = {"exitstatus": int(exitstatus), "tests": records, "collection_errors": errors,
+               "collection_skips": _PLUGIN.get("collection_skips", {})}
         Path(path).write_text(json.dumps(out, indent=1))
 
 
@@ -369,6 +375,10 @@ def tests_section(out_dir: Path, env: dict[str, str], timeout: float, dry_run: b
     reasons = sorted({rec.get("reason", "") for rec in data.values() if rec["outcome"] == "skipped"})
     if reasons:
         body += "\n\nSkip reasons: " + "; ".join(f"`{r}`" for r in reasons) + "."
+    skipped_modules = full.get("collection_skips", {})
+    if skipped_modules:
+        body += "\n\nModules skipped at collection (their tests, device ones included, did not run): " + "; ".join(
+            f"`{k}` ({v})" for k, v in skipped_modules.items()) + "."
     if coll_errors:
         body += "\n\n### Collection errors (these modules' tests did not run)\n"
         for nodeid, text in coll_errors.items():
@@ -502,11 +512,15 @@ def _timed_calls(cls, device):
             tally["calls"] += 1
             tally["depth"] -= 1
 
+    own = "__call__" in cls.__dict__
     cls.__call__ = timed
     try:
         yield tally
     finally:
-        cls.__call__ = original
+        if own:
+            cls.__call__ = original
+        else:
+            del cls.__call__
 
 
 def _one_epoch(problem, objective, model, optimizer, batch_size: int, device, max_batches: int | None):

@@ -6,12 +6,18 @@ what was expected and what came, e.g. ``theta must be finite; found 3 NaN entrie
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Sequence
 
 import torch
 
+_VALIDATE_ARGS = True
+
 __all__ = [
+    "set_default_validate_args",
+    "get_default_validate_args",
+    "resolve_validate_args",
     "check_finite",
     "check_positive",
     "check_int_at_least",
@@ -22,6 +28,52 @@ __all__ = [
     "check_generator",
     "check_reduction",
 ]
+
+
+def set_default_validate_args(value: bool) -> None:
+    """Switch the checks of every colayers object built with ``validate_args=None`` on or off (as
+    :meth:`torch.distributions.Distribution.set_default_validate_args`).
+
+    The checks are on by default. The only one that costs more than a few Python operations is the
+    finiteness check of θ, which reduces θ and reads one value back to the host (a device-to-host
+    synchronisation on CUDA) on every layer call: switching validation off removes it. Shape, dtype and
+    device checks, which read no tensor value, always run. An object built with ``validate_args=True`` or
+    ``False`` keeps its own setting. (Oracles have their own ``validate_args``, on by default: an oracle
+    that validates checks every input it is called on, the perturbed scores η of a layer included.)
+
+    Example:
+        >>> import torch, colayers
+        >>> layer = colayers.IdentityRelaxation(colayers.ArgmaxOneHot(validate_args=False))
+        >>> colayers.set_default_validate_args(False)
+        >>> layer(torch.tensor([float("nan"), 0.0])).shape  # not checked: no error, no host read-back
+        torch.Size([2])
+        >>> colayers.set_default_validate_args(True)
+        >>> layer(torch.tensor([float("nan"), 0.0]))
+        Traceback (most recent call last):
+        ...
+        ValueError: theta must be finite; found 1 NaN and 0 inf entries (first at index (0,)) in a tensor of shape (2,)
+    """
+    global _VALIDATE_ARGS
+    if not isinstance(value, bool):
+        raise TypeError(f"value must be a bool; got {type(value).__name__} {value!r}")
+    _VALIDATE_ARGS = value
+
+
+def get_default_validate_args() -> bool:
+    """The global default set by :func:`set_default_validate_args` (``True`` unless changed)."""
+    return _VALIDATE_ARGS
+
+
+def resolve_validate_args(validate_args: bool | None) -> bool:
+    """An object's own ``validate_args`` if it is a bool, else (``None``) the global default, read now."""
+    return _VALIDATE_ARGS if validate_args is None else validate_args
+
+
+def check_validate_args(validate_args: bool | None) -> bool | None:
+    """Require ``None`` (follow the global default) or a bool."""
+    if validate_args is not None and not isinstance(validate_args, bool):
+        raise TypeError(f"validate_args must be a bool or None; got {type(validate_args).__name__} {validate_args!r}")
+    return validate_args
 
 
 def check_tensor(name: str, value: object) -> torch.Tensor:
@@ -36,8 +88,9 @@ def check_tensor(name: str, value: object) -> torch.Tensor:
 def check_finite(name: str, value: torch.Tensor) -> torch.Tensor:
     """Require every entry of ``value`` to be finite (no NaN, no ±inf).
 
-    The check costs one reduction and, on CUDA, one synchronisation; layers let it be switched off with
-    ``validate_args=False``.
+    The check costs one reduction and one read-back of its result to the host (on CUDA, a device-to-host
+    synchronisation); the layers run it only while validation is on (``validate_args``, or the global
+    :func:`set_default_validate_args`).
     """
     finite = torch.isfinite(value)
     if not bool(finite.all()):
@@ -53,12 +106,20 @@ def check_finite(name: str, value: torch.Tensor) -> torch.Tensor:
 
 
 def check_positive(name: str, value: float, *, allow_zero: bool = False) -> float:
-    """Require a real number > 0 (or ≥ 0 with ``allow_zero``)."""
+    """Require a finite real number > 0 (or ≥ 0 with ``allow_zero``); NaN and ±inf are refused.
+
+    Example:
+        >>> check_positive("epsilon", float("inf"))
+        Traceback (most recent call last):
+        ...
+        ValueError: epsilon must be a finite number > 0; got inf
+    """
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number; got {type(value).__name__} {value!r}")
-    ok = value >= 0 if allow_zero else value > 0
-    if not ok or value != value:  # NaN fails too
-        bound = "≥ 0" if allow_zero else "> 0"
+    bound = "≥ 0" if allow_zero else "> 0"
+    if value != value or value in (math.inf, -math.inf):  # NaN and infinities
+        raise ValueError(f"{name} must be a finite number {bound}; got {value!r}")
+    if not (value >= 0 if allow_zero else value > 0):
         raise ValueError(f"{name} must be {bound}; got {value!r}")
     return float(value)
 

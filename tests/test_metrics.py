@@ -1,4 +1,4 @@
-"""Metrics: regret, normalized regret, cost ratio, exact match, Hamming distance (maximization convention)."""
+"""Metrics: regret, normalized regret, cost ratio, exact match, Hamming and rank distances (maximization)."""
 
 import itertools
 
@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from colayers import ArgmaxOneHot, GridDAGShortestPath, TopKSubset
-from colayers.metrics import cost_ratio, exact_match, hamming_distance, normalized_regret, regret
+from colayers.metrics import cost_ratio, exact_match, hamming_distance, normalized_regret, rank_distance, regret
 
 
 def all_paths_3x3(oracle):
@@ -30,11 +30,14 @@ def test_hand_computed_values():
     theta_true = torch.tensor([[4.0, 3.0, 1.0, 0.0], [1.0, 1.0, 2.0, 5.0]])
     y_pred = torch.tensor([[1.0, 0.0, 1.0, 0.0], [0.0, 0.0, 1.0, 1.0]])
     # optimal objectives 7 and 7; predicted 5 and 7
-    torch.testing.assert_close(regret(oracle, theta_true, y_pred), torch.tensor([2.0, 0.0]))
-    torch.testing.assert_close(normalized_regret(oracle, theta_true, y_pred), torch.tensor(2.0 / 14.0))
-    torch.testing.assert_close(cost_ratio(oracle, theta_true, y_pred), torch.tensor([5.0 / 7.0, 1.0]))
-    assert exact_match(oracle, theta_true, y_pred).tolist() == [False, True]
-    torch.testing.assert_close(hamming_distance(y_pred, oracle(theta_true)), torch.tensor([0.5, 0.0]))
+    torch.testing.assert_close(regret(y_pred, theta_true, oracle=oracle), torch.tensor([2.0, 0.0]))
+    torch.testing.assert_close(normalized_regret(y_pred, theta_true, oracle=oracle), torch.tensor(2.0 / 14.0))
+    # a maximization problem: 1 + regret / optimum, so 1 is optimal and larger is worse, as for costs
+    torch.testing.assert_close(cost_ratio(y_pred, theta_true, oracle=oracle), torch.tensor([1.0 + 2.0 / 7.0, 1.0]))
+    assert exact_match(y_pred, theta_true, oracle=oracle).tolist() == [False, True]
+    torch.testing.assert_close(hamming_distance(y_pred, oracle(theta_true), oracle=oracle), torch.tensor([0.5, 0.0]))
+    # without an oracle: the objective <theta, y> over event_ndim dimensions, y_target given
+    torch.testing.assert_close(regret(y_pred, theta_true, oracle(theta_true), event_ndim=1), torch.tensor([2.0, 0.0]))
 
 
 @settings(max_examples=30, deadline=None)
@@ -48,43 +51,99 @@ def test_grid_metrics_against_enumeration(seed):
     y_pred = paths[torch.randint(len(paths), (5,), generator=g)]
     best_cost = (cost @ paths.T).min(-1).values
     pred_cost = (cost * y_pred).sum(-1)
-    torch.testing.assert_close(regret(oracle, theta_true, y_pred), pred_cost - best_cost)
+    torch.testing.assert_close(regret(y_pred, theta_true, oracle=oracle), pred_cost - best_cost)
     expected_normalized = (pred_cost - best_cost).sum() / best_cost.sum()
-    torch.testing.assert_close(normalized_regret(oracle, theta_true, y_pred), expected_normalized)
-    ratio = cost_ratio(oracle, theta_true, y_pred)
+    torch.testing.assert_close(normalized_regret(y_pred, theta_true, oracle=oracle), expected_normalized)
+    ratio = cost_ratio(y_pred, theta_true, oracle=oracle)
     torch.testing.assert_close(ratio, pred_cost / best_cost)
     assert bool((ratio >= 1 - 1e-12).all())  # positive costs: predicted cost ≥ optimal cost
     expected_match = pred_cost - best_cost <= 1e-6 + 1e-6 * best_cost
-    assert exact_match(oracle, theta_true, y_pred).tolist() == expected_match.tolist()
+    assert exact_match(y_pred, theta_true, oracle=oracle).tolist() == expected_match.tolist()
 
 
 def test_exact_match_counts_an_equal_cost_alternative():
     oracle = GridDAGShortestPath(2, 2)  # two paths: right-down and down-right
     cost = torch.ones(1, oracle.num_edges)
     other = 1 - oracle(-cost)  # the other path, same cost
-    assert exact_match(oracle, -cost, other).item()
-    assert hamming_distance(other, oracle(-cost)).item() == 1.0
+    assert exact_match(other, -cost, oracle=oracle).item()
+    assert hamming_distance(other, oracle(-cost), oracle=oracle).item() == 1.0
 
 
 def test_batch_shapes_and_explicit_optimum():
     oracle = ArgmaxOneHot()
     theta_true = torch.randn(2, 3, 4, generator=torch.Generator().manual_seed(0))
     y_pred = oracle(torch.randn(2, 3, 4, generator=torch.Generator().manual_seed(1)))
-    r = regret(oracle, theta_true, y_pred)
+    r = regret(y_pred, theta_true, oracle=oracle)
     assert r.shape == (2, 3) and bool((r >= 0).all())
     # the regret is max_i theta_i - <theta, y_pred> for one-hot Y (independent of the oracle)
     torch.testing.assert_close(r, theta_true.max(-1).values - (theta_true * y_pred).sum(-1))
     y_best = torch.nn.functional.one_hot(theta_true.argmax(-1), 4).to(theta_true.dtype)
-    torch.testing.assert_close(regret(oracle, theta_true, y_pred, y_best), r)
-    assert normalized_regret(oracle, theta_true, y_pred).shape == ()
-    assert hamming_distance(y_pred, y_pred).abs().sum().item() == 0.0
+    torch.testing.assert_close(regret(y_pred, theta_true, y_best, oracle=oracle), r)
+    assert normalized_regret(y_pred, theta_true, oracle=oracle).shape == ()
+    assert hamming_distance(y_pred, y_pred, oracle=oracle).abs().sum().item() == 0.0
 
 
 def test_bad_input():
     oracle = ArgmaxOneHot()
-    with pytest.raises(ValueError, match="y_pred must have the shape of y_opt"):
-        regret(oracle, torch.randn(2, 3), torch.zeros(2, 4))
-    with pytest.raises(ValueError, match="y_pred must have the shape of y_true"):
-        hamming_distance(torch.zeros(2, 3), torch.zeros(3, 3))
+    with pytest.raises(ValueError, match="y_pred must have the shape of y_target"):
+        regret(torch.zeros(2, 4), torch.randn(2, 3), oracle=oracle)
+    with pytest.raises(ValueError, match="y_pred must have the shape of y_target"):
+        hamming_distance(torch.zeros(2, 3), torch.zeros(3, 3), 1)
     with pytest.raises(ValueError, match="normalized_regret is undefined"):
-        normalized_regret(oracle, torch.zeros(2, 3), torch.eye(3)[:2])
+        normalized_regret(torch.eye(3)[:2], torch.zeros(2, 3), oracle=oracle)
+    with pytest.raises(ValueError, match="needs event_ndim="):
+        hamming_distance(torch.zeros(2, 3), torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="needs 0/1 solutions.*rank_distance"):
+        hamming_distance(torch.tensor([[1.0, 2.0, 3.0]]), torch.tensor([[3.0, 2.0, 1.0]]), 1)
+    with pytest.raises(ValueError, match="y_target is needed"):
+        regret(torch.zeros(2, 3), torch.zeros(2, 3), event_ndim=1)
+
+
+def test_hamming_takes_event_ndim_from_the_oracle_for_matrix_solutions():
+    from colayers import BipartiteMatching
+
+    oracle = BipartiteMatching(3)
+    a, b = torch.eye(3).expand(2, 3, 3), torch.eye(3)[[1, 0, 2]].expand(2, 3, 3)
+    d = hamming_distance(a, b, oracle=oracle)
+    assert d.shape == (2,)  # one value per instance, not per row
+    torch.testing.assert_close(d, torch.full((2,), 4 / 9))
+
+
+@settings(max_examples=30, deadline=None)
+@given(perm=st.permutations(list(range(1, 7))))
+def test_rank_distance_is_a_normalized_footrule_in_0_1(perm):
+    ident = torch.arange(1.0, 7.0)
+    y = torch.tensor(perm, dtype=torch.float32)
+    d = float(rank_distance(y[None], ident[None]))
+    assert 0.0 <= d <= 1.0
+    assert d == pytest.approx(sum(abs(a - b) for a, b in zip(perm, range(1, 7))) / 18)  # floor(36 / 2)
+    assert float(rank_distance(ident.flip(0)[None], ident[None])) == 1.0
+
+
+def test_metrics_take_any_object_with_objective_and_do_not_import_oracles():
+    import ast
+    import inspect
+
+    import colayers.metrics as metrics
+
+    class Scores:  # duck-typed: an objective and nothing else
+        event_ndim = 1
+
+        def objective(self, theta, y):
+            return (theta * y).sum(-1) + 1.0
+
+    y = torch.tensor([[1.0, 0.0]])
+    assert regret(y, torch.tensor([[1.0, 2.0]]), torch.tensor([[0.0, 1.0]]), oracle=Scores()).item() == 1.0
+    tree = ast.parse(inspect.getsource(metrics))
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not any(m and "oracles" in m for m in imported), imported
+
+
+def test_the_former_argument_order_still_works_with_a_warning():
+    oracle = TopKSubset(2)
+    theta_true = torch.tensor([[4.0, 3.0, 1.0, 0.0]])
+    y_pred = torch.tensor([[1.0, 0.0, 1.0, 0.0]])
+    with pytest.warns(DeprecationWarning, match="regret\\(y_pred, theta_true"):
+        old = regret(oracle, theta_true, y_pred)
+    torch.testing.assert_close(old, regret(y_pred, theta_true, oracle=oracle))

@@ -75,7 +75,7 @@ def test_docs_build_strict(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     nav = (ROOT / "mkdocs.yml").read_text()
     for page in ("oracles.md", "perturbations.md"):
-        assert page in nav and (tmp_path / "site" / page.replace(".md", "") / "index.html").exists()
+        assert page in nav and (tmp_path / "site" / page.replace(".md", ".html")).exists()
 
 
 @pytest.mark.parametrize("module", ["colayers", "colayers.perturb", "colayers.oracles"])

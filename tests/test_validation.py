@@ -15,10 +15,18 @@ def test_finite_reports_counts_and_first_index():
     assert v.check_finite("theta", torch.ones(2)) is not None
 
 
-@pytest.mark.parametrize("value", [0, -0.5, float("nan")])
+@pytest.mark.parametrize("value", [0, -0.5])
 def test_positive_rejects(value):
     with pytest.raises(ValueError, match="epsilon must be > 0"):
         v.check_positive("epsilon", value)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("allow_zero", [False, True])
+def test_positive_rejects_nan_and_infinities(value, allow_zero):
+    bound = "≥ 0" if allow_zero else "> 0"
+    with pytest.raises(ValueError, match=f"epsilon must be a finite number {bound}; got"):
+        v.check_positive("epsilon", value, allow_zero=allow_zero)
 
 
 def test_positive_types_and_zero():

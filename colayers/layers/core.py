@@ -1,26 +1,34 @@
-r"""The shared core of every estimator: a distribution over solutions plus a vector-Jacobian-product rule.
+r"""The shared core of every estimator: an oracle, a perturbation and a vector-Jacobian-product rule.
 
-Every layer in :mod:`colayers.layers` replaces the piecewise-constant oracle
-:math:`f(\theta) = \operatorname{argmax}_{y\in\mathcal Y}\langle\theta, y\rangle` by the mean
-:math:`\mu(\theta) = \mathbb E_{y\sim p(\cdot\mid\theta)}[y]` of a distribution over solutions and
-back-propagates with one of a few VJP rules. The rules are small functions of plain tensors, so each named
-estimator is a thin preset:
+Every probabilistic layer replaces the piecewise-constant oracle
+:math:`f(\theta) = \operatorname{argmax}_{y\in\mathcal Y}\langle\theta, y\rangle` by the law
+:math:`p(\cdot\mid\theta)` of :math:`f(\eta)`, :math:`\eta` drawn from a :class:`~colayers.perturb.Perturbation`
+of θ (ε = 0 is the Dirac at :math:`f(\theta)`), outputs its Monte Carlo mean
+:math:`\hat\mu(\theta) = \frac1S\sum_s f(\eta_s)` (``output="mean"``) or the S hard samples
+(``output="samples"``), and back-propagates with a VJP rule object:
 
-* :func:`score_function_vjp` — :math:`\frac1S\sum_s \langle f(\eta_s) - b_s, \bar y\rangle\,
-  \nabla_\theta\log p(\eta_s\mid\theta)` (perturbed layers, :class:`~colayers.layers.Pushforward`);
-* :func:`finite_difference_vjp` — :math:`\frac1\lambda\frac1S\sum_s [f(\theta+\varepsilon Z_s) -
-  f(\theta - \lambda\bar y + \varepsilon Z_s)]` (I-MLE, AIMLE, and Blackbox as the case ε = 0);
-* :func:`identity_vjp` — :math:`\pm\bar y` (straight-through);
-* :func:`active_set_vjp` — implicit differentiation of a Euclidean projection onto the affine hull of an
-  active set of atoms (Frank-Wolfe / SparseMAP).
+* :class:`ScoreFunctionRule` — :math:`\frac1S\sum_s \langle f(\eta_s) - b_s, \bar y\rangle\,
+  \nabla_\theta\log p(\eta_s\mid\theta)` with a baseline :math:`b_s` (perturbed optimizers, Pushforward);
+* :class:`FiniteDifferenceRule` — :math:`\frac1\lambda\frac1S\sum_s [f(\eta_s) - f(\eta'_s)]` toward the
+  target :math:`\eta'_s = (\alpha\theta - \lambda\bar y_s) \oplus_{\tau'} Z_s` with the same noise (I-MLE,
+  AIMLE with an :class:`AdaptiveLambda`, Blackbox as ε = 0);
+* :class:`IdentityRule` — :math:`\pm\bar y` (straight-through; IdentityRelaxation as ε = 0).
 
-:class:`OracleLayer` is the base :class:`torch.nn.Module`: it owns the oracle, validates θ, and turns a
-``seed`` into one generator per device, so that a seeded layer replays the same sequence of outputs.
+:class:`Perturbed` is that composition as a :class:`torch.nn.Module`; the named estimators
+(:class:`~colayers.layers.PerturbedAdditive`, :class:`~colayers.layers.IMLE`, :class:`~colayers.layers.Blackbox`...)
+are presets of it, and :func:`perturbed` is the same computation as a function. A new estimator is a new
+combination, e.g. I-MLE on a multiplicative perturbation::
+
+    Perturbed(oracle, Multiplicative(Normal(), 0.5), rule=FiniteDifferenceRule(lambda_=5.0), num_samples=4)
+
+:func:`active_set_vjp` is the implicit-differentiation rule of the regularized (Frank-Wolfe) layers.
 """
 
 from __future__ import annotations
 
-import math
+import inspect
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -28,126 +36,34 @@ from .._validation import (
     check_event_shape,
     check_finite,
     check_generator,
+    check_int_at_least,
     check_positive,
     check_tensor,
+    check_validate_args,
+    resolve_validate_args,
 )
+from ..distribution import SolutionDistribution
 from ..oracles.base import Oracle
+from ..perturb import Perturbation, PerturbedSample
 
 __all__ = [
     "OracleLayer",
-    "PositionalFunction",
+    "Perturbed",
+    "perturbed",
+    "VJPRule",
+    "ScoreFunctionRule",
+    "FiniteDifferenceRule",
+    "AdaptiveLambda",
+    "IdentityRule",
     "score_function_vjp",
     "finite_difference_vjp",
     "identity_vjp",
     "active_set_vjp",
-    "leave_one_out_centered",
+    "OUTPUTS",
 ]
 
-
-def _detect_fast_apply():
-    """Return torch's dead-wrapper unwrapping helper if :class:`PositionalFunction`'s fast path works with the
-    installed torch, else ``None`` (then every call goes through the public ``Function.apply``).
-
-    The fast path reproduces what the stock ``Function.apply`` does after binding the arguments: it needs the
-    private ``torch._functorch.utils.unwrap_dead_wrappers(args)`` (one positional argument, returns the
-    tuple), ``torch._C._are_functorch_transforms_active()``, and the C++ ``apply`` of ``torch._C._FunctionBase``
-    right behind ``Function`` in the MRO. All are checked once, here, and a probe Function is run through
-    both paths (value and gradient must agree); any missing piece, changed signature or mismatch turns the
-    fast path off for the session.
-    """
-    import inspect
-
-    try:
-        from torch._functorch import utils as functorch_utils
-
-        unwrap = functorch_utils.unwrap_dead_wrappers
-        transforms_active = torch._C._are_functorch_transforms_active
-        base = torch._C._FunctionBase
-    except (ImportError, AttributeError):
-        return None
-    try:
-        params = list(inspect.signature(unwrap).parameters.values())
-    except (TypeError, ValueError):
-        return None
-    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    if len(params) != 1 or params[0].kind not in positional or not callable(transforms_active):
-        return None
-    mro = torch.autograd.Function.__mro__
-    following = [c for c in mro[mro.index(torch.autograd.Function) + 1 :] if "apply" in vars(c)]
-    if not following or following[0] is not base:
-        return None
-
-    class _Probe(torch.autograd.Function):
-        @staticmethod
-        def forward(x, scale):
-            return x * scale
-
-        @staticmethod
-        def setup_context(ctx, inputs, output):
-            ctx.scale = inputs[1]
-
-        @staticmethod
-        def backward(ctx, grad):
-            return grad * ctx.scale, None
-
-    try:
-        with torch.enable_grad():
-            x = torch.tensor([1.0, -2.0], requires_grad=True)
-            args = unwrap((x, 3.0))
-            if not isinstance(args, tuple) or len(args) != 2 or args[0] is not x or args[1] != 3.0:
-                return None
-            fast = super(torch.autograd.Function, _Probe).apply(*args)
-            (grad_fast,) = torch.autograd.grad(fast.sum(), x)
-            stock = _Probe.apply(x, 3.0)
-            (grad_stock,) = torch.autograd.grad(stock.sum(), x)
-            if bool(transforms_active()):
-                return None
-    except Exception:  # any failure of the private path: keep the public one
-        return None
-    if not (torch.equal(fast, stock) and torch.equal(grad_fast, grad_stock)):
-        return None
-    return unwrap
-
-
-# the private helper the fast path needs, detected once at import (None: use the public Function.apply)
-_unwrap_dead_wrappers = _detect_fast_apply()
-
-
-class PositionalFunction(torch.autograd.Function):
-    """A :class:`torch.autograd.Function` (``forward`` + ``setup_context`` style) whose ``apply`` takes
-    positional arguments only.
-
-    The stock ``Function.apply`` binds the arguments to ``forward``'s signature with :mod:`inspect` on every
-    call (to fill in defaults), about 15 µs, a visible share of a layer call on small batches. The
-    layers' forwards have no defaults and are always called with every argument, so this ``apply`` goes
-    straight to the C++ ``apply`` (after the same dead-wrapper unwrapping), and falls back to the stock
-    path under functorch transforms (``torch.func``) or when keyword arguments are given. The private torch
-    pieces this needs are feature-detected once at import (:func:`_detect_fast_apply`); where they are
-    missing or changed (other torch versions) every call uses the public ``Function.apply``, with the
-    same results.
-
-    Example:
-        >>> class Double(PositionalFunction):
-        ...     @staticmethod
-        ...     def forward(x):
-        ...         return 2 * x
-        ...     @staticmethod
-        ...     def setup_context(ctx, inputs, output):
-        ...         pass
-        ...     @staticmethod
-        ...     def backward(ctx, grad):
-        ...         return 2 * grad
-        >>> x = torch.ones(2, requires_grad=True)
-        >>> Double.apply(x).sum().backward(); x.grad
-        tensor([2., 2.])
-    """
-
-    @classmethod
-    def apply(cls, *args, **kwargs):
-        unwrap = _unwrap_dead_wrappers
-        if kwargs or unwrap is None or torch._C._are_functorch_transforms_active():
-            return super().apply(*args, **kwargs)
-        return super(torch.autograd.Function, cls).apply(*unwrap(args))
+#: the forward modes of every stochastic layer
+OUTPUTS = ("mean", "samples")
 
 
 def _event_dims(ndim: int) -> tuple[int, ...]:
@@ -159,46 +75,37 @@ def _unsqueeze_to(x: torch.Tensor, ndim: int) -> torch.Tensor:
     return x.reshape(x.shape + (1,) * (ndim - x.ndim))
 
 
-def check_finite_fast(name: str, value: torch.Tensor) -> torch.Tensor:
-    """:func:`~colayers._validation.check_finite` with one reduction in the common case.
-
-    A sum is finite only if every entry is (a NaN or an infinity makes it NaN or infinite), so a finite sum
-    settles the check with one reduction and one read-back; otherwise (a bad entry, or finite entries whose
-    sum overflows) the full check runs and raises, or passes, exactly as :func:`check_finite` does.
-
-    Example:
-        >>> check_finite_fast("theta", torch.tensor([1.0, float("nan")]))
-        Traceback (most recent call last):
-        ...
-        ValueError: theta must be finite; found 1 NaN and 0 inf entries (first at index (1,)) in a tensor of shape (2,)
-    """
-    if value.numel() and not math.isfinite(float(value.detach().sum())):
-        check_finite(name, value)
-    return value
+def check_output(output: str) -> str:
+    """Require ``"mean"`` or ``"samples"``."""
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {OUTPUTS}; got {output!r}")
+    return output
 
 
-def leave_one_out_centered(values: torch.Tensor) -> torch.Tensor:
-    r"""Return :math:`v_s - b_s` with :math:`b_s = \frac{1}{S-1}\sum_{t\ne s} v_t` along dim 0.
+def check_theta(theta: torch.Tensor, oracle: Oracle, validate: bool) -> tuple[int, ...]:
+    """Check θ against the oracle's event shape (always: no tensor value is read) and, when ``validate``,
+    its finiteness (one reduction and one read-back to the host); return the batch shape."""
+    check_tensor("theta", theta)
+    batch = check_event_shape("theta", theta, oracle.event_shape, oracle.event_ndim)
+    if validate:
+        check_finite("theta", theta)
+    return batch
 
-    Since :math:`v_s - b_s = \frac{S}{S-1}(v_s - \bar v)`, it costs one mean. With ``S == 1`` there is no
-    other sample and the values are returned unchanged (no baseline).
 
-    Example:
-        >>> leave_one_out_centered(torch.tensor([1.0, 2.0, 6.0]))
-        tensor([-3.0000, -1.5000,  4.5000])
-    """
-    s = values.shape[0]
-    if s < 2:
-        return values
-    return (values - values.mean(0, keepdim=True)) * (s / (s - 1))
+# --------------------------------------------------------------------------------------------------------------
+# the VJP functions (plain tensors in, plain tensors out)
 
 
 def score_function_vjp(
+    theta: torch.Tensor,
     values: torch.Tensor,
-    score: torch.Tensor,
+    sample: PerturbedSample,
+    perturbation: Perturbation,
     grad_output: torch.Tensor,
     value_ndim: int,
+    *,
     baseline: bool = True,
+    per_sample: bool = False,
 ) -> torch.Tensor:
     r"""Score-function (REINFORCE) VJP of :math:`\theta\mapsto\mathbb E_{\eta\sim p(\cdot\mid\theta)}[v(\eta)]`.
 
@@ -206,34 +113,48 @@ def score_function_vjp(
         \nabla_\theta \langle \mathbb E[v], \bar y\rangle \approx
         \frac1S\sum_{s=1}^S \langle v_s - b_s, \bar y\rangle \, \nabla_\theta \log p(\eta_s\mid\theta)
 
-    with :math:`b_s` the leave-one-out mean of the other samples' values (``baseline=True``) or 0.
-    The sum is divided by S, so the estimate does not grow with the number of samples.
+    with :math:`b_s` the perturbation's baseline (``perturbation.centered``: the leave-one-out mean of the
+    other samples, or of the samples outside s's group for dependent samples such as antithetic pairs) or 0.
+    With ``per_sample=True``, ``grad_output`` holds one :math:`\bar y_s` per sample (the samples were the
+    output) and the VJP is :math:`\sum_s \langle v_s - b_s, \bar y_s\rangle\nabla_\theta\log p(\eta_s\mid\theta)`,
+    the baseline being formed on the values. The score is never formed as a tensor of shape
+    ``(S, *theta.shape)`` (``perturbation.score_mean``). This is the one implementation the layers and
+    :class:`~colayers.layers.Pushforward` run.
 
     Args:
-        values: :math:`v_s`, shape ``(S, *batch, *value_event)`` (oracle outputs, or costs with
-            ``value_ndim = 0``).
-        score: :math:`\nabla_\theta\log p(\eta_s\mid\theta)`, shape ``(S, *batch, *theta_event)``.
-        grad_output: :math:`\bar y`, shape ``(*batch, *value_event)``.
+        theta: θ, ``(*batch, *theta_event)``.
+        values: :math:`v_s`, ``(S, *batch, *value_event)`` (oracle outputs, or costs with ``value_ndim = 0``).
+        sample: the :class:`~colayers.perturb.PerturbedSample` the values come from.
+        perturbation: its perturbation (gives the score).
+        grad_output: :math:`\bar y`, ``(*batch, *value_event)`` (``(S, ...)`` with ``per_sample``).
         value_ndim: the number of event dimensions of ``values``.
-        baseline: subtract the leave-one-out baseline (needs S ≥ 2; ignored for S = 1).
+        baseline: subtract the baseline.
+        per_sample: see above.
 
     Returns:
-        The gradient with respect to θ, shape ``(*batch, *theta_event)``.
+        The gradient with respect to θ, of θ's shape.
 
     Example:
-        >>> values = torch.tensor([[1.0, 0.0], [0.0, 1.0]])  # S=2 one-hot atoms
-        >>> score = torch.tensor([[0.5, -0.5], [-0.5, 0.5]])
-        >>> score_function_vjp(values, score, torch.tensor([1.0, 0.0]), value_ndim=1)
-        tensor([ 0.5000, -0.5000])
+        >>> from colayers.perturb import Additive, PerturbedSample
+        >>> pert = Additive(epsilon=0.5)
+        >>> z = torch.tensor([[1.0, -1.0], [-1.0, 1.0]])  # S = 2 noises
+        >>> values = torch.tensor([[1.0, 0.0], [0.0, 1.0]])  # their one-hot solutions
+        >>> sample = PerturbedSample(eta=pert.apply(torch.zeros(2), z), noise=z)
+        >>> # (1/2) sum_s <v_s - b_s, dy> z_s / eps with b_s the other sample
+        >>> score_function_vjp(torch.zeros(2), values, sample, pert, torch.tensor([1.0, 0.0]), 1)
+        tensor([ 2., -2.])
     """
-    inner = (
-        (values * grad_output.unsqueeze(0)).sum(dim=_event_dims(value_ndim))
-        if value_ndim
-        else (values * grad_output.unsqueeze(0))
-    )
+    dims = _event_dims(value_ndim)
+    if per_sample:
+        centered = perturbation.centered(values, sample) if baseline else values
+        prod = centered * grad_output
+        inner = prod.sum(dim=dims) if value_ndim else prod
+        return perturbation.score_mean(theta, sample, inner * values.shape[0])
+    prod = values * grad_output.unsqueeze(0)
+    inner = prod.sum(dim=dims) if value_ndim else prod
     if baseline:
-        inner = leave_one_out_centered(inner)
-    return (_unsqueeze_to(inner, score.ndim) * score).mean(0)
+        inner = perturbation.centered(inner, sample)
+    return perturbation.score_mean(theta, sample, inner)
 
 
 def finite_difference_vjp(
@@ -241,9 +162,9 @@ def finite_difference_vjp(
 ) -> torch.Tensor:
     r"""Finite-difference VJP of I-MLE and Blackbox: :math:`\frac1\lambda\frac1S\sum_s (y_s - y'_s)`.
 
-    ``atoms`` are :math:`y_s = f(\theta + \varepsilon Z_s)` and ``target_atoms`` are
-    :math:`y'_s = f(\theta - \lambda\bar y_s + \varepsilon Z_s)` with the *same* noise; ``lambda_`` is a
-    float or a tensor broadcastable to ``(S, *batch)`` (one λ per sample and instance, as in AIMLE).
+    ``atoms`` are :math:`y_s` and ``target_atoms`` the target solutions :math:`y'_s` (same noise);
+    ``lambda_`` is a float or a tensor broadcastable to ``(S, *batch)`` (one λ per sample and instance,
+    as in AIMLE).
 
     Returns:
         The gradient with respect to θ, shape ``atoms.shape[1:]``.
@@ -255,7 +176,7 @@ def finite_difference_vjp(
     diff = atoms - target_atoms
     if isinstance(lambda_, torch.Tensor):
         diff = diff / _unsqueeze_to(lambda_, diff.ndim)
-    else:
+    elif lambda_ != 1.0:
         diff.div_(lambda_)
     return diff[0] if diff.shape[0] == 1 else diff.mean(0)  # the mean of one sample is that sample
 
@@ -268,6 +189,738 @@ def identity_vjp(grad_output: torch.Tensor, negative: bool = False) -> torch.Ten
         tensor([-1.,  2.])
     """
     return -grad_output if negative else grad_output
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the VJP rules (objects a layer is composed of)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What the backward needs, as plain objects (no module goes through the autograd context)."""
+
+    oracle: Oracle
+    perturbation: Perturbation
+    rule: VJPRule
+    output: str
+    state: dict[str, Any] | None
+    training: bool
+
+
+class VJPRule:
+    """A vector-Jacobian-product rule of a :class:`Perturbed` layer (the interface a new rule provides).
+
+    A rule sees the forward's θ, its atoms :math:`f(\\eta_s)` ``(S, *batch, *solution)``, the
+    :class:`~colayers.perturb.PerturbedSample` and the incoming gradient, and returns the gradient of θ.
+
+    Example:
+        >>> class ZeroRule(VJPRule):  # a (useless) custom rule: no gradient
+        ...     def vjp(self, plan, theta, atoms, sample, aux, grad_output):
+        ...         return torch.zeros_like(theta)
+        >>> from colayers import ArgmaxOneHot
+        >>> from colayers.perturb import Additive
+        >>> theta = torch.tensor([0.0, 1.0], requires_grad=True)
+        >>> Perturbed(ArgmaxOneHot(), Additive(epsilon=0.5), rule=ZeroRule(), num_samples=3)(theta)[1].backward()
+        >>> theta.grad
+        tensor([0., 0.])
+    """
+
+    def check(self, perturbation: Perturbation, num_samples: int, output: str) -> None:
+        """Refuse, at construction, a perturbation or setting the rule cannot work with."""
+
+    def check_atoms(self, atoms: torch.Tensor, theta: torch.Tensor) -> None:
+        """Refuse, after the oracle call, solutions the rule cannot use."""
+
+    def check_sample(self, perturbation: Perturbation, sample: PerturbedSample) -> None:
+        """Refuse, after sampling, samples the rule cannot use (e.g. of unknown dependence)."""
+
+    def extra_noise(self, perturbation: Perturbation, num_samples: int) -> int:
+        """How many more noise draws the forward must make and keep for this rule's backward (default 0)."""
+        return 0
+
+    def vjp(
+        self,
+        plan: _Plan,
+        theta: torch.Tensor,
+        atoms: torch.Tensor,
+        sample: PerturbedSample,
+        aux: torch.Tensor | None,
+        grad_output: torch.Tensor,
+    ) -> torch.Tensor:
+        """The gradient of θ (θ's shape) given the incoming gradient of the layer's output."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class ScoreFunctionRule(VJPRule):
+    r"""The score-function (REINFORCE, log-derivative) rule: :func:`score_function_vjp`.
+
+    .. math::  J^\top\bar y \approx \frac1S\sum_s \langle f(\eta_s) - b_s, \bar y\rangle\,
+               \nabla_\theta\log p(\eta_s\mid\theta)
+
+    an unbiased estimate of the gradient of the perturbed mean :math:`\mu(\theta) = \mathbb E[f(\eta)]`
+    (Berthet et al., NeurIPS 2020). With ``output="samples"`` each sample gets its own :math:`\bar y_s` and
+    the estimate is :math:`\sum_s \langle f(\eta_s) - b_s, \bar y_s\rangle\nabla_\theta\log p(\eta_s\mid\theta)`.
+    It needs a perturbation with a score (ε > 0 and Normal or Gumbel noise).
+
+    Args:
+        baseline: subtract the baseline :math:`b_s` (leave-one-out mean of the other samples; for antithetic
+            pairs the mean of the other pairs, so that the estimate stays unbiased). Needs S ≥ 2 (S ≥ 4 with
+            pairs); with fewer samples no baseline is subtracted.
+
+    Example:
+        >>> from colayers import ArgmaxOneHot
+        >>> from colayers.perturb import Additive, Gumbel
+        >>> layer = Perturbed(ArgmaxOneHot(), Additive(Gumbel(), 1.0), rule=ScoreFunctionRule(), num_samples=4000, seed=0)
+        >>> theta = torch.tensor([0.0, 1.0, 2.0], requires_grad=True)
+        >>> layer(theta)[2].backward()  # d softmax_2 / d theta = p_2 (e_2 - p): about [-0.06, -0.16, 0.22]
+        >>> [round(v, 1) for v in theta.grad.tolist()]
+        [-0.1, -0.2, 0.2]
+    """
+
+    def __init__(self, baseline: bool = True) -> None:
+        if not isinstance(baseline, bool):
+            raise TypeError(f"baseline must be a bool; got {type(baseline).__name__} {baseline!r}")
+        self.baseline = baseline
+
+    def check(self, perturbation, num_samples, output):
+        perturbation.check_score()
+
+    def check_sample(self, perturbation, sample):
+        if self.baseline and sample.groups is None and perturbation.iid_samples is None:
+            perturbation.centered(sample.eta[:1], sample)  # raises the TypeError that says what to declare
+
+    def vjp(self, plan, theta, atoms, sample, aux, grad_output):
+        value_ndim = atoms.ndim - theta.ndim - 1 + plan.oracle.event_ndim
+        return score_function_vjp(
+            theta,
+            atoms,
+            sample,
+            plan.perturbation,
+            grad_output,
+            value_ndim,
+            baseline=self.baseline,
+            per_sample=plan.output == "samples",
+        )
+
+    def __repr__(self) -> str:
+        return f"ScoreFunctionRule(baseline={self.baseline})"
+
+
+class AdaptiveLambda:
+    r"""AIMLE's adaptive finite-difference step :math:`\lambda = \beta\,\|\theta\|/\|\bar y_s\|` with β adapted
+    online (Minervini, Franceschi, Niepert, AAAI 2023), for :class:`FiniteDifferenceRule`.
+
+    β and its statistics are the layer's state (``state["beta"]``, ``"target"``, ``"running_nnz"``,
+    ``"previous_update"``, float64 tensors); after each backward with ``state["adapt"]`` true, the mean
+    number of non-zero gradient entries per sample is smoothed by an exponential moving average (``decay``)
+    and β moves by ``+step`` below ``target`` and ``-step`` otherwise (plus ``momentum`` times its previous
+    move), clamped at β ≥ 0. A zero λ perturbs nothing and its difference, exactly zero, is divided by 1.
+
+    Args:
+        step: β's step size ≥ 0; momentum: ≥ 0; decay: the moving average's decay in [0, 1).
+    """
+
+    def __init__(self, step: float = 1e-3, momentum: float = 0.0, decay: float = 0.9) -> None:
+        self.step = check_positive("step", step, allow_zero=True)
+        self.momentum = check_positive("momentum", momentum, allow_zero=True)
+        self.decay = check_positive("decay", decay, allow_zero=True)
+        if self.decay >= 1:
+            raise ValueError(f"decay must be in [0, 1); got {decay!r}")
+
+    def lambdas(self, theta: torch.Tensor, dy: torch.Tensor, event_ndim: int, state: dict[str, Any]) -> torch.Tensor:
+        """λ = β‖θ‖/‖ȳ_s‖ ≥ 0 of shape ``(S, *batch)`` (0 where β, θ or ȳ_s is 0)."""
+        dims = tuple(range(-event_ndim, 0))
+        norm_theta = torch.linalg.vector_norm(theta, dim=dims).unsqueeze(0)
+        norm_dy = torch.linalg.vector_norm(dy, dim=dims)
+        beta = state["beta"].to(device=theta.device, dtype=theta.dtype)  # state may live on another device
+        return beta * norm_theta / torch.where(norm_dy > 0, norm_dy, 1.0)
+
+    def update(self, diff: torch.Tensor, batch_ndim: int, state: dict[str, Any]) -> None:
+        """β's online update from the per-sample number of non-zero entries of ``diff`` (no read-back)."""
+        running = state["running_nnz"]
+        per_sample = diff.reshape(diff.shape[: 1 + batch_ndim] + (-1,)).ne(0).sum(-1)
+        total = per_sample.sum().to(device=running.device, dtype=running.dtype)
+        nnz = total / max(per_sample.numel(), 1)
+        running.mul_(self.decay).add_((1.0 - self.decay) * nnz)
+        step = (1.0 - 2.0 * (running >= state["target"]).to(running.dtype)) * self.step  # +step below target
+        upd = self.momentum * state["previous_update"] + step
+        state["beta"].add_(upd).clamp_(min=0.0)
+        state["previous_update"].copy_(upd)
+
+    def __repr__(self) -> str:
+        return f"AdaptiveLambda(step={self.step}, momentum={self.momentum}, decay={self.decay})"
+
+
+class FiniteDifferenceRule(VJPRule):
+    r"""The finite-difference rule of I-MLE, AIMLE and Blackbox: a step toward a target score, same noise.
+
+    With the forward's noise :math:`Z_s`, :math:`\eta = \theta \oplus_\varepsilon Z` the perturbation
+    (:math:`\theta + \varepsilon Z` additive, :math:`\theta\odot e^{\varepsilon Z-\varepsilon^2/2}`
+    multiplicative) and :math:`\bar y_s` the incoming gradient of sample s (:math:`\bar y` for every sample
+    with ``output="mean"``):
+
+    .. math::
+        \theta'_s = \alpha\theta - \lambda\bar y_s, \qquad
+        y'_s = \frac1M\sum_{m=1}^M f(\theta'_s \oplus_{\tau'} Z_{s,m}), \qquad
+        \nabla_\theta \approx \frac1\lambda\,\frac1S\sum_{s=1}^S \big[f(\theta\oplus_\varepsilon Z_s) - y'_s\big]
+
+    with :math:`Z_{s,1} = Z_s` (the same noise as the forward) and :math:`Z_{s,m\ge2}` further draws made in
+    the forward (``num_target_samples = M``), τ' the target noise temperature (``target_temperature``,
+    default ε). ``two_sided=True`` takes the central difference
+    :math:`\frac1\lambda[f((\alpha\theta + \tfrac\lambda2\bar y_s)\oplus_{\tau'} Z_s) -
+    f((\alpha\theta - \tfrac\lambda2\bar y_s)\oplus_{\tau'} Z_s)]` (no bias of order λ; one more solve
+    per sample). The S·M (or 2·S·M) target instances go to the oracle in ONE batched call. The S
+    differences are averaged (I-MLE's convention) in both output modes.
+
+    α = 1, τ' = ε, M = 1 is I-MLE (Niepert, Minervini, Franceschi, NeurIPS 2021); ε = 0 is Blackbox
+    differentiation (Vlastelica et al., ICLR 2020); torch-imle's ``TargetDistribution(alpha, beta)`` is
+    ``alpha=alpha, lambda_=beta`` with ``divide_by_lambda=False``, its ``target_noise_temperature`` is
+    ``target_temperature`` and its ``nb_marginal_samples`` ``num_target_samples``.
+
+    Args:
+        lambda_: λ > 0, or an :class:`AdaptiveLambda` (AIMLE).
+        two_sided: the central difference.
+        alpha: α, the weight of θ in the target (finite; 1 by default; torch-imle's path example uses 0).
+        target_temperature: τ' ≥ 0, the noise temperature of the target side (``None``: the
+            perturbation's ε). Without noise (ε = 0) the target side has none either.
+        num_target_samples: M ≥ 1 target samples per input sample (M > 1 needs noise).
+        divide_by_lambda: divide the difference by λ (``False``: torch-imle's unscaled gradient).
+
+    Example:
+        >>> from colayers import ArgmaxOneHot
+        >>> from colayers.perturb import Additive
+        >>> rule = FiniteDifferenceRule(lambda_=2.0, alpha=0.0)  # target theta' = -2 dy
+        >>> theta = torch.tensor([3.0, 0.0, 1.0], requires_grad=True)
+        >>> y = Perturbed(ArgmaxOneHot(), Additive(epsilon=0.0), rule=rule, num_samples=1)(theta)
+        >>> (y * torch.tensor([0.0, -1.0, 0.0])).sum().backward()  # theta' = [0, 2, 0]: f = e_1
+        >>> theta.grad  # (e_0 - e_1) / 2
+        tensor([ 0.5000, -0.5000,  0.0000])
+    """
+
+    def __init__(
+        self,
+        lambda_: float | AdaptiveLambda = 10.0,
+        *,
+        two_sided: bool = False,
+        alpha: float = 1.0,
+        target_temperature: float | None = None,
+        num_target_samples: int = 1,
+        divide_by_lambda: bool = True,
+    ) -> None:
+        if isinstance(lambda_, AdaptiveLambda):
+            self.lambda_: float | AdaptiveLambda = lambda_
+        else:
+            self.lambda_ = check_positive("lambda_", lambda_)
+        for name, flag in (("two_sided", two_sided), ("divide_by_lambda", divide_by_lambda)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool; got {type(flag).__name__} {flag!r}")
+        self.two_sided = two_sided
+        self.divide_by_lambda = divide_by_lambda
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
+            raise TypeError(f"alpha must be a real number; got {type(alpha).__name__} {alpha!r}")
+        if alpha != alpha or alpha in (float("inf"), float("-inf")):
+            raise ValueError(f"alpha must be a finite number; got {alpha!r}")
+        self.alpha = float(alpha)
+        self.target_temperature = (
+            None if target_temperature is None else check_positive("target_temperature", target_temperature, allow_zero=True)
+        )
+        self.num_target_samples = check_int_at_least("num_target_samples", num_target_samples, 1)
+
+    @property
+    def adaptive(self) -> bool:
+        return isinstance(self.lambda_, AdaptiveLambda)
+
+    def check(self, perturbation, num_samples, output):
+        if self.num_target_samples > 1 and perturbation.epsilon == 0:
+            raise ValueError(
+                f"num_target_samples > 1 needs noise (epsilon > 0); got num_target_samples={self.num_target_samples} "
+                "with epsilon = 0"
+            )
+
+    def check_atoms(self, atoms, theta):
+        if atoms.shape != (atoms.shape[0], *theta.shape):
+            raise ValueError(
+                f"oracle must return solutions of theta's shape for the finite-difference rule; "
+                f"got {tuple(atoms.shape[1:])} for theta {tuple(theta.shape)}"
+            )
+
+    def extra_noise(self, perturbation, num_samples):
+        return (self.num_target_samples - 1) * num_samples if perturbation.epsilon > 0 else 0
+
+    def vjp(self, plan, theta, atoms, sample, aux, grad_output):
+        s = atoms.shape[0]
+        event_ndim = plan.oracle.event_ndim
+        pert = plan.perturbation
+        dy = grad_output.unsqueeze(0).expand_as(atoms) if plan.output == "mean" else grad_output
+        if self.adaptive:
+            lam = self.lambda_.lambdas(theta, dy, event_ndim, plan.state)
+            step = _unsqueeze_to(lam, dy.ndim) * dy
+        else:
+            lam = self.lambda_
+            step = lam * dy
+        center = theta.unsqueeze(0) if self.alpha == 1.0 else self.alpha * theta.unsqueeze(0)
+        noise = sample.noise
+        m = self.num_target_samples
+
+        def perturb(centers: torch.Tensor, copies: int) -> torch.Tensor:
+            # centers (copies * S, ...): the target scores, perturbed with the forward noise (and the extra draws)
+            if noise is None:
+                return centers
+            z = noise if m == 1 else torch.cat([noise, aux])  # (M * S, ...): Z_{s,1} = Z_s, then the extra draws
+            z = z.repeat((copies,) + (1,) * (z.ndim - 1)) if copies > 1 else z
+            return pert.apply(centers, z, self.target_temperature)
+
+        def rep(x: torch.Tensor) -> torch.Tensor:
+            x = x.expand_as(atoms)
+            return x if m == 1 else x.repeat((m,) + (1,) * (x.ndim - 1))
+
+        def mean_over_targets(y: torch.Tensor) -> torch.Tensor:
+            return y if m == 1 else y.reshape((m, s) + y.shape[1:]).mean(0)
+
+        with torch.no_grad():
+            if self.two_sided:
+                half = 0.5 * step
+                both = plan.oracle(perturb(torch.cat([rep(center + half), rep(center - half)]), 2))
+                upper, lower = mean_over_targets(both[: m * s]), mean_over_targets(both[m * s :])
+            else:
+                upper = atoms
+                lower = mean_over_targets(plan.oracle(perturb(rep(center - step), 1)))
+            if not self.divide_by_lambda:
+                divisor: float | torch.Tensor = 1.0
+            elif isinstance(lam, torch.Tensor):
+                # a zero lambda (AIMLE with beta = 0) perturbs nothing, so upper == lower: divide that zero by 1
+                divisor = torch.where(lam > 0, lam, torch.ones_like(lam))
+            else:
+                divisor = lam
+            grad = finite_difference_vjp(upper, lower, divisor)
+            if self.adaptive and plan.training and plan.state is not None and plan.state.get("adapt", False):
+                self.lambda_.update(upper - lower, theta.ndim - event_ndim, plan.state)
+        return grad
+
+    def __repr__(self) -> str:
+        parts = [f"lambda_={self.lambda_!r}"]
+        if self.two_sided:
+            parts.append("two_sided=True")
+        if self.alpha != 1.0:
+            parts.append(f"alpha={self.alpha}")
+        if self.target_temperature is not None:
+            parts.append(f"target_temperature={self.target_temperature}")
+        if self.num_target_samples != 1:
+            parts.append(f"num_target_samples={self.num_target_samples}")
+        if not self.divide_by_lambda:
+            parts.append("divide_by_lambda=False")
+        return f"FiniteDifferenceRule({', '.join(parts)})"
+
+
+class IdentityRule(VJPRule):
+    r"""The straight-through (identity) rule: :math:`J^\top\bar y := \pm\bar y` (:func:`identity_vjp`).
+
+    With ``output="samples"`` the per-sample gradients are summed (each sample's Jacobian is taken to be
+    ±I). ``negative=True`` passes :math:`-\bar y`, for an oracle that *minimizes* its input. References:
+    Bengio, Léonard, Courville 2013; Sahoo et al., ICLR 2023.
+
+    Example:
+        >>> from colayers import ArgmaxOneHot
+        >>> from colayers.perturb import Additive
+        >>> theta = torch.tensor([0.5, 2.0], requires_grad=True)
+        >>> y = Perturbed(ArgmaxOneHot(), Additive(epsilon=0.0), rule=IdentityRule(), num_samples=1)(theta)
+        >>> (y * torch.tensor([3.0, 4.0])).sum().backward(); theta.grad
+        tensor([3., 4.])
+    """
+
+    def __init__(self, negative: bool = False) -> None:
+        if not isinstance(negative, bool):
+            raise TypeError(f"negative must be a bool; got {type(negative).__name__} {negative!r}")
+        self.negative = negative
+
+    def check_atoms(self, atoms, theta):
+        if atoms.shape != (atoms.shape[0], *theta.shape):
+            raise ValueError(
+                f"oracle must return solutions of theta's shape {tuple(theta.shape)} for the identity rule; "
+                f"got {tuple(atoms.shape[1:])}"
+            )
+
+    def vjp(self, plan, theta, atoms, sample, aux, grad_output):
+        g = grad_output.sum(0) if plan.output == "samples" else grad_output
+        return identity_vjp(g, self.negative)
+
+    def __repr__(self) -> str:
+        return f"IdentityRule(negative={self.negative})"
+
+
+class _SampleFunction(torch.autograd.Function):
+    """``apply(theta, atoms, sample, aux, plan)``: the mean of the atoms (or the atoms) forward; the plan's
+    rule backward."""
+
+    @staticmethod
+    def forward(theta, atoms, sample, aux, plan):
+        if plan.output == "mean":
+            return atoms[0].clone() if atoms.shape[0] == 1 else atoms.mean(0)  # (the mean of one sample is itself)
+        return atoms.clone()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        theta, atoms, sample, aux, plan = inputs
+        ctx.save_for_backward(theta, atoms)
+        ctx.sample = sample  # plain tensors that never require grad
+        ctx.aux = aux
+        ctx.plan = plan
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        theta, atoms = ctx.saved_tensors
+        plan: _Plan = ctx.plan
+        grad = plan.rule.vjp(plan, theta.detach(), atoms, ctx.sample, ctx.aux, grad_output)
+        return grad, None, None, None, None
+
+
+def sample_solutions(
+    theta: torch.Tensor,
+    oracle: Oracle,
+    perturbation: Perturbation,
+    num_samples: int,
+    generator: torch.Generator | None = None,
+    validate_args: bool | None = None,
+) -> tuple[PerturbedSample, torch.Tensor]:
+    """Check θ once, draw S perturbed scores and solve them in ONE batched oracle call (no autograd).
+
+    Returns:
+        ``(sample, atoms)`` with ``sample.eta`` of shape ``(S, *theta.shape)`` and ``atoms = oracle(sample.eta)``
+        of shape ``(S, *batch, *solution)``.
+    """
+    check_theta(theta, oracle, resolve_validate_args(validate_args))
+    with torch.no_grad():
+        sample = perturbation.sample(theta.detach(), num_samples, generator)
+        atoms = oracle(sample.eta)
+    return sample, atoms
+
+
+def perturbed(
+    theta: torch.Tensor,
+    oracle: Oracle,
+    perturbation: Perturbation,
+    *,
+    rule: VJPRule | None = None,
+    num_samples: int = 10,
+    output: str = "mean",
+    baseline: bool = True,
+    generator: torch.Generator | None = None,
+    validate_args: bool | None = None,
+    _state: dict[str, Any] | None = None,
+    _training: bool = True,
+) -> torch.Tensor:
+    r"""The core as a function: the mean of S perturbed solutions (or the solutions), differentiated by ``rule``.
+
+    :math:`\hat\mu(\theta) = \frac1S\sum_s f(\eta_s)`, :math:`\eta_s\sim p(\cdot\mid\theta)` from
+    ``perturbation``, with the VJP of ``rule`` (default :class:`ScoreFunctionRule` with ``baseline``). The
+    layers (:class:`Perturbed` and its presets) and the functional twins in
+    :mod:`colayers.layers.functional` run this function.
+
+    Args:
+        theta: scores ``(*batch, *event)``.
+        oracle: the maximization oracle f.
+        perturbation: the law of η given θ.
+        rule: the VJP rule (``None``: the score function with ``baseline``).
+        num_samples: S ≥ 1.
+        output: ``"mean"`` (shape ``(*batch, *solution)``) or ``"samples"`` (``(S, *batch, *solution)``).
+        baseline: the score-function baseline when ``rule`` is ``None``.
+        generator: the random generator (``None``: the global one).
+        validate_args: check θ's finiteness (``None``: the global default).
+
+    Example:
+        >>> from colayers import ArgmaxOneHot
+        >>> from colayers.perturb import Additive
+        >>> g = torch.Generator().manual_seed(0)
+        >>> perturbed(torch.tensor([0.0, 5.0]), ArgmaxOneHot(), Additive(epsilon=0.1), generator=g)
+        tensor([0., 1.])
+    """
+    if rule is None:
+        rule = ScoreFunctionRule(baseline=baseline)
+    s = perturbation.check_num_samples(num_samples)
+    check_output(output)
+    rule.check(perturbation, s, output)
+    sample, atoms = sample_solutions(theta, oracle, perturbation, s, generator, validate_args)
+    rule.check_sample(perturbation, sample)
+    rule.check_atoms(atoms, theta)
+    n_extra = rule.extra_noise(perturbation, s)
+    aux = None
+    if n_extra:
+        with torch.no_grad():
+            aux = perturbation.draw_noise(theta.detach(), n_extra, generator)
+    plan = _Plan(oracle, perturbation, rule, output, _state, _training)
+    return _SampleFunction.apply(theta, atoms, sample, aux, plan)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the modules
+
+
+class OracleLayer(torch.nn.Module):
+    """Base module of the estimators: owns an oracle, validates θ, and manages seeded generators.
+
+    Args:
+        oracle: a :class:`~colayers.oracles.Oracle` (maximization convention).
+        seed: if given, every stochastic call without an explicit ``generator`` draws from a layer-owned
+            generator (one per device, created from ``seed`` on first use), so a freshly built layer with
+            the same seed replays the same outputs call after call.
+        validate_args: check θ's finiteness on every call (``None``: follow
+            :func:`colayers.set_default_validate_args`, on by default). This check reads one value back to
+            the host (a device-to-host synchronisation on CUDA); shape and dtype are always checked.
+
+    Example:
+        >>> from colayers import ArgmaxOneHot
+        >>> layer = OracleLayer(ArgmaxOneHot(), seed=0)
+        >>> g1 = layer.generator_for(torch.device("cpu"))
+        >>> g1 is layer.generator_for(torch.device("cpu"))
+        True
+    """
+
+    def __init__(self, oracle: Oracle, *, seed: int | None = None, validate_args: bool | None = None) -> None:
+        super().__init__()
+        if not isinstance(oracle, Oracle):
+            raise TypeError(f"oracle must be a colayers.oracles.Oracle; got {type(oracle).__name__}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise TypeError(f"seed must be an int or None; got {type(seed).__name__} {seed!r}")
+        self.oracle = oracle
+        self.seed = seed
+        self.validate_args = check_validate_args(validate_args)
+        self._generators: dict[str | torch.device, torch.Generator] = {}
+
+    @property
+    def event_ndim(self) -> int:
+        return self.oracle.event_ndim
+
+    def generator_for(self, device: torch.device) -> torch.Generator | None:
+        """The layer-owned generator for ``device`` (``None`` without a seed)."""
+        if self.seed is None:
+            return None
+        device = torch.device(device)
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        key = str(device)
+        if key not in self._generators:
+            self._generators[key] = torch.Generator(device=device).manual_seed(self.seed)
+        return self._generators[key]
+
+    def resolve_generator(self, generator: torch.Generator | None, theta: torch.Tensor) -> torch.Generator | None:
+        """``generator`` if given (checked against θ's device), else the layer-owned one, else ``None``."""
+        if generator is not None:
+            check_generator(generator, theta.device)
+            return generator
+        return self.generator_for(theta.device)
+
+    def check_theta(self, theta: torch.Tensor) -> tuple[int, ...]:
+        """Validate θ against the oracle's event shape (and its finiteness, see ``validate_args``); return the
+        batch shape."""
+        return check_theta(theta, self.oracle, resolve_validate_args(self.validate_args))
+
+    def extra_repr(self) -> str:
+        return f"oracle={self.oracle!r}" + ("" if self.seed is None else f", seed={self.seed}")
+
+
+class Perturbed(OracleLayer):
+    r"""A probabilistic layer: an oracle, a :class:`~colayers.perturb.Perturbation` and a VJP rule.
+
+    .. math::
+        \mu(\theta) = \mathbb E_{\eta\sim p(\cdot\mid\theta)}[f(\eta)] \approx \frac1S\sum_s f(\eta_s)
+
+    Forward: the mean of S perturbed oracle calls (``output="mean"``, shape ``(*batch, *solution)``) or the S
+    hard samples (``output="samples"``, ``(S, *batch, *solution)``), from ONE batched oracle call. Backward:
+    ``rule`` (:class:`ScoreFunctionRule` by default, which estimates :math:`J^\top\bar y` with
+    :math:`\frac1S\sum_s \langle f(\eta_s) - b_s, \bar y\rangle\nabla_\theta\log p(\eta_s\mid\theta)`;
+    :class:`FiniteDifferenceRule`; :class:`IdentityRule`; or a user's :class:`VJPRule`). Berthet et al.,
+    *Learning with Differentiable Perturbed Optimizers*, NeurIPS 2020; InferOpt.jl's ``PerturbedOracle``.
+
+    Modes: ``eval()`` changes nothing in the forward (the layer keeps sampling, with the same law: its
+    output is an estimate of μ(θ), not f(θ)); only AIMLE's adaptation of λ stops. For a deterministic
+    prediction call the oracle, ``layer.oracle(theta)``.
+
+    Args:
+        oracle: the maximization oracle f.
+        perturbation: the law of η given θ (ε = 0: a Dirac at f(θ), then no ``seed``/``generator``).
+        rule: the VJP rule (``None``: ``ScoreFunctionRule(baseline)``; it needs a perturbation with a score).
+        num_samples: S ≥ 1 (even with an antithetic perturbation).
+        output: ``"mean"`` or ``"samples"``.
+        baseline: the score-function baseline when ``rule`` is ``None``.
+        seed, validate_args: see :class:`OracleLayer`.
+
+    Example:
+        >>> from colayers import ArgmaxOneHot
+        >>> from colayers.perturb import Additive, Gumbel
+        >>> layer = Perturbed(ArgmaxOneHot(), Additive(Gumbel(), epsilon=1.0), num_samples=1000, seed=0)
+        >>> theta = torch.tensor([0.0, 1.0, 2.0], requires_grad=True)
+        >>> mu = layer(theta)  # close to softmax(theta)
+        >>> bool((mu - torch.softmax(theta, -1)).abs().max() < 0.05)
+        True
+        >>> mu[2].backward(); theta.grad.shape
+        torch.Size([3])
+    """
+
+    def __init__(
+        self,
+        oracle: Oracle,
+        perturbation: Perturbation,
+        *,
+        rule: VJPRule | None = None,
+        num_samples: int = 10,
+        output: str = "mean",
+        baseline: bool = True,
+        seed: int | None = None,
+        validate_args: bool | None = None,
+    ) -> None:
+        super().__init__(oracle, seed=seed, validate_args=validate_args)
+        if not isinstance(perturbation, Perturbation):
+            raise TypeError(f"perturbation must be a colayers.perturb.Perturbation; got {type(perturbation).__name__}")
+        if rule is None:
+            rule = ScoreFunctionRule(baseline=baseline)
+        elif baseline is not True:
+            raise TypeError(
+                f"{type(self).__name__}: baseline is a setting of the score-function rule; pass "
+                "rule=ScoreFunctionRule(baseline=False)"
+            )
+        if not isinstance(rule, VJPRule):
+            raise TypeError(f"rule must be a colayers.layers.VJPRule; got {type(rule).__name__}")
+        self.perturbation = perturbation
+        self.rule = rule
+        self.num_samples = perturbation.check_num_samples(num_samples)
+        self.output = check_output(output)
+        rule.check(perturbation, self.num_samples, self.output)
+        if seed is not None and self.deterministic:
+            raise TypeError(f"{type(self).__name__} draws no noise (epsilon = 0): it takes no seed")
+
+    @property
+    def deterministic(self) -> bool:
+        """Whether the layer draws no noise (ε = 0: its law is the Dirac at f(θ))."""
+        return self.perturbation.epsilon == 0
+
+    @property
+    def epsilon(self) -> float:
+        """The perturbation's noise scale ε."""
+        return self.perturbation.epsilon
+
+    @property
+    def baseline(self) -> bool:
+        """Whether a score-function VJP of this layer subtracts a baseline (the rule's setting, else True)."""
+        return getattr(self.rule, "baseline", True)
+
+    def _check_generator_arg(self, generator: torch.Generator | None) -> None:
+        if generator is not None and self.deterministic:
+            raise TypeError(
+                f"{type(self).__name__} draws no noise (epsilon = 0): it takes no generator; got {generator!r}"
+            )
+
+    def rule_state(self) -> dict[str, Any] | None:
+        """The state the rule reads and updates (AIMLE's buffers); ``None`` by default."""
+        return None
+
+    def sample(
+        self, theta: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[PerturbedSample, torch.Tensor]:
+        """Draw S perturbed scores and solve them in ONE batched oracle call (no autograd).
+
+        Returns:
+            ``(sample, atoms)`` with ``sample.eta`` of shape ``(S, *theta.shape)`` and
+            ``atoms = oracle(sample.eta)`` of shape ``(S, *batch, *solution)``.
+        """
+        check_tensor("theta", theta)
+        self._check_generator_arg(generator)
+        gen = self.resolve_generator(generator, theta)
+        return sample_solutions(theta, self.oracle, self.perturbation, self.num_samples, gen, self.validate_args)
+
+    def distribution(self, theta: torch.Tensor, *, generator: torch.Generator | None = None) -> SolutionDistribution:
+        """The empirical law of the S perturbed solutions (uniform weights; one atom f(θ) when ε = 0).
+
+        Example:
+            >>> from colayers import ArgmaxOneHot, Blackbox
+            >>> Blackbox(ArgmaxOneHot()).distribution(torch.tensor([0.0, 2.0])).atoms
+            tensor([[0., 1.]])
+        """
+        _, atoms = self.sample(theta, generator)
+        return SolutionDistribution(atoms, None, event_ndim=atoms.ndim - 1 - theta.ndim + self.oracle.event_ndim)
+
+    def forward(self, theta: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        check_tensor("theta", theta)
+        self._check_generator_arg(generator)
+        return perturbed(
+            theta,
+            self.oracle,
+            self.perturbation,
+            rule=self.rule,
+            num_samples=self.num_samples,
+            output=self.output,
+            generator=self.resolve_generator(generator, theta),
+            validate_args=self.validate_args,
+            _state=self.rule_state(),
+            _training=self.training,
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"{super().extra_repr()}, perturbation={self.perturbation!r}, rule={self.rule!r}, "
+            f"num_samples={self.num_samples}, output={self.output!r}"
+        )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# presets: a named estimator is a function of its settings returning the pieces
+
+
+class Preset(Perturbed):
+    """Base of the named estimators: a subclass defines ``pieces(oracle, **settings)``, a static method returning
+    the keyword arguments of :class:`Perturbed` (``perturbation``, ``rule``, ``num_samples``, ``output``);
+    its constructor signature and its functional twin are derived from it, so each setting is declared once.
+
+    ``deterministic_preset = True`` marks a preset without noise: it takes no ``seed`` (nor ``generator``).
+    """
+
+    deterministic_preset: bool = False
+
+    @staticmethod
+    def pieces(oracle: Oracle, **settings: Any) -> dict[str, Any]:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "pieces" in vars(cls):
+            params = [inspect.Parameter("oracle", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Oracle)]
+            params += [p for name, p in inspect.signature(cls.pieces).parameters.items() if name != "oracle"]
+            if not cls.deterministic_preset:
+                params.append(inspect.Parameter("seed", inspect.Parameter.KEYWORD_ONLY, default=None))
+            params.append(inspect.Parameter("validate_args", inspect.Parameter.KEYWORD_ONLY, default=None))
+            cls.__signature__ = inspect.Signature(params)
+
+    @classmethod
+    def build_pieces(cls, oracle: Oracle, settings: dict[str, Any]) -> dict[str, Any]:
+        """``cls.pieces(oracle, **settings)``, with a TypeError naming the layer for an unknown setting."""
+        accepted = inspect.signature(cls.pieces).parameters
+        for name in settings:
+            if name not in accepted:
+                hint = ""
+                if cls.deterministic_preset and name in ("seed", "generator", "epsilon", "num_samples", "output"):
+                    hint = f" ({cls.__name__} draws no noise: epsilon = 0, one sample)"
+                raise TypeError(f"{cls.__name__} got an unexpected keyword argument {name!r}{hint}")
+        return cls.pieces(oracle, **settings)
+
+    def __init__(self, oracle: Oracle, *args: Any, seed: int | None = None, validate_args: bool | None = None, **settings: Any) -> None:
+        if args:
+            raise TypeError(
+                f"{type(self).__name__} takes 1 positional argument (the oracle) but {1 + len(args)} were given; "
+                "every setting after the oracle is keyword-only"
+            )
+        if seed is not None and self.deterministic_preset:
+            raise TypeError(
+                f"{type(self).__name__} got an unexpected keyword argument 'seed' ({type(self).__name__} draws no "
+                "noise: epsilon = 0, one sample)"
+            )
+        super().__init__(oracle, seed=seed, validate_args=validate_args, **self.build_pieces(oracle, settings))
+
+
+def check_lambda(lambda_: float) -> float:
+    """λ > 0 for finite-difference rules."""
+    return check_positive("lambda_", lambda_)
 
 
 def pinv_psd(gram: torch.Tensor) -> torch.Tensor:
@@ -331,79 +984,3 @@ def active_set_vjp(
     rhs = diff @ grad_output.unsqueeze(-1)  # (B, m, 1)
     coef = pinv_psd(gram) @ rhs
     return (diff.transpose(-1, -2) @ coef).squeeze(-1)
-
-
-class OracleLayer(torch.nn.Module):
-    """Base module of the estimators: owns an oracle, validates θ, and manages seeded generators.
-
-    Args:
-        oracle: a :class:`~colayers.oracles.Oracle` (maximization convention).
-        seed: if given, every stochastic call without an explicit ``generator`` draws from a layer-owned
-            generator (one per device, created from ``seed`` on first use), so a freshly built layer with
-            the same seed replays the same outputs call after call.
-        validate_args: check θ (floating point, finite, event shape) on every call.
-
-    Example:
-        >>> from colayers import ArgmaxOneHot
-        >>> layer = OracleLayer(ArgmaxOneHot(), seed=0)
-        >>> g1 = layer.generator_for(torch.device("cpu"))
-        >>> g1 is layer.generator_for(torch.device("cpu"))
-        True
-    """
-
-    def __init__(self, oracle: Oracle, *, seed: int | None = None, validate_args: bool = True) -> None:
-        super().__init__()
-        if not isinstance(oracle, Oracle):
-            raise TypeError(f"oracle must be a colayers.oracles.Oracle; got {type(oracle).__name__}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise TypeError(f"seed must be an int or None; got {type(seed).__name__} {seed!r}")
-        self.oracle = oracle
-        self.seed = seed
-        self.validate_args = bool(validate_args)
-        self._generators: dict[str | torch.device, torch.Generator] = {}
-
-    @property
-    def event_ndim(self) -> int:
-        return self.oracle.event_ndim
-
-    def generator_for(self, device: torch.device) -> torch.Generator | None:
-        """The layer-owned generator for ``device`` (``None`` without a seed)."""
-        if self.seed is None:
-            return None
-        gen = self._generators.get(device)  # fast path: keyed by the device object a tensor reports
-        if gen is not None:
-            return gen
-        key_device = device
-        device = torch.device(device)
-        if device.type == "cuda" and device.index is None:
-            device = torch.device("cuda", torch.cuda.current_device())
-        key = str(device)
-        if key not in self._generators:
-            self._generators[key] = torch.Generator(device=device).manual_seed(self.seed)
-        gen = self._generators[key]
-        if isinstance(key_device, torch.device) and key_device == device:
-            self._generators[key_device] = gen  # alias under the device object; str and device keys never collide
-        return gen
-
-    def resolve_generator(self, generator: torch.Generator | None, theta: torch.Tensor) -> torch.Generator | None:
-        """``generator`` if given (checked against θ's device), else the layer-owned one, else ``None``."""
-        if generator is not None:
-            check_generator(generator, theta.device)
-            return generator
-        return self.generator_for(theta.device)
-
-    def check_theta(self, theta: torch.Tensor) -> tuple[int, ...]:
-        """Validate θ against the oracle's event shape; return the batch shape."""
-        check_tensor("theta", theta)
-        batch = check_event_shape("theta", theta, self.oracle.event_shape, self.oracle.event_ndim)
-        if self.validate_args:
-            check_finite_fast("theta", theta)
-        return batch
-
-    def extra_repr(self) -> str:
-        return f"oracle={self.oracle!r}" + ("" if self.seed is None else f", seed={self.seed}")
-
-
-def check_lambda(lambda_: float) -> float:
-    """λ > 0 for finite-difference rules."""
-    return check_positive("lambda_", lambda_)

@@ -161,6 +161,11 @@ class NegativeEntropy(Regularizer):
     the dtype's smallest normal number (the solver only needs their sign there: every vertex covering
     coordinate i is an ascent direction). Oracle solutions with a negative entry are refused.
 
+    The solver converges quickly when s is comparable to the spread of θ; when s is much smaller than the
+    score gaps, optimal coordinates of size exp(−Δθ/s) sit near the entropy's non-smooth boundary and
+    Frank-Wolfe slows down (raise ``max_iter`` or use the closed forms :class:`~colayers.layers.SoftArgmax`
+    and :func:`~colayers.layers.soft_rank` where they apply).
+
     Args:
         strength: s > 0.
 

@@ -1,22 +1,42 @@
 r"""Functional twins of the layers: one call, no module state (pass a ``generator`` for reproducibility).
 
-Each function builds the corresponding preset on the shared core and applies it once; see the module
-classes for the math. As in the classes, everything after ``theta`` and the oracle (or the perturbation,
-layer and cost function where those are required) is keyword-only.
+The function is primary: :func:`~colayers.layers.core.perturbed` runs the core (oracle + perturbation + VJP
+rule) and every module calls it. The twins of the named estimators are derived from the presets, not
+written again: ``imle(theta, oracle, **settings)`` is
+``perturbed(theta, oracle, **IMLE.pieces(oracle, **settings))``, so a twin takes exactly its layer's
+settings (keyword-only, the same names, defaults and checks) and builds no module. A deterministic
+layer's twin (``blackbox``, ``identity_relaxation``) takes no ``generator``.
+
+Example:
+    >>> import torch
+    >>> from colayers import TopKSubset
+    >>> g = torch.Generator().manual_seed(0)
+    >>> imle(torch.tensor([9.0, 0.0, 8.0]), TopKSubset(2), epsilon=0.1, generator=g)
+    tensor([1., 0., 1.])
+    >>> blackbox(torch.tensor([0.0, 2.0, 1.0]), TopKSubset(1), lambda_=5.0)
+    tensor([0., 1., 0.])
+    >>> identity_relaxation(torch.tensor([0.0, 2.0, 1.0]), TopKSubset(1))
+    tensor([0., 1., 0.])
+    >>> perturbed_additive(torch.tensor([0.0, 5.0]), TopKSubset(1), epsilon=0.1, generator=g)
+    tensor([0., 1.])
+    >>> perturbed_multiplicative(torch.tensor([1.0, 5.0]), TopKSubset(1), epsilon=0.1, generator=g)
+    tensor([0., 1.])
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
 from ..oracles.base import Oracle
-from ..perturb import Noise, Perturbation
+from .core import Preset, perturbed
 from .identity import IdentityRelaxation
 from .imle import IMLE, Blackbox
-from .perturbed import Perturbed, PerturbedAdditive, PerturbedMultiplicative
-from .pushforward import Pushforward
+from .perturbed import PerturbedAdditive, PerturbedMultiplicative
+from .pushforward import pushforward
 from .regularized import RegularizedFrankWolfe, SoftArgmax, Sparsemax, _check_vector_theta
 
 __all__ = [
@@ -30,134 +50,49 @@ __all__ = [
     "sparse_argmax",
     "regularized_frank_wolfe",
     "pushforward",
+    "functional_twin",
 ]
 
 
-def perturbed(
-    theta: torch.Tensor,
-    oracle: Oracle,
-    perturbation: Perturbation,
-    *,
-    num_samples: int = 10,
-    baseline: bool = True,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """Functional :class:`~colayers.layers.Perturbed`.
+def functional_twin(cls: type[Preset], name: str) -> Callable[..., torch.Tensor]:
+    """The functional twin of a preset layer: ``twin(theta, oracle, *, generator=None, validate_args=None,
+    **settings)`` runs :func:`~colayers.layers.core.perturbed` on ``cls.pieces(oracle, **settings)``.
 
     Example:
-        >>> import torch
-        >>> from colayers import ArgmaxOneHot
-        >>> from colayers.perturb import Additive
-        >>> g = torch.Generator().manual_seed(0)
-        >>> perturbed(torch.tensor([0.0, 5.0]), ArgmaxOneHot(), Additive(epsilon=0.1), generator=g)
-        tensor([0., 1.])
+        >>> twin = functional_twin(IMLE, "my_imle")
+        >>> list(inspect.signature(twin).parameters)[:5]
+        ['theta', 'oracle', 'noise', 'epsilon', 'lambda_']
     """
-    return Perturbed(oracle, perturbation, num_samples=num_samples, baseline=baseline)(theta, generator)
 
+    def twin(theta: torch.Tensor, oracle: Oracle, *, generator: torch.Generator | None = None,
+             validate_args: bool | None = None, **settings: Any) -> torch.Tensor:
+        pieces = cls.build_pieces(oracle, settings)
+        if generator is not None and pieces["perturbation"].epsilon == 0:
+            raise TypeError(f"{name} draws no noise (epsilon = 0): it takes no generator; got {generator!r}")
+        return perturbed(theta, oracle, generator=generator, validate_args=validate_args, **pieces)
 
-def perturbed_additive(
-    theta: torch.Tensor,
-    oracle: Oracle,
-    *,
-    epsilon: float = 1.0,
-    num_samples: int = 10,
-    noise: Noise | None = None,
-    baseline: bool = True,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """Functional :class:`~colayers.layers.PerturbedAdditive`.
-
-    Example:
-        >>> import torch
-        >>> from colayers import ArgmaxOneHot
-        >>> g = torch.Generator().manual_seed(0)
-        >>> perturbed_additive(torch.tensor([0.0, 5.0]), ArgmaxOneHot(), epsilon=0.1, generator=g)
-        tensor([0., 1.])
-    """
-    layer = PerturbedAdditive(oracle, epsilon=epsilon, num_samples=num_samples, noise=noise, baseline=baseline)
-    return layer(theta, generator)
-
-
-def perturbed_multiplicative(
-    theta: torch.Tensor,
-    oracle: Oracle,
-    *,
-    epsilon: float = 1.0,
-    num_samples: int = 10,
-    noise: Noise | None = None,
-    baseline: bool = True,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """Functional :class:`~colayers.layers.PerturbedMultiplicative`.
-
-    Example:
-        >>> import torch
-        >>> from colayers import ArgmaxOneHot
-        >>> g = torch.Generator().manual_seed(0)
-        >>> perturbed_multiplicative(torch.tensor([1.0, 5.0]), ArgmaxOneHot(), epsilon=0.1, generator=g)
-        tensor([0., 1.])
-    """
-    layer = PerturbedMultiplicative(oracle, epsilon=epsilon, num_samples=num_samples, noise=noise, baseline=baseline)
-    return layer(theta, generator)
-
-
-def imle(
-    theta: torch.Tensor,
-    oracle: Oracle,
-    *,
-    noise: Noise | None = None,
-    epsilon: float = 1.0,
-    lambda_: float = 10.0,
-    num_samples: int = 1,
-    two_sided: bool = False,
-    return_mean: bool = False,
-    k: int | None = None,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """Functional :class:`~colayers.layers.IMLE` (hard samples ``(S, *batch, *event)``).
-
-    Example:
-        >>> import torch
-        >>> from colayers import TopKSubset
-        >>> g = torch.Generator().manual_seed(0)
-        >>> imle(torch.tensor([9.0, 0.0, 8.0]), TopKSubset(2), epsilon=0.1, generator=g)
-        tensor([[1., 0., 1.]])
-    """
-    layer = IMLE(
-        oracle,
-        noise=noise,
-        epsilon=epsilon,
-        lambda_=lambda_,
-        num_samples=num_samples,
-        two_sided=two_sided,
-        return_mean=return_mean,
-        k=k,
+    params = [
+        inspect.Parameter("theta", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=torch.Tensor),
+        inspect.Parameter("oracle", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Oracle),
+    ]
+    params += [p for n, p in inspect.signature(cls.pieces).parameters.items() if n != "oracle"]
+    if not cls.deterministic_preset:
+        params.append(inspect.Parameter("generator", inspect.Parameter.KEYWORD_ONLY, default=None))
+    params.append(inspect.Parameter("validate_args", inspect.Parameter.KEYWORD_ONLY, default=None))
+    twin.__signature__ = inspect.Signature(params)
+    twin.__name__ = twin.__qualname__ = name
+    twin.__doc__ = (
+        f"Functional :class:`~colayers.layers.{cls.__name__}`: the same keyword-only settings, no module "
+        "(see the module docstring for examples)."
     )
-    return layer(theta, generator)
+    return twin
 
 
-def blackbox(theta: torch.Tensor, oracle: Oracle, *, lambda_: float = 10.0) -> torch.Tensor:
-    """Functional :class:`~colayers.layers.Blackbox`.
-
-    Example:
-        >>> import torch
-        >>> from colayers import ArgmaxOneHot
-        >>> blackbox(torch.tensor([0.0, 2.0, 1.0]), ArgmaxOneHot())
-        tensor([0., 1., 0.])
-    """
-    return Blackbox(oracle, lambda_=lambda_)(theta)
-
-
-def identity_relaxation(theta: torch.Tensor, oracle: Oracle, *, negative: bool = False) -> torch.Tensor:
-    """Functional :class:`~colayers.layers.IdentityRelaxation`.
-
-    Example:
-        >>> import torch
-        >>> from colayers import ArgmaxOneHot
-        >>> identity_relaxation(torch.tensor([0.0, 2.0, 1.0]), ArgmaxOneHot())
-        tensor([0., 1., 0.])
-    """
-    return IdentityRelaxation(oracle, negative=negative)(theta)
+perturbed_additive = functional_twin(PerturbedAdditive, "perturbed_additive")
+perturbed_multiplicative = functional_twin(PerturbedMultiplicative, "perturbed_multiplicative")
+imle = functional_twin(IMLE, "imle")
+blackbox = functional_twin(Blackbox, "blackbox")
+identity_relaxation = functional_twin(IdentityRelaxation, "identity_relaxation")
 
 
 def soft_argmax(theta: torch.Tensor, *, temperature: float = 1.0) -> torch.Tensor:
@@ -195,23 +130,3 @@ def regularized_frank_wolfe(
         tensor([0.0000, 1.0000, 0.5000, 0.5000], dtype=torch.float64)
     """
     return RegularizedFrankWolfe(oracle, max_iter=max_iter, tol=tol)(theta)
-
-
-def pushforward(
-    theta: torch.Tensor,
-    layer: Perturbed,
-    cost_fn: Callable[[torch.Tensor], torch.Tensor],
-    *,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """Functional :class:`~colayers.layers.Pushforward`: E[cost_fn(y)] with the score-function gradient.
-
-    Example:
-        >>> import torch
-        >>> from colayers import ArgmaxOneHot, PerturbedAdditive
-        >>> layer = PerturbedAdditive(ArgmaxOneHot(), epsilon=0.01, num_samples=4)
-        >>> g = torch.Generator().manual_seed(0)
-        >>> pushforward(torch.tensor([0.0, 1.0]), layer, lambda y: y[..., 1] * 3.0, generator=g)
-        tensor(3.)
-    """
-    return Pushforward(layer, cost_fn)(theta, generator)

@@ -3,15 +3,18 @@ r"""Finite-difference estimators: I-MLE, adaptive I-MLE (AIMLE) and Blackbox dif
 All three differentiate the same perturbed mean :math:`\mu(\theta) = \mathbb E[f(\theta + \varepsilon Z)]`
 that the score-function rule differentiates, by a finite difference toward a *target* score
 :math:`\theta - \lambda\bar y` with the SAME noise on both sides
-(:func:`~colayers.layers.core.finite_difference_vjp`):
+(:class:`~colayers.layers.core.FiniteDifferenceRule`):
 
 .. math::  \widehat{J^\top\bar y} = \frac1\lambda\,\frac1S\sum_{s=1}^S
            \big[f(\theta + \varepsilon Z_s) - f(\theta - \lambda\bar y_s + \varepsilon Z_s)\big].
 
 * I-MLE (Niepert, Minervini, Franceschi, NeurIPS 2021): ε > 0, Sum-of-Gamma noise, λ fixed;
-* AIMLE (Minervini, Franceschi, Niepert, AAAI 2023): λ = β‖θ‖/‖ȳ‖ per instance with β adapted online;
-* Blackbox (Vlastelica et al., ICLR 2020): ε = 0, one sample — :class:`Blackbox` IS :class:`IMLE`
-  with ``epsilon=0``.
+* AIMLE (Minervini, Franceschi, Niepert, AAAI 2023): λ = β‖θ‖/‖ȳ‖ per instance with β adapted online
+  (:class:`~colayers.layers.core.AdaptiveLambda`);
+* Blackbox (Vlastelica et al., ICLR 2020): ε = 0, one sample.
+
+Each is :class:`~colayers.layers.core.Perturbed` with an :class:`~colayers.perturb.Additive` perturbation
+(ε = 0 for Blackbox) and a :class:`~colayers.layers.core.FiniteDifferenceRule`.
 
 Sign check (maximization): with :math:`\theta' = \theta - \lambda\bar y`, a loss that prefers the solution
 of :math:`\theta'` gets the gradient :math:`(f(\theta) - f(\theta'))/\lambda`, and a descent step
@@ -21,118 +24,16 @@ for minimization with :math:`w' = w + \lambda\bar y`; here θ = −w).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from .._validation import check_int_at_least, check_positive
+from .._validation import check_positive
 from ..oracles.base import Oracle
-from ..perturb import Noise, SumOfGamma
-from .core import OracleLayer, PositionalFunction, _unsqueeze_to, finite_difference_vjp
+from ..perturb import Additive, Noise, SumOfGamma
+from .core import AdaptiveLambda, FiniteDifferenceRule, Preset, check_output
 
-__all__ = ["IMLE", "AIMLE", "Blackbox", "FiniteDifference", "FiniteDifferenceRule"]
-
-
-@dataclass
-class FiniteDifferenceRule:
-    """The plain (non-module) settings the finite-difference backward needs.
-
-    Attributes:
-        oracle: the oracle called (once, batched) in the backward.
-        epsilon: the noise scale ε ≥ 0.
-        lambda_: a fixed λ > 0, or ``None`` for the adaptive λ = β‖θ‖/‖ȳ‖ (then ``state`` holds β).
-        two_sided: central difference :math:`f(\\theta + \\tfrac\\lambda2\\bar y + \\varepsilon Z) -
-            f(\\theta - \\tfrac\\lambda2\\bar y + \\varepsilon Z)`.
-        return_mean: the forward returned the mean over samples (ȳ is then the same for every sample).
-        state: AIMLE's buffers (``beta``, ``target``, ``running_nnz``, ``previous_update``) and settings,
-            updated in place after each backward when ``adapt`` is true.
-    """
-
-    oracle: Oracle
-    epsilon: float
-    lambda_: float | None
-    two_sided: bool = False
-    return_mean: bool = False
-    adapt: bool = False
-    state: dict[str, Any] = field(default_factory=dict)
-
-    def lambdas(self, theta: torch.Tensor, dy: torch.Tensor, event_ndim: int) -> float | torch.Tensor:
-        """λ, or AIMLE's per-(sample, instance) λ = β‖θ‖/‖ȳ_s‖ ≥ 0 of shape ``(S, *batch)`` (0 allowed)."""
-        if self.lambda_ is not None:
-            return self.lambda_
-        dims = tuple(range(-event_ndim, 0))
-        norm_theta = torch.linalg.vector_norm(theta, dim=dims).unsqueeze(0)
-        norm_dy = torch.linalg.vector_norm(dy, dim=dims)
-        beta = self.state["beta"].to(device=theta.device, dtype=theta.dtype)  # state may live on another device
-        # the raw lambda (0 when beta, theta or dy is 0): the target theta - lambda * dy is then theta itself and the
-        # difference is exactly zero (torch-adaptive-imle's AdaptiveTargetDistribution); only the divisor of that
-        # zero difference is replaced by 1 (see FiniteDifference.backward)
-        return beta * norm_theta / torch.where(norm_dy > 0, norm_dy, 1.0)
-
-    def update(self, diff: torch.Tensor, batch_ndim: int) -> None:
-        """AIMLE's online update of β from the per-sample number of non-zero gradient entries.
-
-        The count is reduced on ``diff``'s device (an exact int64 total), then that one scalar is moved to the
-        state's device; the rest is tensor arithmetic there, with no read-back to Python.
-        """
-        st = self.state
-        running = st["running_nnz"]
-        per_sample = diff.reshape(diff.shape[: 1 + batch_ndim] + (-1,)).ne(0).sum(-1)
-        total = per_sample.sum().to(device=running.device, dtype=running.dtype)
-        nnz = total / max(per_sample.numel(), 1)
-        decay = st["decay"]
-        running.mul_(decay).add_((1.0 - decay) * nnz)
-        step = (1.0 - 2.0 * (running >= st["target"]).to(running.dtype)) * st["step"]  # +step below target, else -step
-        upd = st["momentum"] * st["previous_update"] + step
-        st["beta"].add_(upd).clamp_(min=0.0)
-        st["previous_update"].copy_(upd)
-
-
-class FiniteDifference(PositionalFunction):
-    r"""Hard samples forward; finite difference toward θ − λȳ (same noise) backward.
-
-    ``apply(theta, atoms, noise, rule)`` where ``atoms = oracle(theta + epsilon * noise)`` were computed in
-    the forward (``noise`` may be ``None`` when ε = 0) and ``rule`` is a :class:`FiniteDifferenceRule`.
-    The backward makes ONE batched oracle call (S·B target instances, or 2·S·B for the central difference).
-    """
-
-    @staticmethod
-    def forward(theta, atoms, noise, rule):
-        if rule.return_mean:
-            return atoms[0].clone() if atoms.shape[0] == 1 else atoms.mean(0)  # (the mean of one sample is itself)
-        return atoms.clone()
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        theta, atoms, noise, rule = inputs
-        ctx.has_noise = noise is not None
-        ctx.save_for_backward(theta, atoms, *((noise,) if noise is not None else ()))
-        ctx.rule = rule
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        rule: FiniteDifferenceRule = ctx.rule
-        theta, atoms, *rest = ctx.saved_tensors
-        theta = theta.detach()
-        s = atoms.shape[0]
-        event_ndim = rule.oracle.event_ndim
-        dy = grad_output.unsqueeze(0).expand_as(atoms) if rule.return_mean else grad_output
-        base = theta.unsqueeze(0) + rule.epsilon * rest[0] if ctx.has_noise else theta.unsqueeze(0).expand_as(atoms)
-        lam = rule.lambdas(theta, dy, event_ndim)
-        lam_e = _unsqueeze_to(lam, dy.ndim) if isinstance(lam, torch.Tensor) else lam
-        with torch.no_grad():
-            if rule.two_sided:
-                both = rule.oracle(torch.cat([base + 0.5 * lam_e * dy, base - 0.5 * lam_e * dy], 0))
-                upper, lower = both[:s], both[s:]
-            else:
-                upper, lower = atoms, rule.oracle(base - lam_e * dy)
-            # a zero lambda (AIMLE with beta = 0) perturbs nothing, so upper == lower: divide that zero by 1, not 0
-            divisor = torch.where(lam > 0, lam, torch.ones_like(lam)) if isinstance(lam, torch.Tensor) else lam
-            grad = finite_difference_vjp(upper, lower, divisor)
-            if rule.adapt:
-                rule.update(upper - lower, theta.ndim - event_ndim)
-        return grad, None, None, None
+__all__ = ["IMLE", "AIMLE", "Blackbox"]
 
 
 def _default_noise(oracle: Oracle, k: int | None) -> Noise:
@@ -141,21 +42,25 @@ def _default_noise(oracle: Oracle, k: int | None) -> Noise:
     return SumOfGamma(k=k)
 
 
-class IMLE(OracleLayer):
+class IMLE(Preset):
     r"""Implicit maximum-likelihood estimation (I-MLE; Niepert, Minervini, Franceschi, NeurIPS 2021).
 
-    Forward: hard samples :math:`y_s = f(\theta + \varepsilon Z_s)`, shape ``(S, *batch, *event)`` (or their
-    mean with ``return_mean=True``). Backward, with the noise stored from the forward:
+    ``Perturbed(oracle, Additive(noise, epsilon), rule=FiniteDifferenceRule(lambda_, ...))``. Forward: the mean
+    of the hard samples :math:`y_s = f(\theta + \varepsilon Z_s)` (``output="mean"``, shape ``(*batch, *event)``)
+    or the samples themselves (``output="samples"``, ``(S, *batch, *event)``). Backward, with the noise stored
+    from the forward:
 
     .. math::  \nabla_\theta \approx \frac1\lambda\frac1S\sum_s \big[f(\theta + \varepsilon Z_s)
-               - f(\theta - \lambda\bar y_s + \varepsilon Z_s)\big]
+               - f(\alpha\theta - \lambda\bar y_s + \tau' Z_s)\big]
 
-    or, with ``two_sided=True``, the central difference
-    :math:`\frac1\lambda\frac1S\sum_s [f(\theta + \tfrac\lambda2\bar y_s + \varepsilon Z_s) -
-    f(\theta - \tfrac\lambda2\bar y_s + \varepsilon Z_s)]` (one more oracle solve per sample, no bias
-    of order λ). With ``return_mean=True`` every sample uses the gradient of the mean, ȳ: the rule is then
+    (α = 1 and τ' = ε by default), or, with ``two_sided=True``, the central difference
+    :math:`\frac1\lambda\frac1S\sum_s [f(\alpha\theta + \tfrac\lambda2\bar y_s + \tau' Z_s) -
+    f(\alpha\theta - \tfrac\lambda2\bar y_s + \tau' Z_s)]` (one more oracle solve per sample, no bias
+    of order λ). With ``output="mean"`` every sample uses the gradient of the mean, ȳ: the rule is then
     the finite difference :math:`(\hat\mu(\theta) - \hat\mu(\theta - \lambda\bar y))/\lambda` of the
-    perturbed mean. The target instances go to the oracle in ONE batched call.
+    perturbed mean. ``num_target_samples = M`` averages M target solutions per sample (the first with
+    :math:`Z_s`, the others with fresh noise drawn in the forward). The target instances go to the oracle
+    in ONE batched call. See :class:`~colayers.layers.core.FiniteDifferenceRule`.
 
     Default noise: Sum-of-Gamma(k) with ``k = oracle.k`` when the oracle has a ``k`` (top-k), else the
     ``k`` argument (default 1, where SoG(1) approximates a Gumbel). Sum-of-Gamma noise makes the sum over a
@@ -164,18 +69,22 @@ class IMLE(OracleLayer):
     Args:
         oracle: the maximization oracle (solution shape = θ's event shape).
         noise: the law of Z (default Sum-of-Gamma as above).
-        epsilon: the noise scale ε ≥ 0 (ε = 0 is :class:`Blackbox`).
+        epsilon: the noise scale ε ≥ 0 (the input noise temperature; ε = 0 is :class:`Blackbox`).
         lambda_: the finite-difference step λ > 0.
         num_samples: S ≥ 1.
         two_sided: use the central difference.
-        return_mean: return the mean of the samples, shape ``(*batch, *event)``.
+        output: ``"mean"`` (default) or ``"samples"``.
+        alpha: the weight α of θ in the target score αθ − λȳ.
+        target_temperature: τ', the noise temperature of the target side (``None``: ε).
+        num_target_samples: M ≥ 1 target solutions per sample.
+        divide_by_lambda: divide the difference by λ (``False``: torch-imle's unscaled gradient).
         k: Sum-of-Gamma's k when the oracle has no ``k``; ``None`` means 1.
         seed, validate_args: see :class:`~colayers.layers.core.OracleLayer`.
 
     Example:
         >>> import torch
         >>> from colayers import TopKSubset
-        >>> layer = IMLE(TopKSubset(2), epsilon=1.0, lambda_=5.0, num_samples=3, seed=0)
+        >>> layer = IMLE(TopKSubset(2), epsilon=1.0, lambda_=5.0, num_samples=3, output="samples", seed=0)
         >>> theta = torch.tensor([[3.0, 0.0, 2.0, 1.0]], requires_grad=True)
         >>> y = layer(theta)
         >>> y.shape, bool((y.sum(-1) == 2).all())
@@ -185,8 +94,8 @@ class IMLE(OracleLayer):
         torch.Size([1, 4])
     """
 
-    def __init__(
-        self,
+    @staticmethod
+    def pieces(
         oracle: Oracle,
         *,
         noise: Noise | None = None,
@@ -194,86 +103,53 @@ class IMLE(OracleLayer):
         lambda_: float = 10.0,
         num_samples: int = 1,
         two_sided: bool = False,
-        return_mean: bool = False,
+        output: str = "mean",
+        alpha: float = 1.0,
+        target_temperature: float | None = None,
+        num_target_samples: int = 1,
+        divide_by_lambda: bool = True,
         k: int | None = None,
-        seed: int | None = None,
-        validate_args: bool = True,
-    ) -> None:
-        super().__init__(oracle, seed=seed, validate_args=validate_args)
-        self.noise = _default_noise(oracle, k) if noise is None else noise
-        if not isinstance(self.noise, Noise):
-            raise TypeError(f"noise must be a colayers.perturb.Noise or None; got {type(self.noise).__name__}")
-        self.epsilon = check_positive("epsilon", epsilon, allow_zero=True)
-        self.lambda_ = check_positive("lambda_", lambda_)
-        self.num_samples = check_int_at_least("num_samples", num_samples, 1)
-        self.two_sided = bool(two_sided)
-        self.return_mean = bool(return_mean)
-
-    def _rule(self) -> FiniteDifferenceRule:
-        return FiniteDifferenceRule(self.oracle, self.epsilon, self.lambda_, self.two_sided, self.return_mean)
-
-    def draw_noise(self, theta: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor | None:
-        """Z of shape ``(S, *theta.shape)`` (``None`` when ε = 0: no noise is drawn)."""
-        if self.epsilon == 0:
-            return None
-        gen = self.resolve_generator(generator, theta)
-        return self.noise.sample(
-            (self.num_samples, *theta.shape), generator=gen, device=theta.device, dtype=theta.dtype
+    ) -> dict[str, Any]:
+        noise = _default_noise(oracle, k) if noise is None else noise
+        if not isinstance(noise, Noise):
+            raise TypeError(f"noise must be a colayers.perturb.Noise or None; got {type(noise).__name__}")
+        rule = FiniteDifferenceRule(
+            lambda_,
+            two_sided=two_sided,
+            alpha=alpha,
+            target_temperature=target_temperature,
+            num_target_samples=num_target_samples,
+            divide_by_lambda=divide_by_lambda,
         )
+        return dict(perturbation=Additive(noise, epsilon), rule=rule, num_samples=num_samples, output=check_output(output))
 
-    def forward(self, theta: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        oracle, s = self.oracle, self.num_samples
-        if (
-            self.epsilon == 0
-            and s == 1
-            and self.validate_args
-            and getattr(oracle, "validate_args", False)
-            and type(oracle).__call__ is Oracle.__call__
-        ):
-            # Blackbox: the one score solved is theta itself, and a validating stock oracle checks it exactly as
-            # the layer would (same argument name, shape and messages); no noise is drawn
-            noise = None
-            with torch.no_grad():
-                atoms = oracle(theta).unsqueeze(0)
-        else:
-            self.check_theta(theta)
-            with torch.no_grad():
-                noise = self.draw_noise(theta, generator)
-                base = theta.detach().unsqueeze(0)
-                if noise is None:
-                    eta = base.expand((s, *theta.shape))
-                else:
-                    eta = base + noise if self.epsilon == 1.0 else base + self.epsilon * noise
-                atoms = oracle(eta)
-        if atoms.shape != (s, *theta.shape):
-            raise ValueError(
-                f"oracle must return solutions of theta's shape for the finite-difference rule; "
-                f"got {tuple(atoms.shape[1:])} for theta {tuple(theta.shape)}"
-            )
-        return FiniteDifference.apply(theta, atoms, noise, self._rule())
+    @property
+    def lambda_(self) -> float:
+        return self.rule.lambda_
 
-    def extra_repr(self) -> str:
-        return (
-            f"{super().extra_repr()}, noise={self.noise!r}, epsilon={self.epsilon}, lambda_={self.lambda_}, "
-            f"num_samples={self.num_samples}, two_sided={self.two_sided}, return_mean={self.return_mean}"
-        )
+    @property
+    def two_sided(self) -> bool:
+        return self.rule.two_sided
 
 
-class Blackbox(IMLE):
+class Blackbox(Preset):
     r"""Blackbox differentiation of combinatorial solvers (DBB; Vlastelica, Paulus, Musil, Martius, Rolínek, ICLR 2020).
 
-    Exactly :class:`IMLE` with ε = 0 and one sample (no noise): forward :math:`f(\theta)`, backward
+    ``Perturbed(oracle, Additive(epsilon=0), rule=FiniteDifferenceRule(lambda_), num_samples=1)``: :class:`IMLE`
+    with no noise and one sample. Forward :math:`f(\theta)`, backward
 
     .. math::  \nabla_\theta = \frac{f(\theta) - f(\theta - \lambda\bar y)}{\lambda},
 
     the gradient of a piecewise-linear interpolation of the loss (maximization convention; the paper's
     minimization form :math:`-(y - y_\lambda)/\lambda` with :math:`w' = w + \lambda\bar y` is the same rule
-    for θ = −w).
+    for θ = −w). Deterministic: it takes no ``seed``, ``generator``, ``epsilon``, ``num_samples`` or
+    ``output`` (a TypeError says so); its :meth:`distribution` is the Dirac at f(θ).
 
     Args:
         oracle: the maximization oracle.
         lambda_: the interpolation step λ > 0 (the paper uses 10–20).
-        validate_args: check θ on every call.
+        two_sided: the central difference :math:`(f(\theta + \tfrac\lambda2\bar y) - f(\theta - \tfrac\lambda2\bar y))/\lambda`.
+        validate_args: see :class:`~colayers.layers.core.OracleLayer`.
 
     Example:
         >>> import torch
@@ -285,16 +161,20 @@ class Blackbox(IMLE):
         tensor([ 0.2000, -0.2000,  0.0000])
     """
 
-    def __init__(self, oracle: Oracle, *, lambda_: float = 10.0, validate_args: bool = True) -> None:
-        super().__init__(
-            oracle,
-            noise=None,
-            epsilon=0.0,
-            lambda_=lambda_,
-            num_samples=1,
-            return_mean=True,
-            validate_args=validate_args,
-        )
+    deterministic_preset = True
+
+    @staticmethod
+    def pieces(oracle: Oracle, *, lambda_: float = 10.0, two_sided: bool = False) -> dict[str, Any]:
+        rule = FiniteDifferenceRule(lambda_, two_sided=two_sided)
+        return dict(perturbation=Additive(epsilon=0.0), rule=rule, num_samples=1, output="mean")
+
+    @property
+    def lambda_(self) -> float:
+        return self.rule.lambda_
+
+    @property
+    def two_sided(self) -> bool:
+        return self.rule.two_sided
 
 
 class AIMLE(IMLE):
@@ -302,14 +182,14 @@ class AIMLE(IMLE):
     Estimation for Discrete Latent Variable Models*, AAAI 2023).
 
     :class:`IMLE` whose step is chosen per sample and instance as :math:`\lambda = \beta\,\|\theta\|/\|\bar y\|`
-    (norms over the event), with β adapted online: after each backward the per-sample number of non-zero
-    gradient entries is averaged, smoothed by an exponential moving average (``decay``), and β moves by
-    ``+step`` if this running count is below ``target`` (too sparse a gradient: take a larger step), by
-    ``-step`` otherwise (plus ``momentum`` times the previous move), clamped at β ≥ 0. β only adapts in
-    training mode and with ``adapt=True``; with β frozen AIMLE is IMLE with that λ. A zero λ (β, θ or ȳ
-    zero) perturbs nothing: the target score is θ itself and that sample's gradient is exactly 0 (the zero
-    difference is divided by 1, not 0), as in the reference implementation (torch-adaptive-imle), so that
-    β → 0 can bring the running count down to any target.
+    (norms over the event; :class:`~colayers.layers.core.AdaptiveLambda`), with β adapted online: after each
+    backward the per-sample number of non-zero gradient entries is averaged, smoothed by an exponential
+    moving average (``decay``), and β moves by ``+step`` if this running count is below ``target`` (too sparse
+    a gradient: take a larger step), by ``-step`` otherwise (plus ``momentum`` times the previous move),
+    clamped at β ≥ 0. β only adapts in training mode and with ``adapt=True``; with β frozen AIMLE is IMLE
+    with that λ. A zero λ (β, θ or ȳ zero) perturbs nothing: the target score is θ itself and that sample's
+    gradient is exactly 0 (the zero difference is divided by 1, not 0), as in the reference implementation
+    (torch-adaptive-imle), so that β → 0 can bring the running count down to any target.
 
     Its state is explicit and saved by ``state_dict``: buffers ``beta``, ``target``, ``running_nnz``,
     ``previous_update``. Device and dtype rule: the state lives on the module's device (``.to(device)`` moves
@@ -320,7 +200,8 @@ class AIMLE(IMLE):
     saves those two scalar copies per call.
 
     Args:
-        oracle, noise, epsilon, num_samples, two_sided, return_mean, k, seed, validate_args: see :class:`IMLE`.
+        oracle, noise, epsilon, num_samples, two_sided, output, alpha, target_temperature, num_target_samples,
+            k, seed, validate_args: see :class:`IMLE`.
         beta: initial β ≥ 0.
         target: the target mean number of non-zero gradient entries per sample.
         step: β's step size; momentum: momentum of β's moves; decay: the moving average's decay.
@@ -329,7 +210,7 @@ class AIMLE(IMLE):
     Example:
         >>> import torch
         >>> from colayers import TopKSubset
-        >>> layer = AIMLE(TopKSubset(2), num_samples=2, seed=0)
+        >>> layer = AIMLE(TopKSubset(2), num_samples=2, output="samples", seed=0)
         >>> theta = torch.tensor([[3.0, 0.0, 2.0, 1.0]], requires_grad=True)
         >>> layer(theta)[:, 0, 1].sum().backward()
         >>> sorted(layer.state_dict())
@@ -338,15 +219,18 @@ class AIMLE(IMLE):
         True
     """
 
-    def __init__(
-        self,
+    @staticmethod
+    def pieces(
         oracle: Oracle,
         *,
         noise: Noise | None = None,
         epsilon: float = 1.0,
         num_samples: int = 1,
         two_sided: bool = False,
-        return_mean: bool = False,
+        output: str = "mean",
+        alpha: float = 1.0,
+        target_temperature: float | None = None,
+        num_target_samples: int = 1,
         beta: float = 1.0,
         target: float = 1.0,
         step: float = 1e-3,
@@ -354,40 +238,54 @@ class AIMLE(IMLE):
         decay: float = 0.9,
         adapt: bool = True,
         k: int | None = None,
-        seed: int | None = None,
-        validate_args: bool = True,
-    ) -> None:
-        super().__init__(
+    ) -> dict[str, Any]:
+        check_positive("beta", beta, allow_zero=True)
+        check_positive("target", target, allow_zero=True)
+        p = IMLE.pieces(
             oracle,
             noise=noise,
             epsilon=epsilon,
-            lambda_=1.0,
             num_samples=num_samples,
             two_sided=two_sided,
-            return_mean=return_mean,
+            output=output,
+            alpha=alpha,
+            target_temperature=target_temperature,
+            num_target_samples=num_target_samples,
             k=k,
-            seed=seed,
-            validate_args=validate_args,
         )
-        self.lambda_ = None  # adaptive
-        check_positive("beta", beta, allow_zero=True)
-        check_positive("target", target, allow_zero=True)
-        self.step = check_positive("step", step, allow_zero=True)
-        self.momentum = check_positive("momentum", momentum, allow_zero=True)
-        self.decay = check_positive("decay", decay, allow_zero=True)
-        if self.decay >= 1:
-            raise ValueError(f"decay must be in [0, 1); got {decay!r}")
-        self.adapt = bool(adapt)
-        self.register_buffer("beta", torch.tensor(float(beta), dtype=torch.float64))
-        self.register_buffer("target", torch.tensor(float(target), dtype=torch.float64))
-        self.register_buffer("running_nnz", torch.tensor(float(target), dtype=torch.float64))
+        p["rule"].lambda_ = AdaptiveLambda(step, momentum, decay)
+        return p  # beta, target and adapt become the layer's state (see __init__)
+
+    def __init__(self, oracle: Oracle, *args: Any, **settings: Any) -> None:
+        super().__init__(oracle, *args, **settings)  # validates every setting, beta and target included
+        self.adapt = bool(settings.get("adapt", True))
+        beta, target = float(settings.get("beta", 1.0)), float(settings.get("target", 1.0))
+        self.register_buffer("beta", torch.tensor(beta, dtype=torch.float64))
+        self.register_buffer("target", torch.tensor(target, dtype=torch.float64))
+        self.register_buffer("running_nnz", torch.tensor(target, dtype=torch.float64))
         self.register_buffer("previous_update", torch.tensor(0.0, dtype=torch.float64))
 
     _STATE = ("beta", "target", "running_nnz", "previous_update")
 
+    @property
+    def lambda_(self) -> None:
+        return None  # adaptive
+
+    @property
+    def step(self) -> float:
+        return self.rule.lambda_.step
+
+    @property
+    def momentum(self) -> float:
+        return self.rule.lambda_.momentum
+
+    @property
+    def decay(self) -> float:
+        return self.rule.lambda_.decay
+
     def _apply(self, fn, recurse=True):
         # keep the state float64 with its exact values whatever fn casts to; follow fn's device
-        saved = {name: self._buffers[name] for name in self._STATE}
+        saved = {name: self._buffers[name] for name in self._STATE if name in self._buffers}
         super()._apply(fn, recurse)
         for name, old in saved.items():
             new = self._buffers[name]
@@ -395,25 +293,14 @@ class AIMLE(IMLE):
                 self._buffers[name] = old.to(device=new.device, dtype=torch.float64)
         return self
 
-    def _rule(self) -> FiniteDifferenceRule:
-        state = {
+    def rule_state(self) -> dict[str, Any]:
+        return {
             "beta": self.beta,
             "target": self.target,
             "running_nnz": self.running_nnz,
             "previous_update": self.previous_update,
-            "step": self.step,
-            "momentum": self.momentum,
-            "decay": self.decay,
+            "adapt": self.adapt,
         }
-        return FiniteDifferenceRule(
-            self.oracle,
-            self.epsilon,
-            None,
-            self.two_sided,
-            self.return_mean,
-            adapt=self.adapt and self.training,
-            state=state,
-        )
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, beta={float(self.beta):.4g}, target={float(self.target)}, adapt={self.adapt}"

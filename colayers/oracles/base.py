@@ -221,15 +221,28 @@ def _solve_one(solver: Callable[[np.ndarray], Any], theta: np.ndarray) -> tuple[
 
 
 class _DaemonWorker:
-    """One daemon thread that runs submitted calls in order: a hung call never stops the interpreter exiting."""
+    """A daemon thread that runs submitted calls in order: a hung call never stops the interpreter exiting.
 
-    def __init__(self) -> None:
+    The thread ends after ``idle`` seconds without work and is restarted by the next :meth:`submit`, so an
+    oracle that is no longer used leaves no thread behind.
+    """
+
+    def __init__(self, idle: float = 30.0) -> None:
         self._tasks: queue.SimpleQueue = queue.SimpleQueue()
-        threading.Thread(target=self._loop, name="colayers-solver", daemon=True).start()
+        self._lock = threading.Lock()
+        self._running = False
+        self._idle = idle
 
     def _loop(self) -> None:
         while True:
-            fn, args, future = self._tasks.get()
+            try:
+                fn, args, future = self._tasks.get(timeout=self._idle)
+            except queue.Empty:
+                with self._lock:
+                    if self._tasks.empty():
+                        self._running = False
+                        return
+                continue
             if future.set_running_or_notify_cancel():
                 try:
                     future.set_result(fn(*args))
@@ -238,7 +251,11 @@ class _DaemonWorker:
 
     def submit(self, fn: Callable, *args: Any) -> concurrent.futures.Future:
         future: concurrent.futures.Future = concurrent.futures.Future()
-        self._tasks.put((fn, args, future))
+        with self._lock:
+            self._tasks.put((fn, args, future))
+            if not self._running:
+                self._running = True
+                threading.Thread(target=self._loop, name="colayers-solver", daemon=True).start()
         return future
 
 

@@ -36,6 +36,19 @@ def _power_of_two_scale(theta: np.ndarray) -> np.ndarray:
     return np.ldexp(theta, -np.frexp(top)[1])
 
 
+def _run(highs: Any) -> Any:
+    """``highs.run()``, falling back to HiGHS' running thread pool when another HiGHS user of this process (cvxpy's
+    HIGHS interface, a default ``highspy.Highs()``) started it with another size: a model that asks for
+    ``threads=1`` then refuses to run ("the scheduler has already been initialized") and leaves its status unset."""
+    import highspy
+
+    status = highs.run()
+    if status == highspy.HighsStatus.kError and highs.getModelStatus() == highspy.HighsModelStatus.kNotset:
+        highs.setOptionValue("threads", 0)  # 0: use the pool that exists
+        status = highs.run()
+    return status
+
+
 class HighsProgram:
     r"""Picklable solver of :math:`\max_x \langle \theta, x \rangle` s.t. ``row_lower ≤ A x ≤ row_upper``,
     ``col_lower ≤ x ≤ col_upper``, :math:`x_j \in \mathbb{Z}` for ``integrality[j] = 1``, on a persistent HiGHS
@@ -141,7 +154,7 @@ class HighsProgram:
         import highspy
 
         highs = self._build(relax=True)
-        highs.run()
+        _run(highs)
         status = highs.getModelStatus()
         return status != highspy.HighsModelStatus.kInfeasible, highs.modelStatusToString(status)
 
@@ -152,7 +165,7 @@ class HighsProgram:
         cost = _power_of_two_scale(np.asarray(theta, dtype=np.float64).reshape(-1))
         highs = self._model()
         highs.changeColsCost(self.num_variables, self._local.index, cost)
-        highs.run()
+        _run(highs)
         status = highs.getModelStatus()
         if status != highspy.HighsModelStatus.kOptimal:
             highs.clearSolver()  # start the next instance from scratch, not from a failed state

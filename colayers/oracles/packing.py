@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from . import _membership
 from .base import Oracle
 
 __all__ = ["PackingOracle", "feasible_packings"]
@@ -68,6 +69,17 @@ class PackingOracle(Oracle):
         chunk = max(1, 2**24 // Y.shape[0])  # bound the (chunk, num_packings) score matrix
         best = torch.cat([(t @ Y.T).argmax(dim=1) for t in theta.split(chunk)])
         return Y[best]
+
+    def contains(self, y: torch.Tensor) -> torch.Tensor:
+        """Whether each instance of ``y`` ``(*batch, items)`` is one of the feasible packings (exact equality; see
+        :meth:`~colayers.oracles.Oracle.contains`)."""
+        batch = _membership.solution_batch_shape(type(self).__name__, y, self.event_shape, 1)
+        packings = self.packings.to(y.device)
+        flat = y.reshape(-1, self.event_shape[0]).to(torch.float32)
+        chunk = max(1, 2**24 // (packings.numel() or 1))  # bound the (chunk, num_packings, items) comparison
+        found = [(part[:, None, :] == packings).all(dim=-1).any(dim=-1) for part in flat.split(chunk)]
+        ok = torch.cat(found) if found else flat.new_zeros(0, dtype=torch.bool)
+        return ok.reshape(batch)
 
     def __repr__(self) -> str:
         return f"PackingOracle(items={self.packings.shape[1]}, feasible_packings={self.packings.shape[0]})"

@@ -1,7 +1,14 @@
 """Noise laws and perturbations of scores: the randomness behind perturbed layers and I-MLE."""
 
 from .noise import Gumbel, Noise, Normal, SumOfGamma
-from .perturbation import Additive, Multiplicative, Perturbation, PerturbedSample
+from .perturbation import (
+    Additive,
+    Multiplicative,
+    Perturbation,
+    PerturbedSample,
+    leave_group_out_centered,
+    leave_one_out_centered,
+)
 
 __all__ = [
     "Noise",
@@ -12,4 +19,6 @@ __all__ = [
     "PerturbedSample",
     "Additive",
     "Multiplicative",
+    "leave_one_out_centered",
+    "leave_group_out_centered",
 ]

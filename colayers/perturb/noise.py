@@ -142,6 +142,19 @@ class Noise:
             "use a finite-difference rule (IMLE) or Normal/Gumbel noise"
         )
 
+    def mirror(self, z: torch.Tensor) -> torch.Tensor:
+        r"""The antithetic partner :math:`F^{-1}(1 - F(z))` of each entry (:math:`F` the CDF): the same law,
+        perfectly negatively rank-correlated with ``z``. Used by antithetic sampling
+        (:class:`~colayers.perturb.Perturbation` with ``antithetic=True``)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} has no antithetic mirror; antithetic sampling needs Normal or Gumbel noise"
+        )
+
+    @property
+    def has_mirror(self) -> bool:
+        """Whether :meth:`mirror` is available (antithetic sampling)."""
+        return type(self).mirror is not Noise.mirror
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -163,6 +176,10 @@ class Normal(Noise):
         return torch.randn(shape, generator=generator, device=device, dtype=dtype)
 
     def grad_log_density(self, z: torch.Tensor) -> torch.Tensor:
+        return -z
+
+    def mirror(self, z: torch.Tensor) -> torch.Tensor:
+        """``-z`` (the law is symmetric)."""
         return -z
 
 
@@ -191,6 +208,20 @@ class Gumbel(Noise):
 
     def grad_log_density(self, z: torch.Tensor) -> torch.Tensor:
         return torch.expm1(-z)
+
+    def mirror(self, z: torch.Tensor) -> torch.Tensor:
+        r""":math:`-\log(-\log(1 - e^{-e^{-z}}))`: with :math:`F(z) = e^{-e^{-z}}`, the entry whose CDF is
+        :math:`1 - F(z)` (computed with ``expm1`` so that large z stays finite).
+
+        Example:
+            >>> import torch
+            >>> z = torch.tensor([-1.0, 0.3665129, 2.0], dtype=torch.float64)  # 0.3665... is the median
+            >>> m = Gumbel().mirror(z)
+            >>> torch.allclose(Gumbel().mirror(m), z), round(float(m[1]), 6)
+            (True, 0.366513)
+        """
+        tiny = torch.finfo(z.dtype).tiny
+        return torch.log(torch.log(torch.expm1(-torch.exp(-z)).neg_().clamp_(min=tiny)).neg_().clamp_(min=tiny)).neg_()
 
 
 class SumOfGamma(Noise):

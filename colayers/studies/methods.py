@@ -245,7 +245,10 @@ def _build_fy(ctx, *, epsilon, num_samples, multiplicative):
 def _build_imle(ctx, *, epsilon, lambda_, num_samples, task_loss):
     from colayers.layers import IMLE
 
-    layer = IMLE(ctx.training_oracle, epsilon=epsilon, lambda_=lambda_, num_samples=num_samples, seed=ctx.seed)
+    # the task loss sees the S hard samples (I-MLE's forward), as it always has
+    layer = IMLE(
+        ctx.training_oracle, epsilon=epsilon, lambda_=lambda_, num_samples=num_samples, output="samples", seed=ctx.seed
+    )
     return _TaskLossLayer(ctx, layer, task_loss)
 
 
@@ -258,7 +261,7 @@ def _build_imle(ctx, *, epsilon, lambda_, num_samples, task_loss):
 def _build_aimle(ctx, *, epsilon, num_samples, task_loss):
     from colayers.layers import AIMLE
 
-    layer = AIMLE(ctx.training_oracle, epsilon=epsilon, num_samples=num_samples, seed=ctx.seed)
+    layer = AIMLE(ctx.training_oracle, epsilon=epsilon, num_samples=num_samples, output="samples", seed=ctx.seed)
     return _TaskLossLayer(ctx, layer, task_loss)
 
 

@@ -1,13 +1,22 @@
-"""Reports of a study: a summary table (terminal, Markdown, CSV) and matplotlib figures (PNG).
+"""Reports of a study: a summary table (terminal, Markdown, CSV), paired comparisons, matplotlib figures.
 
-The table has one row per (problem, method): the mean ± standard deviation over seeds of the final-epoch
-test metrics (normalized regret, exact match in %, Hamming distance, cost ratio), the training time, the
-total trial time and the training oracle calls/instances. Standard deviations use ``ddof = 1`` (0 for a
-single seed).
+The table has one row per (problem, method): the mean ± standard deviation over seeds of the *reported
+epoch*'s test metrics (normalized regret, exact match in %, Hamming distance, cost ratio), the training
+time, the total trial time and the training oracle calls/instances. The reported epoch is the last one, or,
+for trials run with ``select = "best"``, the epoch of lowest validation normalized regret (the first on
+ties): model selection on the validation split, numbers on the test split. Standard deviations use
+``ddof = 1`` (0 for a single seed).
 
-Figures, per problem: test normalized regret against epoch and against training time (mean over seeds,
-shaded ± std), and the final metrics as bars with error bars (``regret_epoch_<problem>.png``,
-``regret_time_<problem>.png``, ``final_<problem>.png``).
+**Paired comparisons** (:func:`paired_comparisons`): with two seeds or more, every method is compared with a
+reference method (the first of the problem's methods, or ``reference=``) on the seeds both ran — the same
+data, since a seed fixes the data: the mean difference of the test normalized regret (method − reference),
+its 95 % confidence interval (Student's t over the per-seed differences) and the two-sided p-value of the
+paired t-test (``scipy.stats.ttest_rel``). The terminal report prints them under the table; they are written
+to ``paired.csv``.
+
+Figures, per problem: validation normalized regret (test when a trial has no validation split) against
+epoch and against training time (mean over seeds, shaded ± std), and the reported metrics as bars with
+error bars (``regret_epoch_<problem>.png``, ``regret_time_<problem>.png``, ``final_<problem>.png``).
 
 :func:`build_report` rebuilds everything from ``results.jsonl`` alone (the ``colayers report DIR``
 command). If a trial (problem, method label, seed) was run under several settings, the one written last
@@ -24,12 +33,23 @@ from typing import Any
 
 from .runner import RESULTS_FILE, complete_trials, read_results
 
-__all__ = ["summarize", "format_table", "write_table", "plot_results", "build_report", "final_records"]
+__all__ = [
+    "summarize",
+    "format_table",
+    "write_table",
+    "plot_results",
+    "build_report",
+    "final_records",
+    "selected_record",
+    "paired_comparisons",
+    "format_paired",
+]
 
 COLUMNS = [
     ("normalized_regret", "regret", 4, 1.0),
     ("exact_match", "exact %", 1, 100.0),
     ("hamming", "hamming", 4, 1.0),
+    ("rank_distance", "rank dist", 4, 1.0),
     ("cost_ratio", "cost ratio", 4, 1.0),
     ("train_time_s", "train s", 1, 1.0),
     ("wall_time_s", "total s", 1, 1.0),
@@ -52,9 +72,88 @@ def _trials(records: list[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
     return {k: v[1] for k, v in best.items()}
 
 
+def selected_record(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The reported record of one trial's rows (epoch order): the last, or the best on validation when the
+    trial ran with ``select = "best"`` (lowest ``val_normalized_regret``, the first on ties)."""
+    if rows[-1].get("select") == "best" and all("val_normalized_regret" in r for r in rows):
+        best = min(range(len(rows)), key=lambda i: (float(rows[i]["val_normalized_regret"]), i))
+        return {**rows[best], "train_time_s": rows[-1]["train_time_s"], "wall_time_s": rows[-1]["wall_time_s"],
+                "oracle_calls": rows[-1]["oracle_calls"], "oracle_instances": rows[-1]["oracle_instances"]}
+    return rows[-1]
+
+
 def final_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The last-epoch record of every complete trial."""
-    return [recs[-1] for recs in _trials(records).values()]
+    """The reported record of every complete trial (:func:`selected_record`; costs are the whole trial's)."""
+    return [selected_record(recs) for recs in _trials(records).values()]
+
+
+def paired_comparisons(
+    records: list[dict[str, Any]], reference: str | None = None, metric: str = "normalized_regret"
+) -> list[dict[str, Any]]:
+    """Each method against a reference on the seeds both ran: mean difference, 95 % CI, paired t-test p-value.
+
+    Args:
+        records: the study's records.
+        reference: the reference method label (default: each problem's first method).
+        metric: the compared metric of the reported records.
+
+    Returns:
+        one dict per (problem, method other than the reference) with ``seeds`` (number of pairs), ``diff``
+        (mean of method − reference), ``ci`` (low, high) and ``p`` (NaN with fewer than two pairs, or when
+        every difference is equal).
+
+    Example:
+        >>> recs = [dict(problem="p", method=m, seed=s, settings="h", epoch=1, epochs=1, normalized_regret=r)
+        ...         for m, rs in (("a", (0.10, 0.20, 0.30)), ("b", (0.12, 0.25, 0.33))) for s, r in enumerate(rs)]
+        >>> row = paired_comparisons(recs)[0]
+        >>> row["method"], row["reference"], row["seeds"], round(row["diff"], 4)
+        ('b', 'a', 3, 0.0333)
+    """
+    from scipy import stats
+
+    finals = final_records(records)
+    by: dict[str, dict[str, dict[int, float]]] = {}
+    for rec in finals:
+        if rec.get(metric) is None:
+            continue
+        by.setdefault(rec["problem"], {}).setdefault(rec["method"], {})[rec["seed"]] = float(rec[metric])
+    out = []
+    for problem, methods in by.items():
+        ref = reference if reference is not None else next(iter(methods))
+        if ref not in methods:
+            continue
+        for method, vals in methods.items():
+            if method == ref:
+                continue
+            seeds = sorted(set(vals) & set(methods[ref]))
+            d = [vals[s] - methods[ref][s] for s in seeds]
+            n = len(d)
+            mean = sum(d) / n if n else float("nan")
+            lo = hi = p = float("nan")
+            if n >= 2:
+                sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1))
+                half = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+                lo, hi = mean - half, mean + half
+                if sd > 0:
+                    p = float(stats.ttest_rel([vals[s] for s in seeds], [methods[ref][s] for s in seeds]).pvalue)
+            out.append({"problem": problem, "method": method, "reference": ref, "metric": metric, "seeds": n,
+                        "diff": mean, "ci": (lo, hi), "p": p})
+    return out
+
+
+def format_paired(rows: list[dict[str, Any]]) -> str:
+    """Paired comparisons as text lines (empty when there is nothing to compare)."""
+    rows = [r for r in rows if r["seeds"] >= 2]
+    if not rows:
+        return ""
+    lines = [f"paired differences of test {rows[0]['metric'].replace('_', ' ')} (method - reference, "
+             "over seeds; 95 % CI, paired t-test):"]
+    for r in rows:
+        lo, hi = r["ci"]
+        p = "n/a" if math.isnan(r["p"]) else f"{r['p']:.3g}"
+        lines.append(f"  {r['problem']}: {r['method']} - {r['reference']} = {r['diff']:+.4f} "
+                     f"[{lo:+.4f}, {hi:+.4f}], p = {p} ({r['seeds']} seeds)")
+    return "\n".join(lines)
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -90,18 +189,24 @@ def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+_OPTIONAL = ("hamming", "rank_distance")  # shown when some row has them (0/1 solutions / rankings)
+
+
+def _columns(rows: list[dict[str, Any]]) -> list[tuple]:
+    return [c for c in COLUMNS if c[0] not in _OPTIONAL or any(not math.isnan(r[c[0]][0]) for r in rows)]
+
+
 def _cell(mean: float, std: float, digits: int, scale: float) -> str:
     return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
 
 
 def format_table(rows: list[dict[str, Any]], markdown: bool = False) -> str:
     """The summary rows as an aligned text table, or a Markdown table with ``markdown=True``."""
-    header = ["problem", "method", "seeds"] + [c[1] for c in COLUMNS]
-    body = [
-        [r["problem"], r["method"], str(r["seeds"])] + [_cell(*r[k], d, s) for k, _, d, s in COLUMNS] for r in rows
-    ]
+    cols = _columns(rows)
+    header = ["problem", "method", "seeds"] + [c[1] for c in cols]
+    body = [[r["problem"], r["method"], str(r["seeds"])] + [_cell(*r[k], d, s) for k, _, d, s in cols] for r in rows]
     if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * len(COLUMNS)) + "|"]
+        lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * len(cols)) + "|"]
         lines += ["| " + " | ".join(b) + " |" for b in body]
         return "\n".join(lines)
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(header)]
@@ -118,9 +223,10 @@ def write_table(rows: list[dict[str, Any]], out_dir: str | os.PathLike) -> tuple
     path = out / "summary.csv"
     with path.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["problem", "method", "seeds"] + [f"{k}_{s}" for k, *_ in COLUMNS for s in ("mean", "std")])
+        cols = _columns(rows)
+        w.writerow(["problem", "method", "seeds"] + [f"{k}_{s}" for k, *_ in cols for s in ("mean", "std")])
         for r in rows:
-            w.writerow([r["problem"], r["method"], r["seeds"]] + [f"{v:.6g}" for k, *_ in COLUMNS for v in r[k]])
+            w.writerow([r["problem"], r["method"], r["seeds"]] + [f"{v:.6g}" for k, *_ in cols for v in r[k]])
     return md, path
 
 
@@ -161,14 +267,18 @@ def plot_results(records: list[dict[str, Any]], out_dir: str | os.PathLike) -> l
         views = ((None, "epoch", "regret_epoch"), ("train_time_s", "training time (s)", "regret_time"))
         for x_key, xlabel, stem in views:
             fig, ax = plt.subplots(figsize=(6, 4))
-            for method, (xs, m, s) in _curves(trials, problem, x_key, "normalized_regret").items():
+            key = "val_normalized_regret" if all(
+                "val_normalized_regret" in r[0] for k, r in trials.items() if k[0] == problem
+            ) else "normalized_regret"
+            for method, (xs, m, s) in _curves(trials, problem, x_key, key).items():
                 ax.plot(xs, m, marker="o", ms=3, label=method)
                 ax.fill_between(xs, [a - b for a, b in zip(m, s)], [a + b for a, b in zip(m, s)], alpha=0.15)
             ax.set_xlabel(xlabel)
             if x_key is None:
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.set_ylabel("test normalized regret")
-            ax.set_title(f"{problem}: test regret vs {xlabel}")
+            split = "validation" if key.startswith("val_") else "test"
+            ax.set_ylabel(f"{split} normalized regret")
+            ax.set_title(f"{problem}: {split} regret vs {xlabel}")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
             fig.tight_layout()
@@ -221,6 +331,18 @@ def build_report(
         raise ValueError(f"no complete trial in {str(out)!r} to report")
     table = format_table(rows)
     paths = list(write_table(rows, out))
+    paired = paired_comparisons(records)
+    text = format_paired(paired)
+    if text:
+        table += "\n\n" + text
+        path = out / "paired.csv"
+        with path.open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["problem", "method", "reference", "metric", "seeds", "diff", "ci_low", "ci_high", "p"])
+            for r in paired:
+                w.writerow([r["problem"], r["method"], r["reference"], r["metric"], r["seeds"],
+                            f"{r['diff']:.6g}", f"{r['ci'][0]:.6g}", f"{r['ci'][1]:.6g}", f"{r['p']:.6g}"])
+        paths.append(path)
     if figures:
         paths += plot_results(records, out)
     return table, paths

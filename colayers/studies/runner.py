@@ -10,7 +10,8 @@ A *trial* is one problem × one method × one seed under the study's training se
    seeded by the trial seed);
 3. after every epoch evaluates on the validation split (``val_*`` columns: the curves, and the epoch
    selection with ``select = "best"``) and on the test split (the final numbers) — normalized regret, exact
-   match, Hamming distance, cost ratio — and appends one JSON line to ``results.jsonl``.
+   match, cost ratio, and the Hamming distance for 0/1 solutions or the rank distance for rankings
+   (:mod:`colayers.metrics`) — and appends one JSON line to ``results.jsonl``.
 
 Every line also carries the cumulative training time (``train_time_s``: optimisation steps only), the
 total trial time (``wall_time_s``), the oracle calls and oracle instances solved in training
@@ -64,7 +65,7 @@ from typing import Any
 
 import torch
 
-from ..metrics import cost_ratio, exact_match, hamming_distance, normalized_regret
+from ..metrics import cost_ratio, exact_match, hamming_distance, normalized_regret, rank_distance
 from ..oracles.counting import CountingOracle
 from . import registry
 from .config import MethodSpec, ProblemSpec, StudyConfig
@@ -388,12 +389,17 @@ def _evaluate(model, objective, x, theta, y, oracle: CountingOracle, chunk: int 
         y_hat = objective.predict(theta_hat)
     model.train(was_training)
     inner = oracle.oracle
-    return {
-        "normalized_regret": float(normalized_regret(inner, theta, y_hat, y)),
-        "exact_match": float(exact_match(inner, theta, y_hat, y).float().mean()),
-        "hamming": float(hamming_distance(y_hat, y, inner.event_ndim).mean()),
-        "cost_ratio": float(cost_ratio(inner, theta, y_hat, y).mean()),
+    out = {
+        "normalized_regret": float(normalized_regret(y_hat, theta, y, oracle=inner)),
+        "exact_match": float(exact_match(y_hat, theta, y, oracle=inner).float().mean()),
+        "cost_ratio": float(cost_ratio(y_hat, theta, y, oracle=inner).mean()),
     }
+    binary = bool(((y == 0) | (y == 1)).all()) and bool(((y_hat == 0) | (y_hat == 1)).all())
+    if binary:  # 0/1 solutions: the share of entries that differ
+        out["hamming"] = float(hamming_distance(y_hat, y, oracle=inner).mean())
+    else:  # rank vectors: the normalized Spearman footrule
+        out["rank_distance"] = float(rank_distance(y_hat, y).mean())
+    return out
 
 
 def trial_oracles(problem) -> tuple[CountingOracle, CountingOracle]:
@@ -501,10 +507,18 @@ def run_trial(spec: TrialSpec, results_path: str | None = None) -> list[dict[str
     return out
 
 
-def _remote_trial(spec: TrialSpec, plugins: list[str], entries: dict[str, Any]) -> list[dict[str, Any]]:
-    """A trial on a remote executor (dask...): load the plugins and registrations, run, return the records."""
+def _install(plugins: list[str], entries: bytes) -> None:
+    """Import the plugins, then install the parent's registrations (pickled: they may refer to the plugins)."""
+    import pickle
+
     registry.load_plugins(plugins)
-    registry.install_entries(entries)
+    if entries:
+        registry.install_entries(pickle.loads(entries))
+
+
+def _remote_trial(spec: TrialSpec, plugins: list[str], entries: bytes) -> list[dict[str, Any]]:
+    """A trial on a remote executor (dask...): load the plugins and registrations, run, return the records."""
+    _install(plugins, entries)
     return run_trial(spec)
 
 
@@ -534,13 +548,12 @@ def _die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="colayers-parent-watch", daemon=True).start()
 
 
-def _worker_main(conn, parent_pid: int, plugins: list[str], entries: dict[str, Any]) -> None:
+def _worker_main(conn, parent_pid: int, plugins: list[str], entries: bytes) -> None:
     """A study worker: receive trial specs from the pipe, send back ("epoch", rec), ("done",) or ("error", msg)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
     _die_with_parent(parent_pid)
     try:
-        registry.load_plugins(plugins)
-        registry.install_entries(entries)
+        _install(plugins, entries)
     except Exception as exc:
         conn.send(("error", f"worker set-up failed: {exc}"))
         return
@@ -562,7 +575,7 @@ def _worker_main(conn, parent_pid: int, plugins: list[str], entries: dict[str, A
 
 
 class _Worker:
-    def __init__(self, ctx, plugins: list[str], entries: dict[str, Any]) -> None:
+    def __init__(self, ctx, plugins: list[str], entries: bytes) -> None:
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(
             target=_worker_main, args=(child, os.getpid(), plugins, entries), daemon=True, name="colayers-worker"
@@ -621,7 +634,7 @@ def _run_pool(todo: list[TrialSpec], workers: int, write, on_done, plugins, entr
                     else:
                         raise StudyError(f"trial {w.spec.label} failed: {msg[1]}")
                 if w.spec is not None and (dead or (w.process.sentinel in ready and not w.process.is_alive())):
-                    w.process.join(timeout=1)
+                    w.process.join(timeout=5)
                     raise StudyError(
                         f"the worker process (pid {w.process.pid}) running trial {w.spec.label} died "
                         f"({_describe_exit(w.process.exitcode)}); the trials completed so far are saved: rerun "
@@ -728,13 +741,19 @@ def run_study(
     config.validate()
     for i, prob in enumerate(config.problems):  # fail before training on bad generator parameters
         try:
-            _get_problem(prob, int(config.seeds[0]), config.device)
+            built = _get_problem(prob, int(config.seeds[0]), config.device)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"problems[{i}] ({prob.name!r}) has a bad parameter: {exc}") from exc
-    entries = registry.user_entries()
-    use_pool = executor is None and config.workers > 1
-    if use_pool or executor is not None:
+        if config.select == "best" and getattr(built, "x_val", None) is None:
+            raise ValueError(f"select = 'best' needs a validation split; problems[{i}] ({prob.name!r}) has none "
+                             "(n_val = 0)")
+    entries_blob = b""
+    if executor is not None or config.workers > 1:  # carry the registrations to the workers
+        import pickle
+
+        entries = registry.user_entries()
         registry.check_picklable(entries)
+        entries_blob = pickle.dumps(entries)
     out = Path(config.output)
     path = out / RESULTS_FILE
     _check_results_path(path)
@@ -761,9 +780,9 @@ def run_study(
 
             try:
                 if executor is not None:
-                    _run_executor(executor, todo, write, on_done, config.plugins, entries)
+                    _run_executor(executor, todo, write, on_done, config.plugins, entries_blob)
                 elif config.workers > 1 and len(todo) > 1:
-                    _run_pool(todo, config.workers, write, on_done, config.plugins, entries)
+                    _run_pool(todo, config.workers, write, on_done, config.plugins, entries_blob)
                 else:
                     for spec in todo:
                         with _progress(progress, total=spec.epochs, desc="  epochs", leave=False, unit="ep") as eb:

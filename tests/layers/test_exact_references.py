@@ -212,7 +212,7 @@ IMLE_CASES = _cases(
 def test_imle_matches_its_exact_finite_difference_expectation(name, kind, eps, lam, S, two_sided, mean):
     p = PROBLEMS[name]
     layer = cl.IMLE(p["oracle"](), noise=_noise(kind), epsilon=eps, lambda_=lam, num_samples=S,
-                    two_sided=two_sided, seed=5, **imle_output(mean))
+                    two_sided=two_sided, output="mean" if mean else "samples", seed=5)
     fwd, vjp = _run(layer, name, samples_output=not mean)
     mu = ref.perturbed_mean(p["Y"], p["theta"], eps, kind)
     fd = ref.finite_difference_expectation(p["Y"], p["theta"], p["v"], eps, lam, kind, two_sided=two_sided)
@@ -225,7 +225,7 @@ def test_imle_matches_its_exact_finite_difference_expectation(name, kind, eps, l
 def test_imle_default_sum_of_gamma_noise_matches_its_reference(name, k):
     """Default I-MLE noise: Sum-of-Gamma(k = oracle.k, 10 terms), sampled independently with numpy."""
     p = PROBLEMS[name]
-    layer = cl.IMLE(p["oracle"](), epsilon=0.7, lambda_=1.5, num_samples=3, seed=9, **imle_output(False))
+    layer = cl.IMLE(p["oracle"](), epsilon=0.7, lambda_=1.5, num_samples=3, output="samples", seed=9)
     fwd, vjp = _run(layer, name, samples_output=True)
     mu = ref.perturbed_mean(p["Y"], p["theta"], 0.7, "sog", k=k)
     fd = ref.finite_difference_expectation(p["Y"], p["theta"], p["v"], 0.7, 1.5, "sog", k=k)
@@ -243,7 +243,7 @@ def test_aimle_with_frozen_beta_is_the_finite_difference_at_its_lambda(name, two
     p = PROBLEMS[name]
     beta, eps, S = 0.3, 0.6, 2
     layer = cl.AIMLE(p["oracle"](), noise=Normal(), epsilon=eps, num_samples=S, beta=beta, adapt=False,
-                     two_sided=two_sided, seed=13, **imle_output(False))
+                     two_sided=two_sided, output="samples", seed=13)
     fwd, vjp = _run(layer, name, samples_output=True)
     lam = beta * np.linalg.norm(p["theta"]) / np.linalg.norm(p["v"])
     fd = ref.finite_difference_expectation(p["Y"], p["theta"], p["v"], eps, lam, "normal", two_sided=two_sided)
@@ -270,7 +270,7 @@ def test_finite_difference_expectation_converges_to_the_smoothed_jacobian(name):
     assert np.all(np.abs(fd.value - jv.value) <= N_SIGMA * se + 1e-9)  # lambda = 0.05: no visible bias
     assert errors[0] > N_SIGMA * se.max()  # lambda = 4: the bias is visible
     layer = cl.IMLE(p["oracle"](), noise=Normal(), epsilon=eps, lambda_=0.1, num_samples=4, two_sided=True,
-                    seed=17, **imle_output(True))
+                    output="mean", seed=17)
     _, vjp = _run(layer, name, r=8000)
     ref.assert_mc_close(vjp, jv, wrong_factors=_wrong(S=4, epsilon=eps, lambda_=0.1), label=f"IMLE(lambda→0) {name}")
 

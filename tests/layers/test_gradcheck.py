@@ -57,9 +57,9 @@ def test_finite_difference_rule_with_frozen_noise(two_sided):
     oracle, lam, eps = TopKSubset(2), 2.0, 0.5
     theta = _theta(3, 6, seed=4)
     dy = torch.randn(3, 6, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
-    layer = IMLE(oracle, epsilon=eps, lambda_=lam, num_samples=5, two_sided=two_sided, return_mean=True)
+    layer = IMLE(oracle, epsilon=eps, lambda_=lam, num_samples=5, two_sided=two_sided, output="mean")
     (layer(theta, generator=torch.Generator().manual_seed(11)) * dy).sum().backward()
-    z = layer.noise.sample((5, 3, 6), generator=torch.Generator().manual_seed(11), dtype=torch.float64)
+    z = layer.perturbation.noise.sample((5, 3, 6), generator=torch.Generator().manual_seed(11), dtype=torch.float64)
     base = theta.detach() + eps * z
     hi, lo = (0.5 * lam, 0.5 * lam) if two_sided else (0.0, lam)
     expected = (oracle(base + hi * dy).mean(0) - oracle(base - lo * dy).mean(0)) / lam

@@ -189,8 +189,20 @@ def test_batched_output_equals_a_per_instance_loop():
 def test_multiple_batch_dims_and_shapes():
     theta = torch.randn(2, 3, N, dtype=torch.float64, requires_grad=True)
     assert PerturbedAdditive(TopKSubset(2), num_samples=S, seed=0)(theta).shape == (2, 3, N)
-    assert IMLE(TopKSubset(2), num_samples=S, seed=0)(theta).shape == (S, 2, 3, N)
-    assert IMLE(TopKSubset(2), num_samples=S, return_mean=True, seed=0)(theta).shape == (2, 3, N)
+    # one forward-mode switch on every stochastic layer: output="mean" (default) or "samples"
+    for make in (
+        lambda **kw: PerturbedAdditive(TopKSubset(2), num_samples=S, seed=0, **kw),
+        lambda **kw: PerturbedMultiplicative(TopKSubset(2), num_samples=S, seed=0, **kw),
+        lambda **kw: IMLE(TopKSubset(2), num_samples=S, seed=0, **kw),
+        lambda **kw: AIMLE(TopKSubset(2), num_samples=S, seed=0, **kw),
+    ):
+        assert make()(theta).shape == (2, 3, N)
+        assert make(output="mean")(theta).shape == (2, 3, N)
+        samples = make(output="samples")(theta)
+        assert samples.shape == (S, 2, 3, N)
+        assert torch.equal(samples.mean(0), make()(theta))  # same seed, same draws: the mean of the samples
+        with pytest.raises(ValueError, match="output"):
+            make(output="sample")
     d = PerturbedAdditive(TopKSubset(2), num_samples=S, seed=0).distribution(theta)
     assert d.atoms.shape == (S, 2, 3, N) and d.event_ndim == 1
 

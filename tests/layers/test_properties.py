@@ -77,7 +77,7 @@ def _all_layers(name):
     layers = [
         PerturbedAdditive(oracle, num_samples=8, seed=0),
         PerturbedMultiplicative(oracle, num_samples=8, seed=0),
-        IMLE(oracle, num_samples=3, return_mean=True, seed=0),
+        IMLE(oracle, num_samples=3, output="mean", seed=0),
         Blackbox(oracle),
         IdentityRelaxation(oracle),
     ]

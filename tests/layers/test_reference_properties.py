@@ -107,13 +107,13 @@ LAYERS = {
     "multiplicative": lambda o, z: cl.PerturbedMultiplicative(o, epsilon=0.4, num_samples=z.shape[0],
                                                               noise=FrozenNoise(z)),
     "imle": lambda o, z: cl.IMLE(o, noise=FrozenNoise(z), epsilon=0.7, lambda_=1.3, num_samples=z.shape[0],
-                                 **imle_output(False)),
+                                 output="samples"),
     "imle-mean": lambda o, z: cl.IMLE(o, noise=FrozenNoise(z), epsilon=0.7, lambda_=1.3, num_samples=z.shape[0],
-                                      **imle_output(True)),
+                                      output="mean"),
     "imle-central": lambda o, z: cl.IMLE(o, noise=FrozenNoise(z), epsilon=0.7, lambda_=1.3, num_samples=z.shape[0],
-                                         two_sided=True, **imle_output(False)),
+                                         two_sided=True, output="samples"),
     "aimle-frozen": lambda o, z: cl.AIMLE(o, noise=FrozenNoise(z), epsilon=0.7, num_samples=z.shape[0], beta=0.5,
-                                          adapt=False, **imle_output(False)),
+                                          adapt=False, output="samples"),
 }
 
 
@@ -144,9 +144,9 @@ def test_constant_shift_is_invisible_to_the_exact_rules(theta, name, c, seed):
     z = torch.randn((3, 5), generator=torch.Generator().manual_seed(seed), dtype=DT)
     v = torch.randn(5, generator=torch.Generator().manual_seed(seed + 1), dtype=DT)
     layers = [
-        cl.IMLE(ORACLES[name](), noise=FrozenNoise(z), epsilon=0.6, lambda_=1.7, num_samples=3, **imle_output(True)),
+        cl.IMLE(ORACLES[name](), noise=FrozenNoise(z), epsilon=0.6, lambda_=1.7, num_samples=3, output="mean"),
         cl.AIMLE(ORACLES[name](), noise=FrozenNoise(z), epsilon=0.6, num_samples=3, beta=0.4, adapt=False,
-                 two_sided=True, **imle_output(True)),
+                 two_sided=True, output="mean"),
         cl.Blackbox(ORACLES[name](), lambda_=2.3),
         cl.PerturbedAdditive(ORACLES[name](), epsilon=0.6, num_samples=3, noise=FrozenNoise(z)),
         cl.RegularizedFrankWolfe(ORACLES[name]()),

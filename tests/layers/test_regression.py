@@ -67,41 +67,41 @@ def test_leave_one_out_baseline_lowers_error_against_closed_form():
     assert errors[True] < 0.7 * errors[False]
 
 
-def test_lazy_score_backward_equals_the_explicit_score_rule():
-    # the perturbed layers form the score in the backward only (LazyScoreFunctionMean); the gradient must equal
-    # score_function_vjp applied to the explicit score of the same samples
+def test_score_function_backward_equals_the_formula_written_out():
+    # the perturbed layers never form the (S, *theta.shape) score; their gradient must equal the estimator written
+    # out here by hand from the same samples: (1/S) sum_s <y_s - b_s, dy> score_s with b_s the mean of the others
+    # (output="mean"), and sum_s <y_s - b_s, dy_s> score_s (output="samples"). The scores come from
+    # Perturbation.score, which tests/perturb checks against torch.distributions densities.
     from colayers import TopKSubset
-    from colayers.layers.core import score_function_vjp
 
     g = torch.Generator().manual_seed(0)
     theta = torch.randn(4, 6, generator=g, dtype=torch.float64)
-    dy = torch.randn(4, 6, generator=g, dtype=torch.float64)
-    for layer in (
-        PerturbedAdditive(TopKSubset(2), epsilon=0.5, num_samples=7),
-        PerturbedMultiplicative(TopKSubset(2), epsilon=0.5, num_samples=7, noise=Gumbel()),
-    ):
-        t = theta.clone().requires_grad_(True)
-        (layer(t, generator=torch.Generator().manual_seed(1)) * dy).sum().backward()
-        sample, atoms = layer.sample(theta, generator=torch.Generator().manual_seed(1))
-        expected = score_function_vjp(atoms, layer.perturbation.score(theta, sample), dy, 1, baseline=True)
-        assert torch.allclose(t.grad, expected, rtol=1e-10, atol=1e-12)
+    S = 7
+    for output in ("mean", "samples"):
+        dy = torch.randn((4, 6) if output == "mean" else (S, 4, 6), generator=g, dtype=torch.float64)
+        for layer in (
+            PerturbedAdditive(TopKSubset(2), epsilon=0.5, num_samples=S, output=output),
+            PerturbedMultiplicative(TopKSubset(2), epsilon=0.5, num_samples=S, noise=Gumbel(), output=output),
+        ):
+            t = theta.clone().requires_grad_(True)
+            (layer(t, generator=torch.Generator().manual_seed(1)) * dy).sum().backward()
+            sample, atoms = layer.sample(theta, generator=torch.Generator().manual_seed(1))
+            score = layer.perturbation.score(theta, sample)
+            expected = torch.zeros_like(theta)
+            for s in range(S):
+                others = torch.cat([atoms[:s], atoms[s + 1 :]]).mean(0)
+                dy_s = dy / S if output == "mean" else dy[s]
+                expected += ((atoms[s] - others) * dy_s).sum(-1, keepdim=True) * score[s]
+            assert torch.allclose(t.grad, expected, rtol=1e-10, atol=1e-12), (output, type(layer).__name__)
 
 
-def test_positional_apply_matches_stock_apply_and_functorch():
-    # PositionalFunction.apply skips torch's signature binding; gradients must be those of the stock path,
-    # and under torch.func transforms it must fall back to the stock path (which supports them)
+def test_identity_relaxation_negative_passes_minus_the_gradient():
     from colayers import IdentityRelaxation
-    from colayers.layers.identity import StraightThrough
 
     theta = torch.tensor([0.5, 2.0, -1.0], requires_grad=True)
     y = IdentityRelaxation(ArgmaxOneHot(), negative=True)(theta)
     (y * torch.tensor([1.0, 2.0, 3.0])).sum().backward()
     assert torch.equal(theta.grad, torch.tensor([-1.0, -2.0, -3.0]))
-    assert type(y.grad_fn).__name__ == "StraightThroughBackward"
-    grad = torch.func.grad(lambda t: (StraightThrough.apply(t, t.detach() * 2, False) * t.detach()).sum())(
-        torch.tensor([1.0, -1.0])
-    )
-    assert torch.equal(grad, torch.tensor([1.0, -1.0]))
 
 
 @pytest.mark.parametrize(
@@ -109,13 +109,18 @@ def test_positional_apply_matches_stock_apply_and_functorch():
     [[1.0, 2.0, 3.0], torch.tensor([1, 2, 3]), torch.tensor([1.0, float("nan"), 0.0]), torch.zeros(4)],
     ids=["list", "int", "nan", "shape"],
 )
-@pytest.mark.parametrize("kind", ["identity", "blackbox"])
-def test_direct_layers_report_bad_theta_like_check_theta(bad, kind):
-    # IdentityRelaxation and Blackbox leave their checks to a validating stock oracle called on theta itself;
-    # the errors must be the layer's own
-    from colayers import Blackbox, IdentityRelaxation
+@pytest.mark.parametrize("kind", ["identity", "blackbox", "imle", "additive"])
+def test_layers_report_bad_theta_like_check_theta(bad, kind):
+    # theta is checked once, by the layer, whatever the layer: the errors must be the layer's own
+    from colayers import IMLE, Blackbox, IdentityRelaxation
 
-    layer = IdentityRelaxation(ArgmaxOneHot(n=3)) if kind == "identity" else Blackbox(ArgmaxOneHot(n=3))
+    oracle = ArgmaxOneHot(n=3)
+    layer = {
+        "identity": lambda: IdentityRelaxation(oracle),
+        "blackbox": lambda: Blackbox(oracle),
+        "imle": lambda: IMLE(oracle, seed=0),
+        "additive": lambda: PerturbedAdditive(oracle, seed=0),
+    }[kind]()
     with pytest.raises((TypeError, ValueError)) as expected:
         layer.check_theta(bad)
     with pytest.raises(expected.type) as got:
@@ -123,40 +128,16 @@ def test_direct_layers_report_bad_theta_like_check_theta(bad, kind):
     assert str(got.value) == str(expected.value)
 
 
-@pytest.mark.parametrize(
-    "values",
-    [[1.0, 2.0], [3e38, 3e38], [float("nan"), 1.0], [1.0, float("inf")], [float("-inf"), float("inf")], []],
-    ids=["finite", "sum-overflows", "nan", "inf", "inf-minus-inf", "empty"],
-)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_fast_finite_check_agrees_with_check_finite(values, dtype):
-    # the layers check theta with one sum; a sum that overflows (or is NaN) falls back to the full check
-    from colayers._validation import check_finite
-    from colayers.layers.core import check_finite_fast
-
-    x = torch.tensor(values, dtype=dtype)
-    try:
-        check_finite("theta", x)
-        expected = None
-    except ValueError as err:
-        expected = str(err)
-    if expected is None:
-        assert check_finite_fast("theta", x) is x
-    else:
-        with pytest.raises(ValueError) as got:
-            check_finite_fast("theta", x)
-        assert str(got.value) == expected
-
-
-def test_custom_perturbation_sampling_and_score_are_used():
-    # the fast paths (direct noise draw, score_mean) must not bypass a subclass's own sample/score
+def test_custom_sampler_is_used_and_must_declare_its_dependence():
+    # a subclass's own sample/score are used (no shortcut bypasses them); a sampler of undeclared dependence is
+    # refused with the leave-one-out baseline (which would be biased for dependent samples, e.g. antithetic pairs)
     from colayers import TopKSubset
-    from colayers.layers import Perturbed
+    from colayers.layers import Perturbed, ScoreFunctionRule
     from colayers.perturb import Additive, PerturbedSample
 
     calls = []
 
-    class Antithetic(Additive):
+    class Antithetic(Additive):  # overrides sample() without saying whether its samples are independent
         def sample(self, theta, num_samples=1, generator=None):
             calls.append("sample")
             half = self.draw_noise(theta, num_samples // 2, generator)
@@ -167,90 +148,20 @@ def test_custom_perturbation_sampling_and_score_are_used():
             calls.append("score")
             return super().score(theta, sample)
 
-    layer = Perturbed(TopKSubset(2), Antithetic(epsilon=0.5), num_samples=6)
+    class Paired(Antithetic):  # the same samples, with their pairs declared
+        def sample(self, theta, num_samples=1, generator=None):
+            s = super().sample(theta, num_samples, generator)
+            return PerturbedSample(s.eta, s.noise, groups=torch.arange(num_samples // 2).repeat(2))
+
     theta = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
+    assert Antithetic.iid_samples is None and Additive.iid_samples is True
+    with pytest.raises(TypeError, match="iid_samples"):
+        Perturbed(TopKSubset(2), Antithetic(epsilon=0.5), num_samples=6)(theta)
+    # without a baseline the estimator is unbiased whatever the dependence: allowed
+    Perturbed(TopKSubset(2), Antithetic(epsilon=0.5), rule=ScoreFunctionRule(baseline=False), num_samples=6)(theta)
+    calls.clear()
+    layer = Perturbed(TopKSubset(2), Paired(epsilon=0.5), num_samples=6)
     sample, _ = layer.sample(theta, generator=torch.Generator().manual_seed(0))
     assert torch.equal(sample.noise[:3], -sample.noise[3:])
     layer(theta, generator=torch.Generator().manual_seed(0)).sum().backward()
     assert calls.count("sample") == 2 and calls.count("score") == 1
-
-
-def _layer_outputs_and_grads():
-    """Outputs and gradients of every layer family on fixed scores, generators and incoming gradients."""
-    from colayers import (
-        IMLE,
-        Blackbox,
-        IdentityRelaxation,
-        RegularizedFrankWolfe,
-        SparseArgmax,
-        TopKSubset,
-    )
-
-    oracle = TopKSubset(2)
-    g = torch.Generator().manual_seed(0)
-    theta0 = torch.randn(3, 5, generator=g, dtype=torch.float64)
-    layers = [
-        PerturbedAdditive(oracle, num_samples=4),
-        PerturbedMultiplicative(oracle, num_samples=4),
-        IMLE(oracle, num_samples=4),
-        Blackbox(oracle),
-        IdentityRelaxation(oracle),
-        RegularizedFrankWolfe(oracle),
-        SparseArgmax(),
-    ]
-    results = []
-    for layer in layers:
-        theta = theta0.clone().requires_grad_(True)
-        # SparseArgmax is deterministic and refuses a generator
-        gen = None if isinstance(layer, SparseArgmax) else torch.Generator().manual_seed(1)
-        out = layer(theta, generator=gen)
-        (out * torch.randn(out.shape, generator=torch.Generator().manual_seed(2), dtype=out.dtype)).sum().backward()
-        results.append((type(layer).__name__, out.detach(), theta.grad))
-    return results
-
-
-def test_positional_function_falls_back_to_the_public_apply(monkeypatch):
-    # PositionalFunction's fast path relies on private torch pieces, feature-detected once at import. With the
-    # detection forced off, every layer must go through the public Function.apply and give identical results.
-    from colayers.layers import core
-
-    fast = _layer_outputs_and_grads()
-    calls = []
-    stock = torch.autograd.Function.__dict__["apply"].__func__
-
-    def spy(cls, *args, **kwargs):
-        calls.append(cls.__name__)
-        return stock(cls, *args, **kwargs)
-
-    monkeypatch.setattr(torch.autograd.Function, "apply", classmethod(spy))
-    if core._unwrap_dead_wrappers is not None:  # the fast path is on with this torch: it bypasses the public apply
-        _layer_outputs_and_grads()
-        # the regularized layers' Functions are plain torch.autograd.Function: always the public apply
-        assert [c for c in calls if c not in ("ActiveSetProjection", "Sparsemax")] == []
-    monkeypatch.setattr(core, "_unwrap_dead_wrappers", None)
-    slow = _layer_outputs_and_grads()
-    assert len(calls) >= len(slow)  # every layer's autograd Function went through the public apply
-    for (name, out_a, grad_a), (_, out_b, grad_b) in zip(fast, slow):
-        assert torch.equal(out_a, out_b), name
-        assert torch.equal(grad_a, grad_b), name
-
-
-def test_fast_apply_detection_rejects_a_missing_or_changed_helper(monkeypatch):
-    import torch._functorch.utils as functorch_utils
-
-    from colayers.layers import core
-
-    original = getattr(functorch_utils, "unwrap_dead_wrappers", None)
-    if original is not None:
-        # detected on this torch: the fast path is on and returns the helper
-        assert core._detect_fast_apply() is original
-    monkeypatch.delattr(functorch_utils, "unwrap_dead_wrappers", raising=False)
-    assert core._detect_fast_apply() is None
-    # a helper with another signature, or one that no longer returns the arguments unchanged, is rejected
-    monkeypatch.setattr(functorch_utils, "unwrap_dead_wrappers", lambda args, level: args, raising=False)
-    assert core._detect_fast_apply() is None
-    monkeypatch.setattr(functorch_utils, "unwrap_dead_wrappers", lambda args: list(args)[:1], raising=False)
-    assert core._detect_fast_apply() is None
-    monkeypatch.delattr(torch._C, "_are_functorch_transforms_active")
-    monkeypatch.setattr(functorch_utils, "unwrap_dead_wrappers", original or (lambda args: args), raising=False)
-    assert core._detect_fast_apply() is None

@@ -21,7 +21,7 @@ def test_imle_with_zero_noise_is_blackbox(lam, oracle):
     dy = torch.randn(4, 6, generator=g, dtype=torch.float64)
     t1 = theta.clone().requires_grad_(True)
     t2 = theta.clone().requires_grad_(True)
-    y1 = IMLE(oracle, epsilon=0.0, lambda_=lam, num_samples=1, return_mean=True)(t1)
+    y1 = IMLE(oracle, epsilon=0.0, lambda_=lam, num_samples=1, output="mean")(t1)
     y2 = Blackbox(oracle, lambda_=lam)(t2)
     (y1 * dy).sum().backward()
     (y2 * dy).sum().backward()
@@ -30,7 +30,7 @@ def test_imle_with_zero_noise_is_blackbox(lam, oracle):
     assert t1.grad.abs().sum() > 0  # lam large enough to change some solution: the check is not vacuous
     # also with several (identical) samples: the average of equal differences is the same difference
     t3 = theta.clone().requires_grad_(True)
-    (IMLE(oracle, epsilon=0.0, lambda_=lam, num_samples=3, return_mean=True)(t3) * dy).sum().backward()
+    (IMLE(oracle, epsilon=0.0, lambda_=lam, num_samples=3, output="mean")(t3) * dy).sum().backward()
     assert torch.allclose(t3.grad, t2.grad)
 
 
@@ -44,7 +44,7 @@ def _imle_error(num_samples: int, lam: float, seed: int) -> float:
         epsilon=eps,
         lambda_=lam,
         num_samples=num_samples,
-        return_mean=True,
+        output="mean",
         two_sided=True,
     )
     (layer(theta, generator=torch.Generator().manual_seed(seed)) * dy).sum().backward()
@@ -109,22 +109,22 @@ def test_aimle_adapts_beta_toward_the_target_and_saves_state():
     assert float(up.beta) == before
 
 
-@pytest.mark.parametrize("return_mean", [False, True])
+@pytest.mark.parametrize("output", ["samples", "mean"])
 @pytest.mark.parametrize("two_sided", [False, True])
-def test_aimle_with_zero_beta_gives_exactly_zero_gradient(two_sided, return_mean):
+def test_aimle_with_zero_beta_gives_exactly_zero_gradient(two_sided, output):
     # lambda = beta ||theta|| / ||dy|| = 0: the target score theta - 0 * dy is theta itself, so the finite difference
     # is exactly zero (torch-adaptive-imle perturbs with the raw lambda and substitutes 1 only in the divisor);
     # a lambda replaced by 1 before the perturbation would give the non-zero f(theta + eps Z) - f(theta - dy + eps Z)
     oracle = TopKSubset(2)
     theta = torch.tensor([[0.3, -0.1, 0.2, 0.0, 0.1], [1.0, 2.0, -1.0, 0.5, 0.0]], requires_grad=True)
-    layer = AIMLE(oracle, num_samples=3, beta=0.0, two_sided=two_sided, return_mean=return_mean, seed=0)
+    layer = AIMLE(oracle, num_samples=3, beta=0.0, two_sided=two_sided, output=output, seed=0)
     y = layer(theta)
     w = 30.0 * torch.randn(y.shape, generator=torch.Generator().manual_seed(0))  # large dy: a unit step would flip
     (y * w).sum().backward()
     assert torch.equal(theta.grad, torch.zeros_like(theta))
     # the same layer with beta > 0 and the same noise does produce a gradient (the check above is not vacuous)
     theta.grad = None
-    layer2 = AIMLE(oracle, num_samples=3, beta=1.0, two_sided=two_sided, return_mean=return_mean, seed=0)
+    layer2 = AIMLE(oracle, num_samples=3, beta=1.0, two_sided=two_sided, output=output, seed=0)
     (layer2(theta) * w).sum().backward()
     assert theta.grad.abs().sum() > 0
 

@@ -112,7 +112,7 @@ def test_bad_input():
         RegretLoss(SoftArgmax(), oracle=ArgmaxOneHot())(theta, theta, torch.ones_like(theta))
     with pytest.raises(ValueError, match="reduction must be one of"):
         RegretLoss(SoftArgmax(), reduction="none ")
-    with pytest.raises(TypeError, match="Perturbed"):
-        ExperienceLoss(SoftArgmax(), lambda y: y.sum(-1))
+    with pytest.raises(TypeError, match="layer must have a distribution"):  # any layer with a distribution serves
+        ExperienceLoss(torch.nn.Linear(3, 3), lambda y: y.sum(-1))
     with pytest.raises(TypeError, match="cost_fn must be callable"):
         ExperienceLoss(PerturbedAdditive(ArgmaxOneHot()), 3.0)

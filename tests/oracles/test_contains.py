@@ -16,6 +16,7 @@ from colayers.oracles import (
     CachedOracle,
     CountingOracle,
     CvxpyOracle,
+    EnumeratedOracle,
     GridDAGShortestPath,
     GridVertexShortestPath,
     Knapsack,
@@ -26,7 +27,9 @@ from colayers.oracles import (
     SolverOracle,
     SpanningTree,
     TopKSubset,
+    grid_dag_paths,
 )
+from colayers.oracles.packing import PackingOracle, feasible_packings
 
 DEVICES = [
     "cpu",
@@ -210,10 +213,12 @@ ORACLES = {
     "cached": lambda: CachedOracle(TopKSubset(2)),
     "counting": lambda: CountingOracle(_k5()),
     "pool": lambda: SolutionPool(GridDAGShortestPath(3, 3), solve_ratio=0.5, seed=0),
+    "packing": lambda: PackingOracle(feasible_packings(np.array([[3.0, 1, 4, 1, 5, 9]]), np.array([10.0]), 10**4)),
+    "enumerated": lambda: EnumeratedOracle(grid_dag_paths(3, 4)),
 }
 EVENTS = {"grid_vertex": (4, 5), "matching": (3, 4), "spanning_tree": (10,), "cvxpy": (3, 3)}
 SIZES = {"argmax": 6, "topk": 6, "ranking": 6, "grid_dag": 31, "knapsack_dp": 6, "knapsack_milp": 6, "lp": 4,
-         "lp_eq": 3, "cached": 5, "counting": 10, "pool": 12}
+         "lp_eq": 3, "cached": 5, "counting": 10, "pool": 12, "packing": 6, "enumerated": 17}
 
 
 @settings(max_examples=10, deadline=None)

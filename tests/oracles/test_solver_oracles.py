@@ -257,3 +257,39 @@ def test_no_signed_zero_in_any_solver_oracle_output():
     assert torch.equal(y, torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]])) and not torch.signbit(y).any()
     lp = LinearProgram(5, A_ub=[[1.0] * 5], b_ub=[2.0], bounds=(0, 1), integrality=True)
     assert not torch.signbit(lp(torch.randn(16, 5, generator=torch.Generator().manual_seed(0)))).any()
+
+
+# ---- the persistent HiGHS model ---------------------------------------------------------------------------
+def test_highs_program_pickles_its_configuration_and_rebuilds_the_model_lazily():
+    import pickle
+
+    lp = LinearProgram(4, A_ub=[[1.0, 2.0, 1.0, 3.0]], b_ub=[3.0], bounds=(0, 1), integrality=True)
+    theta = torch.tensor([[1.0, 2.0, -1.0, 2.5], [0.5, 0.1, 0.2, 3.0]], dtype=torch.float64)
+    y = lp(theta)  # builds the model of this thread
+    copy = pickle.loads(pickle.dumps(lp.solver))
+    assert getattr(copy._local, "highs", None) is None  # nothing solver-side travelled
+    assert torch.equal(torch.from_numpy(np.stack([copy(t) for t in theta.numpy()])), y)
+    assert getattr(copy._local, "highs", None) is not None  # built on first use
+
+
+def test_highs_models_are_per_thread_and_agree_with_serial():
+    import concurrent.futures
+
+    rng = np.random.default_rng(5)
+    A = rng.integers(1, 5, size=(2, 8)).astype(float)
+    theta = torch.from_numpy(rng.normal(size=(40, 8)))
+    serial = LinearProgram(8, A_ub=A, b_ub=[6.0, 7.0], bounds=(0, 1), integrality=True)(theta)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        threaded = LinearProgram(8, A_ub=A, b_ub=[6.0, 7.0], bounds=(0, 1), integrality=True, executor=pool)
+        assert torch.equal(threaded(theta), serial)
+
+
+def test_the_optimality_certificate_rejects_a_suboptimal_vertex():
+    lp = LinearProgram(3, A_eq=[[1.0, 1.0, 1.0]], b_eq=[1.0], bounds=(0, 1))
+    program = lp.solver
+    cost = np.array([0.5, 0.25, -0.125])
+    best = program(cost)
+    assert np.array_equal(best, [1.0, 0.0, 0.0])
+    program._certify(program._model(), cost, best)  # the optimum passes
+    with pytest.raises(OracleError, match="not certified optimal: primal objective 0.25 but dual objective 0.5"):
+        program._certify(program._model(), cost, np.array([0.0, 1.0, 0.0]))  # a feasible vertex, not optimal

@@ -136,7 +136,8 @@ def test_a_hung_solver_does_not_stop_the_interpreter_from_exiting(executor, afte
 def test_a_broken_process_pool_becomes_an_oracle_error_with_its_cause():
     with concurrent.futures.ProcessPoolExecutor(1) as pool:
         oracle = SolverOracle(exits_the_worker, event_shape=(2,), executor=pool, timeout=60)
-        with pytest.raises(OracleError, match=r"executor ProcessPoolExecutor failed on instance 0 of 2: Broken") as info:
+        match = r"executor ProcessPoolExecutor failed on instance 0 of 2: Broken"
+        with pytest.raises(OracleError, match=match) as info:
             oracle(torch.zeros(2, 2))
         assert isinstance(info.value.__cause__, concurrent.futures.process.BrokenProcessPool)
         with pytest.raises(OracleError, match=r"cannot run instances .*BrokenProcessPool") as info:
@@ -157,3 +158,15 @@ def test_a_shut_down_executor_becomes_an_oracle_error_with_its_cause():
 def test_executor_must_have_submit():
     with pytest.raises(TypeError, match="executor must be a concurrent.futures.Executor or None; got int"):
         SolverOracle(positive_part, event_shape=(2,), executor=3)
+
+
+def test_the_serial_timeout_thread_ends_when_idle_and_restarts_on_demand():
+    from colayers.oracles.base import _DaemonWorker
+
+    worker = _DaemonWorker(idle=0.05)
+    assert worker.submit(sum, [1, 2]).result(timeout=5) == 3
+    deadline = time.perf_counter() + 5
+    while worker._running and time.perf_counter() < deadline:
+        time.sleep(0.01)
+    assert not worker._running  # the idle thread has ended
+    assert worker.submit(max, [1, 2]).result(timeout=5) == 2  # and a new one serves the next call

@@ -106,10 +106,20 @@ def test_same_seed_same_samples_and_global_rng_untouched(noise, device):
 
 def test_bad_arguments_name_themselves():
     theta = torch.zeros(3)
-    with pytest.raises(ValueError, match="epsilon must be > 0; got 0"):
-        Additive(Normal(), 0.0)
-    with pytest.raises(ValueError, match="epsilon must be > 0; got -1"):
+    # epsilon = 0 is allowed (no noise); negative, infinite and NaN scales are refused, naming epsilon
+    assert Additive(Normal(), 0.0).epsilon == 0.0
+    with pytest.raises(ValueError, match="epsilon must be ≥ 0; got -1"):
         Multiplicative(Normal(), -1.0)
+    for bad in (float("inf"), float("-inf"), float("nan")):
+        for cls in (Additive, Multiplicative):
+            with pytest.raises(ValueError, match="epsilon must be a finite number ≥ 0"):
+                cls(Normal(), bad)
+        with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
+            SumOfGamma(2, temperature=bad)
+    with pytest.raises(ValueError, match="antithetic sampling needs a noise with a mirror"):
+        Additive(SumOfGamma(2), 1.0, antithetic=True)
+    with pytest.raises(ValueError, match="num_samples must be even for antithetic sampling"):
+        Additive(Normal(), 1.0, antithetic=True).sample(theta, 3)
     with pytest.raises(ValueError, match="num_samples must be an integer ≥ 1; got 0"):
         Additive(Normal(), 1.0).sample(theta, 0)
     with pytest.raises(ValueError, match="k must be an integer ≥ 1; got 0"):

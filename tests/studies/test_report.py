@@ -99,3 +99,35 @@ def test_summary_matches_statistics_module(values):
     mean, std = summarize(recs)[0]["normalized_regret"]
     assert mean == pytest.approx(statistics.fmean(values), abs=1e-12)
     assert std == pytest.approx(statistics.stdev(values) if len(values) > 1 else 0.0, abs=1e-9)
+
+
+def test_select_best_reports_the_best_validation_epoch_on_the_test_split():
+    recs = [record("a", 0, e, epochs=3, regret=t, val_normalized_regret=v, select="best")
+            for e, t, v in ((1, 0.5, 0.4), (2, 0.3, 0.2), (3, 0.35, 0.25))]
+    (final,) = final_records(recs)
+    assert final["epoch"] == 2 and final["normalized_regret"] == 0.3  # chosen on validation, reported on test
+    assert final["train_time_s"] == 3.0  # the cost of the whole trial
+    last = [dict(r, select="last") for r in recs]
+    assert final_records(last)[0]["epoch"] == 3
+
+
+def test_paired_comparisons_match_scipy_and_a_hand_computed_interval():
+    from scipy import stats
+
+    from colayers.studies.report import format_paired, paired_comparisons
+
+    ref, other = (0.10, 0.20, 0.30, 0.25), (0.12, 0.26, 0.31, 0.30)
+    recs = [record("ref", s, 1, epochs=1, regret=r) for s, r in enumerate(ref)]
+    recs += [record("new", s, 1, epochs=1, regret=r) for s, r in enumerate(other)]
+    recs += [record("new", 9, 1, epochs=1, regret=5.0)]  # a seed the reference lacks: not paired
+    (row,) = paired_comparisons(recs)
+    d = [b - a for a, b in zip(ref, other)]
+    mean = sum(d) / 4
+    sd = statistics.stdev(d)
+    half = 3.182446305284263 * sd / 2  # t_{0.975, 3} * sd / sqrt(4)
+    assert (row["method"], row["reference"], row["seeds"]) == ("new", "ref", 4)
+    assert row["diff"] == pytest.approx(mean)
+    assert row["ci"] == (pytest.approx(mean - half), pytest.approx(mean + half))
+    assert row["p"] == pytest.approx(stats.ttest_rel(other, ref).pvalue)
+    assert "new - ref = +0.0350" in format_paired([row])
+    assert paired_comparisons(recs, reference="new")[0]["diff"] == pytest.approx(-mean)

@@ -272,7 +272,7 @@ def test_task_losses_are_regret_and_hamming():
 
     prob, _, theta_true, y_true = _sp_batch()
     y_hat = prob.oracle(theta_true.flip(0))  # the optimal paths of other instances
-    want = regret(prob.oracle, theta_true, y_hat, y_true).mean()
+    want = regret(y_hat, theta_true, y_true, oracle=prob.oracle).mean()
     assert torch.allclose(_task_loss("regret", y_hat, theta_true, y_true, 1), want)
     l1 = (y_hat - y_true).abs().sum(dim=1).mean()
     assert torch.allclose(_task_loss("hamming", y_hat, theta_true, y_true, 1), l1)
@@ -353,3 +353,11 @@ def test_prune_keeps_complete_trials_and_drops_partial_ones(keep_mask, truncated
     assert other in after
     assert all((r["problem"], r["method"], r["seed"], r["settings"]) in done for r in after if r != other)
     assert len(after) == 3 * len(done) + 1
+
+
+def test_rankings_get_a_rank_distance_in_0_1_and_no_hamming(tmp_path):
+    cfg = config_from_dict({"problems": [{"name": "ranking", "params": {"n": 32, "n_test": 32, "n_val": 8,
+                                                                           "num_items": 5}}],
+                            "methods": ["two-stage"], "seeds": [0], "epochs": 1, "output": str(tmp_path / "r")})
+    (rec,) = run_study(cfg, progress=False, log=lambda m: None)
+    assert "hamming" not in rec and 0.0 <= rec["rank_distance"] <= 1.0 and rec["cost_ratio"] >= 1.0

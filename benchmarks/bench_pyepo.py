@@ -1,0 +1,186 @@
+"""colayers against PyEPO on PyEPO's benchmark: 5x5 shortest path, linear model, Adam, batch 32, one thread.
+
+Both libraries train the same nn.Linear(5, 40) (same initial weights) on the same data (PyEPO's generator:
+colayers.studies.shortest_path_problem equals pyepo.data.shortestpath.genData) in the same batch order,
+epoch by epoch side by side (colayers epoch, PyEPO epoch, ... so both see the same machine load). Methods:
+
+  spo+        colayers SPOPlusLoss(oracle)                       PyEPO SPOPlus
+  blackbox    colayers Blackbox(lambda_=10), loss <c, y>          PyEPO blackboxOpt(lambd=10), loss <c, w>
+  fy          FenchelYoungLoss(PerturbedAdditive(Normal, eps=1, S=10))   PyEPO perturbedFenchelYoung(sigma=1, S=10)
+  imle        IMLE(SumOfGamma(k=5), eps=1, lambda_=10, S=10, mean), loss <c, y>   PyEPO implicitMLE (same), loss <c, w>
+  pert-mse    PerturbedAdditive(Normal, eps=1, S=10), MSE to y*  PyEPO perturbedOpt(sigma=1, S=10), MSE to w*
+
+colayers runs with two oracles: GridDAGShortestPath (tensor dynamic program) and EnumeratedOracle over the 70
+paths (one matrix product). PyEPO runs with its Gurobi model (pyepo.model.grb, gurobipy's size-limited
+licence suffices for 40 variables) when gurobipy imports, else with its Pyomo model on HiGHS
+(pyepo.model.omo, solver "appsi_highs"). "floor" is the same loop (model, Adam, batches) with an MSE loss
+to the true costs and no oracle. Printed: median seconds per epoch, PyEPO / colayers ratio, the ratio to
+the floor, and the normalized regret on 1000 test instances after training.
+
+Usage:  python benchmarks/bench_pyepo.py [--n 1000] [--epochs 3] [--methods spo+,blackbox,fy,imle,pert-mse]
+        [--backend auto|grb|omo]      (PyEPO optional: without it, only the colayers columns are printed)
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from torch import nn
+
+from colayers import (
+    IMLE,
+    Blackbox,
+    EnumeratedOracle,
+    FenchelYoungLoss,
+    GridDAGShortestPath,
+    PerturbedAdditive,
+    SPOPlusLoss,
+    grid_dag_paths,
+)
+from colayers.perturb import Normal, SumOfGamma
+from colayers.studies.problems import shortest_path_problem
+
+
+def colayers_step(method: str, oracle):
+    """A function (cost_pred, c, w) -> loss for colayers, theta = -cost."""
+    validate = False  # the inputs are known good; both libraries run without per-call checks where they can
+    if method == "spo+":
+        loss = SPOPlusLoss(oracle, validate_args=validate)
+        return lambda cp, c, w: loss(-cp, -c, w)
+    if method == "blackbox":
+        layer = Blackbox(oracle, lambda_=10.0, validate_args=validate)
+        return lambda cp, c, w: (layer(-cp) * c).sum(1).mean()
+    if method == "fy":
+        layer = PerturbedAdditive(oracle, epsilon=1.0, noise=Normal(), num_samples=10, seed=135, validate_args=validate)
+        loss = FenchelYoungLoss(layer, validate_args=validate)
+        return lambda cp, c, w: loss(-cp, w)
+    if method == "imle":
+        layer = IMLE(oracle, noise=SumOfGamma(k=5), epsilon=1.0, lambda_=10.0, num_samples=10, return_mean=True,
+                     seed=135, validate_args=validate)
+        return lambda cp, c, w: (layer(-cp) * c).sum(1).mean()
+    if method == "pert-mse":
+        layer = PerturbedAdditive(oracle, epsilon=1.0, noise=Normal(), num_samples=10, seed=135, validate_args=validate)
+        return lambda cp, c, w: ((layer(-cp) - w) ** 2).mean()
+    raise ValueError(method)
+
+
+def pyepo_step(method: str, optmodel):
+    import pyepo.func as F
+
+    if method == "spo+":
+        loss = F.SPOPlus(optmodel, processes=1)
+        return lambda cp, c, w: loss(cp, c, w, (c * w).sum(1, keepdim=True))
+    if method == "blackbox":
+        layer = F.blackboxOpt(optmodel, lambd=10, processes=1)
+        return lambda cp, c, w: (layer(cp) * c).sum(1).mean()
+    if method == "fy":
+        loss = F.perturbedFenchelYoung(optmodel, n_samples=10, sigma=1.0, processes=1)
+        return lambda cp, c, w: loss(cp, w)
+    if method == "imle":
+        layer = F.implicitMLE(optmodel, n_samples=10, sigma=1.0, lambd=10, processes=1)
+        return lambda cp, c, w: (layer(cp) * c).sum(1).mean()
+    if method == "pert-mse":
+        layer = F.perturbedOpt(optmodel, n_samples=10, sigma=1.0, processes=1)
+        return lambda cp, c, w: ((layer(cp) - w) ** 2).mean()
+    raise ValueError(method)
+
+
+def pyepo_model(backend: str):
+    """PyEPO's 5x5 shortest-path model and the backend's name, or (None, reason)."""
+    try:
+        import pyepo  # noqa: F401
+    except ImportError:
+        return None, "pyepo is not installed (pip install colayers[pyepo])"
+    if backend in ("auto", "grb"):
+        try:
+            from pyepo.model.grb import shortestPathModel
+
+            return shortestPathModel((5, 5)), "PyEPO + Gurobi (pyepo.model.grb)"
+        except Exception as exc:  # noqa: BLE001 - no gurobipy or no licence: fall back
+            if backend == "grb":
+                return None, f"Gurobi backend unavailable: {exc}"
+    from pyepo.model.omo import shortestPathModel
+
+    return shortestPathModel((5, 5), solver="appsi_highs"), "PyEPO + Pyomo/HiGHS (pyepo.model.omo)"
+
+
+def epoch(model, optimizer, step, x, c, w, order, batch: int) -> float:
+    start = time.perf_counter()
+    for i in range(0, x.shape[0], batch):
+        idx = order[i : i + batch]
+        cp = model(x[idx])
+        loss = step(cp, c[idx], w[idx])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return time.perf_counter() - start
+
+
+def normalized_regret(model, oracle, x, c) -> float:
+    with torch.no_grad():
+        y_pred = oracle(-model(x))
+        y_opt = oracle(-c)
+    return float(((c * y_pred).sum(1) - (c * y_opt).sum(1)).sum() / (c * y_opt).sum(1).abs().sum())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-2)
+    parser.add_argument("--methods", default="spo+,blackbox,fy,imle,pert-mse")
+    parser.add_argument("--backend", default="auto", choices=["auto", "grb", "omo"])
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    prob = shortest_path_problem(seed=0, n=args.n, n_test=1000)
+    x, c = prob.x_train.float(), (-prob.theta_train).float()
+    w = prob.y_train.float()
+    x_test, c_test = prob.x_test.float(), (-prob.theta_test).float()
+    dag = GridDAGShortestPath(5, 5, validate_args=False)
+    oracles = {"colayers (grid DP)": dag, "colayers (enumerated)": EnumeratedOracle(grid_dag_paths(5, 5),
+                                                                                   validate_args=False)}
+    optmodel, backend = pyepo_model(args.backend)
+    print(f"5x5 shortest path, n={args.n}, batch {args.batch}, Adam lr={args.lr}, {args.epochs} epochs, "
+          f"one thread; PyEPO side: {backend}")
+    torch.manual_seed(0)
+    init = nn.Linear(5, 40).state_dict()
+    orders = [torch.randperm(args.n, generator=torch.Generator().manual_seed(e)) for e in range(args.epochs)]
+
+    def run(make_step):
+        model = nn.Linear(5, 40)
+        model.load_state_dict(init)
+        optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+        return model, optimizer, make_step()
+
+    floor_model = run(lambda: (lambda cp, c_, w_: ((cp - c_) ** 2).mean()))
+    epoch(*run(lambda: (lambda cp, c_, w_: ((cp - c_) ** 2).mean())), x, c, w, orders[0], args.batch)  # warm-up
+    floor_times = [epoch(*floor_model, x, c, w, o, args.batch) for o in orders]
+    floor = statistics.median(floor_times)
+    print(f"floor (model + Adam + batches, MSE to costs): {floor:.4f} s/epoch (re-measured beside each method)")
+    header = f"{'method':9s} {'library':28s} {'s/epoch':>9s} {'vs floor':>9s} {'PyEPO/this':>10s} {'regret':>8s}"
+    print(header)
+    for method in args.methods.split(","):
+        runs = {"floor": run(lambda: (lambda cp, c_, w_: ((cp - c_) ** 2).mean()))}  # re-measured alongside
+        runs.update({name: run(lambda o=o: colayers_step(method, o)) for name, o in oracles.items()})
+        if optmodel is not None:
+            runs[backend] = run(lambda: pyepo_step(method, optmodel))
+        times = {name: [] for name in runs}
+        for o in orders:  # side by side, epoch by epoch
+            for name, (model, optimizer, step) in runs.items():
+                times[name].append(epoch(model, optimizer, step, x, c, w, o, args.batch))
+        ref = statistics.median(times[backend]) if optmodel is not None else None
+        floor = statistics.median(times.pop("floor"))
+        runs.pop("floor")
+        for name, (model, _, _) in runs.items():
+            med = statistics.median(times[name])
+            ratio = f"{ref / med:10.1f}" if ref is not None else f"{'-':>10s}"
+            regret = normalized_regret(model, dag, x_test, c_test)
+            print(f"{method:9s} {name:28s} {med:9.4f} {med / floor:9.2f} {ratio} {regret:8.4f}")
+
+
+if __name__ == "__main__":
+    main()

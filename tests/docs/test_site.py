@@ -1,0 +1,152 @@
+"""The built documentation site, opened in headless Chromium without network access.
+
+For every page, from ``file://`` and from a local HTTP server: no raw TeX (``\\(``, ``\\[``, ``\\frac``,
+``\\theta`` or any other ``\\command``) is left in the rendered text outside code, every math span was
+typeset, the console shows no error, every image loads, and nothing is requested from the network. One
+full-page screenshot per page is saved under ``$COLAYERS_DOCS_SCREENSHOTS`` (default: the pytest temporary
+directory), for a person to look at.
+
+Chromium comes from the system (Debian's ``chromium`` package: ``apt-get install -y chromium``; ``$CHROMIUM``
+names another executable). Without one the test is skipped, except under CI (``$CI`` set), where it fails.
+"""
+
+import functools
+import http.server
+import os
+import pathlib
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from tests.docs.cdp import Browser, Page, find_chromium
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs"
+PAGES = sorted(p.relative_to(DOCS).with_suffix(".html").as_posix() for p in DOCS.rglob("*.md"))
+
+# Text nodes outside code and outside typeset math: any TeX control sequence or math delimiter left there
+# means a formula did not render (or was written outside a math span).
+RAW_TEX = r"""
+(() => {
+  const skip = new Set(["PRE", "CODE", "SCRIPT", "STYLE", "TEXTAREA", "MJX-CONTAINER"]);
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT, {
+    acceptNode(node) {
+      for (let e = node.parentElement; e; e = e.parentElement) if (skip.has(e.tagName)) return NodeFilter.FILTER_REJECT;
+      return NodeFilter.FILTER_ACCEPT;
+    },
+  });
+  const found = [];
+  const pattern = /\\(?:[()\[\]]|[A-Za-z]+)/g;
+  for (let node; (node = walker.nextNode());) {
+    for (const m of node.data.matchAll(pattern)) found.push(node.data.slice(Math.max(0, m.index - 30), m.index + 40));
+  }
+  return found;
+})()
+"""
+UNTYPESET = "[...document.querySelectorAll('.arithmatex')].filter(e => !e.querySelector('mjx-container')).length"
+MATH_SPANS = "document.querySelectorAll('.arithmatex').length"
+BROKEN_IMAGES = "[...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.currentSrc || i.src)"
+MATHJAX_READY = (
+    "(window.MathJax && MathJax.startup && MathJax.startup.promise)"
+    " ? MathJax.startup.promise.then(() => 'typeset') : 'no MathJax'"
+)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    out = tmp_path_factory.mktemp("site")
+    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(out)], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def server(site):
+    handler = functools.partial(QuietHandler, directory=str(site))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def browser():
+    executable = find_chromium()
+    if executable is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI needs Chromium for the docs browser test: apt-get install -y chromium")
+        pytest.skip("no Chromium on PATH (apt-get install -y chromium, or set $CHROMIUM)")
+    b = Browser(executable)
+    yield b
+    b.close()
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory):
+    where = os.environ.get("COLAYERS_DOCS_SCREENSHOTS")
+    path = pathlib.Path(where) if where else tmp_path_factory.mktemp("screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def test_pages_are_the_docs():
+    assert "index.html" in PAGES and "losses.html" in PAGES and len(PAGES) >= 8
+
+
+@pytest.mark.parametrize("scheme", ["file", "http"])
+@pytest.mark.parametrize("page_name", PAGES)
+def test_page_renders_offline(page_name, scheme, site, server, browser, screenshots):
+    assert (site / page_name).exists(), f"mkdocs built no {page_name}"
+    url = (site / page_name).as_uri() if scheme == "file" else f"{server}/{page_name}"
+    allowed = ("file:", "data:", "blob:", "about:") if scheme == "file" else (server + "/", "data:", "blob:", "about:")
+    page = Page(browser)
+    try:
+        page.load(url)
+        state = page.evaluate(MATHJAX_READY)
+        raw = page.evaluate(RAW_TEX)
+        untypeset, spans = page.evaluate(UNTYPESET), page.evaluate(MATH_SPANS)
+        broken = page.evaluate(BROKEN_IMAGES)
+        if scheme == "file":
+            page.screenshot(screenshots / (page_name.replace("/", "_").removesuffix(".html") + ".png"))
+        errors, requested = page.problems()
+    finally:
+        page.close()
+    assert not raw, f"{page_name}: raw TeX in the rendered text ({len(raw)}): {raw[:5]}"
+    assert untypeset == 0, f"{page_name}: {untypeset} of {spans} math spans were not typeset (MathJax: {state})"
+    assert not errors, f"{page_name}: browser errors: {errors}"
+    assert not broken, f"{page_name}: images that did not load: {broken}"
+    outside = [u for u in requested if not u.startswith(allowed)]
+    assert not outside, f"{page_name}: requests outside the site: {outside}"
+
+
+API_MODULES = ["layers", "losses", "oracles", "perturb", "metrics", "studies"]
+
+
+@pytest.mark.parametrize("module", API_MODULES)
+def test_api_page_documents_every_public_name(module, site):
+    # Each name of the module's __all__ has its anchor (a rendered heading) on the module's API page.
+    import importlib
+    import re
+
+    names = importlib.import_module(f"colayers.{module}").__all__
+    html = (site / "api" / f"{module}.html").read_text()
+    ids = set(re.findall(r'id="(colayers\.[^"]+)"', html))
+    missing = [n for n in names if f"colayers.{module}.{n}" not in ids]
+    assert not missing, f"api/{module}.html does not document {missing}"
+
+
+def test_api_top_level_page_links_every_name(site):
+    import colayers
+
+    html = (site / "api" / "colayers.html").read_text()
+    missing = [n for n in colayers.__all__ if f"<code>{n}</code>" not in html and f"colayers.{n}" not in html]
+    assert not missing, f"api/colayers.html does not list {missing}"

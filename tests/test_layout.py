@@ -1,0 +1,95 @@
+"""The README's layout table holds in the code: each floor imports only from the floors below it."""
+
+import ast
+import pathlib
+import re
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "colayers"
+
+
+def readme_floors():
+    """{module or package path relative to colayers/ -> floor}, read from the README's layout table."""
+    text = (ROOT / "README.md").read_text()
+    table = text[text.index("## Layout") :].split("\n\n")[1]
+    floors = {}
+    for row in table.splitlines()[2:]:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        for path in re.findall(r"`colayers/([^`]+)`", cells[1]):
+            floors[path.rstrip("/").removesuffix(".py")] = int(cells[0])
+    return floors
+
+
+FLOORS = readme_floors()
+
+
+def unit_of(module: str) -> str | None:
+    """The README unit ('oracles', 'metrics', ...) that the dotted module colayers.<...> belongs to."""
+    parts = module.split(".")[1:]
+    for n in range(len(parts), 0, -1):
+        key = "/".join(parts[:n])
+        if key in FLOORS:
+            return key
+    return None
+
+
+def imports_of(dotted: str, source: str, is_package: bool = False) -> set[str]:
+    """Every colayers module that ``source`` (the module ``dotted``) imports, at top level or inside functions."""
+    package = dotted.split(".") if is_package else dotted.split(".")[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == "colayers"}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                mod = ".".join(package[: len(package) - node.level + 1] + ([node.module] if node.module else []))
+                found |= {mod} if node.module else {f"{mod}.{a.name}" for a in node.names}
+            elif node.module and node.module.split(".")[0] == "colayers":
+                found.add(node.module)
+    return found
+
+
+def upward_imports(dotted: str, source: str, is_package: bool = False) -> list[str]:
+    unit = unit_of(dotted)
+    bad = []
+    for imported in sorted(imports_of(dotted, source, is_package)):
+        if imported == "colayers":
+            bad.append(f"{dotted} imports the package face colayers; import the module it needs")
+            continue
+        other = unit_of(imported)
+        if other is not None and other != unit and FLOORS[other] >= FLOORS[unit]:
+            bad.append(f"{dotted} (floor {FLOORS[unit]}, {unit}) imports {imported} (floor {FLOORS[other]}, {other})")
+    return bad
+
+
+def modules():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path == PACKAGE / "__init__.py":
+            continue  # the package's face re-exports every floor
+        yield path
+
+
+def test_the_table_names_every_module():
+    for path in modules():
+        dotted = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        assert unit_of(dotted) is not None, f"{path.relative_to(ROOT)} is in no row of the README's layout table"
+
+
+def dotted_name(path: pathlib.Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+@pytest.mark.parametrize("path", list(modules()), ids=lambda p: str(p.relative_to(ROOT)))
+def test_each_floor_imports_only_from_below(path):
+    bad = upward_imports(dotted_name(path), path.read_text(), is_package=path.name == "__init__.py")
+    assert not bad, "the README's layout table allows imports from lower floors only: " + "; ".join(bad)
+
+
+def test_the_checker_catches_upward_and_same_floor_imports():
+    assert upward_imports("colayers.oracles.grid", "from ..layers import core\n") != []
+    assert upward_imports("colayers.oracles.grid", "def f():\n    import colayers.losses.spo\n") != []
+    assert upward_imports("colayers.perturb.noise", "from ..oracles.base import Oracle\n") != []  # same floor
+    assert upward_imports("colayers.layers.imle", "from ..oracles.base import Oracle\nfrom .core import x\n") == []
