@@ -247,23 +247,28 @@ def multiplicative_fy_gradient(Y, theta, epsilon, kind="normal", n=N_REF, seed=1
 
 @_cached
 def finite_difference_expectation(
-    Y, theta, v, epsilon, lambda_, kind="normal", two_sided=False, k=1, n=N_REF, seed=12345
+    Y, theta, v, epsilon, lambda_, kind="normal", two_sided=False, k=1, n=N_REF, seed=12345, alpha=1.0,
+    target_temperature=None,
 ) -> Estimate:
-    r"""The exact expectation of the finite-difference rule at λ (common random numbers):
+    r"""The exact expectation of the finite-difference rule at λ (common random numbers; target side
+    :math:`\alpha\theta + \tau' Z` with α = 1 and τ' = ε by default):
     :math:`\mathbb E_Z[(y^*(\theta + \varepsilon Z) - y^*(\theta - \lambda v + \varepsilon Z))/\lambda]`, or the
     central :math:`\mathbb E_Z[(y^*(\theta + \tfrac\lambda2 v + \varepsilon Z) - y^*(\theta - \tfrac\lambda2 v
     + \varepsilon Z))/\lambda]`. With ε = 0 it is the deterministic blackbox rule."""
     theta = np.asarray(theta, dtype=float).ravel()
     v = np.asarray(v, dtype=float).ravel()
-    base = theta[None] if epsilon == 0 else theta + epsilon * noise(kind, n, theta.size, seed, k)
+    tau = epsilon if target_temperature is None else target_temperature
+    z = noise(kind, n, theta.size, seed, k) if (epsilon or tau) else np.zeros((1, theta.size))
+    base = theta + epsilon * z  # the input side
+    target = alpha * theta + tau * z  # the target side (torch-imle's alpha and target noise temperature)
     if two_sided:
-        upper, lower = solve_index(Y, base + 0.5 * lambda_ * v), solve_index(Y, base - 0.5 * lambda_ * v)
+        upper, lower = solve_index(Y, target + 0.5 * lambda_ * v), solve_index(Y, target - 0.5 * lambda_ * v)
     else:
-        upper, lower = solve_index(Y, base), solve_index(Y, base - lambda_ * v)
+        upper, lower = solve_index(Y, base), solve_index(Y, target - lambda_ * v)
     m = Y.shape[0]
     table = ((Y[:, None, :] - Y[None, :, :]) / lambda_).reshape(m * m, -1)  # row i*m + j: (Y_i - Y_j) / lambda
     pair = upper * m + lower
-    return Estimate(table[pair[0]]) if epsilon == 0 else _indexed_mean_se(table, pair)
+    return Estimate(table[pair[0]]) if z.shape[0] == 1 else _indexed_mean_se(table, pair)
 
 
 def softmax_argmax(theta, epsilon) -> tuple[np.ndarray, np.ndarray]:
