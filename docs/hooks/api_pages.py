@@ -7,6 +7,7 @@ subpackage page documents is rendered on the page itself.
 """
 
 import importlib
+import importlib.util
 import inspect
 
 MARKER = "<!-- colayers-reexports -->"
@@ -16,13 +17,15 @@ SUBPACKAGES = ["layers", "losses", "oracles", "perturb", "metrics", "studies"]
 def anchor(sub, name):
     """The id of the heading that documents ``colayers.<sub>.<name>`` on ``api/<sub>.md``.
 
-    A name that is also the name of the submodule defining it (``colayers.layers.soft_sort``, a function of
-    the module ``colayers.layers.soft_sort``) is shadowed by that submodule in the static analysis, so the page
-    renders it from its own module (see :func:`on_page_markdown`) under the id ``<module>.<name>``.
+    A name that is also the name of a submodule (``colayers.layers.soft_sort``, a function, beside the module
+    ``colayers.layers.soft_sort``) is shadowed by that submodule in the static analysis, so the page renders it
+    from the module that defines it (see :func:`on_page_markdown`) under the id ``<module>.<name>``.
     """
     obj = getattr(importlib.import_module(f"colayers.{sub}"), name)
     module = getattr(obj, "__module__", None) or ""
-    if not inspect.ismodule(obj) and module == f"colayers.{sub}.{name}":
+    package = importlib.import_module(f"colayers.{sub}")
+    if (not inspect.ismodule(obj) and module and hasattr(package, "__path__")
+            and importlib.util.find_spec(f"colayers.{sub}.{name}") is not None):
         return f"{module}.{name}"
     return f"colayers.{sub}.{name}"
 

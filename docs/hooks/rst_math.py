@@ -6,6 +6,7 @@ extension rewrites
 * ``.. math:: formula`` and ``.. math::`` followed by an indented block into a display block ``\\[ ... \\]``
   on lines of its own (pymdownx.arithmatex turns it into a math span that MathJax typesets);
 * ``:math:`formula``` into inline math ``\\( ... \\)``;
+* an Args entry whose list of grouped names wraps onto a second line into one line;
 * a run of doctest lines (``>>>`` and what follows up to a blank line) into a fenced ``pycon`` code block,
   so that the examples render as code and not as nested quotes;
 * ``:class:`~a.b.C```, ``:func:``, ``:meth:``, ``:attr:``, ``:mod:``, ``:data:`` roles into inline code
@@ -27,9 +28,22 @@ def _indent(line):
     return len(line) - len(line.lstrip())
 
 
+def _join_wrapped_names(lines):
+    """Join an Args entry whose list of names wraps (``a, b,`` then, indented deeper, ``c: text``)."""
+    out = []
+    for line in lines:
+        prev = out[-1] if out else ""
+        if (prev.rstrip().endswith(",") and ":" not in prev and line.strip()
+                and _indent(line) > _indent(prev) and ":" in line):
+            out[-1] = prev.rstrip() + " " + line.strip()
+        else:
+            out.append(line)
+    return out
+
+
 def convert(text):
     """The Markdown form of one reST docstring (see the module docstring)."""
-    lines, out, i = text.splitlines(), [], 0
+    lines, out, i = _join_wrapped_names(text.splitlines()), [], 0
     while i < len(lines):
         m = DIRECTIVE.match(lines[i])
         if not m:

@@ -6,6 +6,7 @@ fragments that need a GPU or an outside service). ``NOT_RUN`` below names the fe
 each with the reason and the test that covers what it shows.
 """
 
+import importlib.util
 import os
 import pathlib
 import re
@@ -35,9 +36,15 @@ NOT_RUN = {
     "tests/oracles (a LocalCluster of 2 workers, a killed worker, a timeout)",
 }
 
+# (page, a string the block contains) -> the optional module it needs; the block runs where it is installed.
+NEEDS = {("oracles.md", "from pyepo"): "pyepo"}
+
 
 def runnable(page, source):
-    return not any(p == page.name and marker in source for (p, marker) in NOT_RUN)
+    if any(p == page.name and marker in source for (p, marker) in NOT_RUN):
+        return False
+    return all(importlib.util.find_spec(module) is not None
+               for (p, marker), module in NEEDS.items() if p == page.name and marker in source)
 
 
 PAGES = [p for p in sorted(DOCS.rglob("*.md")) if python_blocks(p.read_text())]
@@ -46,7 +53,8 @@ PAGES = [p for p in sorted(DOCS.rglob("*.md")) if python_blocks(p.read_text())]
 def test_fences_are_found():
     text = "a\n\n```python\nx = 1\n```\n\n```bash\nls\n```\n\n  ```python\n  y = x + 1\n  ```\n"
     assert python_blocks(text) == [(4, "x = 1"), (12, "y = x + 1")]
-    assert all(any(marker in src for _, src in python_blocks((DOCS / page).read_text())) for page, marker in NOT_RUN)
+    for page, marker in [*NOT_RUN, *NEEDS]:
+        assert any(marker in src for _, src in python_blocks((DOCS / page).read_text())), (page, marker)
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.relative_to(DOCS).as_posix() for p in PAGES])
