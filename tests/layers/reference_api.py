@@ -13,6 +13,6 @@ import colayers as cl
 
 def imle_output(mean: bool) -> dict:
     """The keyword arguments that make IMLE/AIMLE return the mean (``True``) or the S hard samples."""
-    if "output" in inspect.signature(cl.IMLE.__init__).parameters:
+    if "output" in inspect.signature(cl.IMLE).parameters:
         return {"output": "mean" if mean else "samples"}
     return {"return_mean": mean}
