@@ -58,7 +58,7 @@ def colayers_step(method: str, oracle):
         loss = FenchelYoungLoss(layer, validate_args=validate)
         return lambda cp, c, w: loss(-cp, w)
     if method == "imle":
-        layer = IMLE(oracle, noise=SumOfGamma(k=5), epsilon=1.0, lambda_=10.0, num_samples=10, return_mean=True,
+        layer = IMLE(oracle, noise=SumOfGamma(k=5), epsilon=1.0, lambda_=10.0, num_samples=10, output="mean",
                      seed=135, validate_args=validate)
         return lambda cp, c, w: (layer(-cp) * c).sum(1).mean()
     if method == "pert-mse":

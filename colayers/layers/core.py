@@ -891,6 +891,15 @@ class Preset(Perturbed):
                 params.append(inspect.Parameter("seed", inspect.Parameter.KEYWORD_ONLY, default=None))
             params.append(inspect.Parameter("validate_args", inspect.Parameter.KEYWORD_ONLY, default=None))
             cls.__signature__ = inspect.Signature(params)
+            if "__init__" not in vars(cls):  # an __init__ of its own, so that its signature can be the preset's
+
+                def __init__(self, oracle: Oracle, *args: Any, **kwargs: Any) -> None:
+                    Preset.__init__(self, oracle, *args, **kwargs)
+
+                __init__.__qualname__ = f"{cls.__qualname__}.__init__"
+                cls.__init__ = __init__
+            self_param = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+            cls.__init__.__signature__ = inspect.Signature([self_param, *params])
 
     @classmethod
     def build_pieces(cls, oracle: Oracle, settings: dict[str, Any]) -> dict[str, Any]:

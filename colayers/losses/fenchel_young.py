@@ -83,7 +83,7 @@ class FenchelYoungLoss(nn.Module):
     no noise (ε = 0) it is the structured perceptron loss :math:`\max_y F(\theta, y) - F(\theta, \bar y)`.
     A layer with both capabilities is served as a regularized one.
 
-    Works with: any layer with ``omega`` — SoftArgmax, SparseArgmax, RegularizedFrankWolfe / SparseMAP, or a
+    Works with: any layer with ``omega`` — SoftArgmax, SparseArgmax, RegularizedFrankWolfe (SparseMAP), or a
     user's regularized layer — and any layer with ``perturbation`` and ``oracle`` — PerturbedAdditive,
     PerturbedMultiplicative, :class:`~colayers.layers.Perturbed` with any perturbation, I-MLE, AIMLE and
     Blackbox (their perturbation defines Ω*; their own VJP rule is not used), or a user's layer; over any

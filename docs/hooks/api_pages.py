@@ -7,9 +7,30 @@ subpackage page documents is rendered on the page itself.
 """
 
 import importlib
+import inspect
 
 MARKER = "<!-- colayers-reexports -->"
 SUBPACKAGES = ["layers", "losses", "oracles", "perturb", "metrics", "studies"]
+
+
+def anchor(sub, name):
+    """The id of the heading that documents ``colayers.<sub>.<name>`` on ``api/<sub>.md``.
+
+    A name that is also the name of the submodule defining it (``colayers.layers.soft_sort``, a function of
+    the module ``colayers.layers.soft_sort``) is shadowed by that submodule in the static analysis, so the page
+    renders it from its own module (see :func:`on_page_markdown`) under the id ``<module>.<name>``.
+    """
+    obj = getattr(importlib.import_module(f"colayers.{sub}"), name)
+    module = getattr(obj, "__module__", None) or ""
+    if not inspect.ismodule(obj) and module == f"colayers.{sub}.{name}":
+        return f"{module}.{name}"
+    return f"colayers.{sub}.{name}"
+
+
+def shadowed(sub):
+    """The names of ``colayers.<sub>.__all__`` whose anchor is not ``colayers.<sub>.<name>``."""
+    names = importlib.import_module(f"colayers.{sub}").__all__
+    return [n for n in names if anchor(sub, n) != f"colayers.{sub}.{n}"]
 
 
 def table():
@@ -24,7 +45,7 @@ def table():
             rows.append(f"| `colayers.{name}` | [colayers.{name}]({name}.md) |")
         elif name in homes:
             sub = homes[name]
-            rows.append(f"| `{name}` | [colayers.{sub}.{name}]({sub}.md#colayers.{sub}.{name}) |")
+            rows.append(f"| `{name}` | [colayers.{sub}.{name}]({sub}.md#{anchor(sub, name)}) |")
         else:
             own.append(name)
     text = "\n".join(rows)
@@ -36,4 +57,9 @@ def table():
 def on_page_markdown(markdown, page, **kwargs):
     if MARKER in markdown:
         return markdown.replace(MARKER, table())
+    sub = page.file.src_uri.removeprefix("api/").removesuffix(".md")
+    if page.file.src_uri.startswith("api/") and sub in SUBPACKAGES:
+        for name in shadowed(sub):
+            target = anchor(sub, name)
+            markdown += f"\n\n::: {target}\n    options:\n      show_root_heading: true\n      heading_level: 2\n"
     return markdown

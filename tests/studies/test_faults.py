@@ -136,6 +136,25 @@ def test_sigkill_of_the_parent_ends_every_worker_and_the_rerun_writes_each_epoch
     _assert_exactly_once(out / RESULTS_FILE, trials=4, epochs=4)
 
 
+def test_a_worker_busy_in_a_long_step_still_dies_with_its_parent(tmp_path):
+    """The pipe would end a worker at its next message; a worker inside a long epoch must not wait for it."""
+    ready = tmp_path / "ready"
+    child = ("import sys, time; from colayers.studies.runner import _die_with_parent; "
+             "_die_with_parent(int(sys.argv[1])); open(sys.argv[2], 'w').close(); time.sleep(120)")
+    parent = ("import os, subprocess, sys, time; "
+              f"p = subprocess.Popen([sys.executable, '-c', {child!r}, str(os.getpid()), {str(ready)!r}]); "
+              "print(p.pid, flush=True); time.sleep(120)")
+    proc = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True, env=_env())
+    pid = int(proc.stdout.readline())
+    deadline = time.monotonic() + 120
+    while not ready.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ready.exists() and _alive(pid)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert _wait_gone({pid}, timeout=3.0) == set(), "a busy worker outlived its parent"
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_ctrl_c_stops_every_trial_prints_one_line_and_exits_130(tmp_path, capsys, workers):
     out = tmp_path / f"interrupted{workers}"
