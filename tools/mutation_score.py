@@ -34,7 +34,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE_TESTS = ["tests/layers/test_exact_references.py", "tests/layers/test_reference_projections.py"]
+REFERENCE_TESTS = [
+    "tests/layers/test_exact_references.py",
+    "tests/layers/test_reference_projections.py",
+    "tests/layers/test_reference_targets.py",
+]
 ALL_TESTS = ["tests/layers", "tests/losses"]
 
 
