@@ -7,6 +7,7 @@ subpackage page documents is rendered on the page itself.
 """
 
 import importlib
+import importlib.util
 import inspect
 
 MARKER = "<!-- colayers-reexports -->"
@@ -22,8 +23,10 @@ def anchor(sub, name):
     """
     obj = getattr(importlib.import_module(f"colayers.{sub}"), name)
     module = getattr(obj, "__module__", None) or ""
-    if not inspect.ismodule(obj) and module == f"colayers.{sub}.{name}":
-        return f"{module}.{name}"
+    package = importlib.import_module(f"colayers.{sub}")
+    has_submodule = hasattr(package, "__path__") and importlib.util.find_spec(f"colayers.{sub}.{name}") is not None
+    if not inspect.ismodule(obj) and has_submodule:
+        return f"{module}.{name}"  # a submodule of the same name exists (soft_sort, perturbed, pushforward)
     return f"colayers.{sub}.{name}"
 
 
