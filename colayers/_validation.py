@@ -6,18 +6,24 @@ what was expected and what came, e.g. ``theta must be finite; found 3 NaN entrie
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 
 _VALIDATE_ARGS = True
+_TRUSTED: contextvars.ContextVar[bool] = contextvars.ContextVar("colayers_trusted_inputs", default=False)
 
 __all__ = [
     "set_default_validate_args",
     "get_default_validate_args",
     "resolve_validate_args",
+    "ValidateArgs",
+    "trusted_inputs",
+    "inputs_trusted",
     "check_finite",
     "check_positive",
     "check_int_at_least",
@@ -37,9 +43,11 @@ def set_default_validate_args(value: bool) -> None:
     The checks are on by default. The only one that costs more than a few Python operations is the
     finiteness check of θ, which reduces θ and reads one value back to the host (a device-to-host
     synchronisation on CUDA) on every layer call: switching validation off removes it. Shape, dtype and
-    device checks, which read no tensor value, always run. An object built with ``validate_args=True`` or
-    ``False`` keeps its own setting. (Oracles have their own ``validate_args``, on by default: an oracle
-    that validates checks every input it is called on, the perturbed scores η of a layer included.)
+    device checks, which read no tensor value, always run. Every oracle, layer and loss built with the default
+    ``validate_args=None`` follows this switch, read at each call (:class:`ValidateArgs`); one built with
+    ``validate_args=True`` or ``False`` keeps its own setting. θ is checked once per layer call: the scores a
+    layer derives from it (the perturbed η, the finite-difference targets) reach the oracle unchecked
+    (:func:`trusted_inputs`).
 
     Example:
         >>> import torch, colayers
@@ -74,6 +82,70 @@ def check_validate_args(validate_args: bool | None) -> bool | None:
     if validate_args is not None and not isinstance(validate_args, bool):
         raise TypeError(f"validate_args must be a bool or None; got {type(validate_args).__name__} {validate_args!r}")
     return validate_args
+
+
+class ValidateArgs:
+    """The ``validate_args`` attribute of every colayers object: ``True``, ``False``, or ``None`` (follow the
+    global default of :func:`set_default_validate_args`, read at each call).
+
+    A data descriptor: setting ``obj.validate_args = v`` checks and stores ``v`` (``None`` or a bool);
+    reading ``obj.validate_args`` gives the bool in force now. So every ``if self.validate_args:`` of an oracle,
+    layer or loss built with the default ``validate_args=None`` follows the global switch.
+
+    Example:
+        >>> class Thing:
+        ...     validate_args = ValidateArgs()
+        ...     def __init__(self, validate_args=None):
+        ...         self.validate_args = validate_args
+        >>> thing = Thing()
+        >>> set_default_validate_args(False); thing.validate_args
+        False
+        >>> set_default_validate_args(True); thing.validate_args
+        True
+        >>> Thing(validate_args=False).validate_args
+        False
+    """
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._slot = "_" + name
+
+    def __get__(self, obj: object, owner: type | None = None) -> bool | ValidateArgs:
+        if obj is None:
+            return self
+        own = obj.__dict__.get(self._slot)
+        if own is None:
+            own = _VALIDATE_ARGS
+        return own
+
+    def __set__(self, obj: object, value: bool | None) -> None:
+        obj.__dict__[self._slot] = check_validate_args(value)
+
+
+def inputs_trusted() -> bool:
+    """Whether the caller promised (with :func:`trusted_inputs`) that the scores it passes on are sound."""
+    return _TRUSTED.get()
+
+
+@contextlib.contextmanager
+def trusted_inputs() -> Iterator[None]:
+    """Inside the block, oracles skip the value checks of their input (finiteness: a host read-back).
+
+    Layers and losses validate θ once, then call the oracle on tensors derived from it (the perturbed scores
+    η = θ + εZ, the targets θ − λȳ of the finite-difference rule, SSVM's θ + Δ): those are not validated a
+    second time. Shape checks and the checks of the oracle's *output* still run.
+
+    Example:
+        >>> import torch
+        >>> from colayers import ArgmaxOneHot
+        >>> with trusted_inputs():
+        ...     ArgmaxOneHot()(torch.tensor([float("nan"), 0.0])).shape  # not checked
+        torch.Size([2])
+    """
+    token = _TRUSTED.set(True)
+    try:
+        yield
+    finally:
+        _TRUSTED.reset(token)
 
 
 def check_tensor(name: str, value: object) -> torch.Tensor:

@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from .._validation import (
+    ValidateArgs,
     check_event_shape,
     check_finite,
     check_generator,
@@ -41,6 +42,7 @@ from .._validation import (
     check_tensor,
     check_validate_args,
     resolve_validate_args,
+    trusted_inputs,
 )
 from ..distribution import SolutionDistribution
 from ..oracles.base import Oracle
@@ -480,7 +482,7 @@ class FiniteDifferenceRule(VJPRule):
         def mean_over_targets(y: torch.Tensor) -> torch.Tensor:
             return y if m == 1 else y.reshape((m, s) + y.shape[1:]).mean(0)
 
-        with torch.no_grad():
+        with torch.no_grad(), trusted_inputs():  # targets derived from the checked theta: not checked again
             if self.two_sided:
                 half = 0.5 * step
                 both = plan.oracle(perturb(torch.cat([rep(center + half), rep(center - half)]), 2))
@@ -594,7 +596,8 @@ def sample_solutions(
     check_theta(theta, oracle, resolve_validate_args(validate_args))
     with torch.no_grad():
         sample = perturbation.sample(theta.detach(), num_samples, generator)
-        atoms = oracle(sample.eta)
+        with trusted_inputs():  # eta is derived from the theta just checked: not checked again
+            atoms = oracle(sample.eta)
     return sample, atoms
 
 
@@ -677,6 +680,8 @@ class OracleLayer(torch.nn.Module):
         >>> g1 is layer.generator_for(torch.device("cpu"))
         True
     """
+
+    validate_args = ValidateArgs()  # None follows set_default_validate_args
 
     def __init__(self, oracle: Oracle, *, seed: int | None = None, validate_args: bool | None = None) -> None:
         super().__init__()

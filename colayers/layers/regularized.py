@@ -26,7 +26,7 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-from .._validation import check_finite, check_int_at_least, check_positive, check_tensor
+from .._validation import ValidateArgs, check_finite, check_int_at_least, check_positive, check_tensor
 from ..distribution import SolutionDistribution
 from ..oracles.base import Oracle
 from .core import OracleLayer
@@ -128,7 +128,9 @@ class SoftArgmax(torch.nn.Module):
                 [0., 1.]])
     """
 
-    def __init__(self, *, temperature: float = 1.0, validate_args: bool = True) -> None:
+    validate_args = ValidateArgs()  # None follows set_default_validate_args
+
+    def __init__(self, *, temperature: float = 1.0, validate_args: bool | None = None) -> None:
         super().__init__()
         self.temperature = check_positive("temperature", temperature)
         if self.temperature == float("inf"):
@@ -206,7 +208,9 @@ class SparseArgmax(torch.nn.Module):
         tensor([0.0000, 0.7500, 0.2500])
     """
 
-    def __init__(self, *, validate_args: bool = True) -> None:
+    validate_args = ValidateArgs()  # None follows set_default_validate_args
+
+    def __init__(self, *, validate_args: bool | None = None) -> None:
         super().__init__()
         self.validate_args = validate_args
 
@@ -312,7 +316,7 @@ class RegularizedFrankWolfe(OracleLayer):
         tol: float = 1e-9,
         face_completion: bool = True,
         seed: int | None = None,
-        validate_args: bool = True,
+        validate_args: bool | None = None,
     ) -> None:
         super().__init__(oracle, seed=seed, validate_args=validate_args)
         if regularizer is None:

@@ -65,7 +65,7 @@ import math
 
 import torch
 
-from .._validation import check_finite, check_positive, check_tensor
+from .._validation import ValidateArgs, check_finite, check_positive, check_tensor
 
 __all__ = [
     "IsotonicRegression",
@@ -250,7 +250,7 @@ def soft_rank(
     strength: float = 1.0,
     regularization: str = "l2",
     descending: bool = False,
-    validate_args: bool = True,
+    validate_args: bool | None = None,
 ) -> torch.Tensor:
     r"""Soft ranks over the last dimension (Blondel et al., ICML 2020).
 
@@ -301,7 +301,7 @@ def soft_sort(
     strength: float = 1.0,
     regularization: str = "l2",
     descending: bool = False,
-    validate_args: bool = True,
+    validate_args: bool | None = None,
 ) -> torch.Tensor:
     r"""Soft sort over the last dimension (Blondel et al., ICML 2020).
 
@@ -355,14 +355,16 @@ class SoftSort(torch.nn.Module):
         tensor([[1., 2., 3.]])
     """
 
+    validate_args = ValidateArgs()  # None follows set_default_validate_args
+
     def __init__(
-        self, *, strength: float = 1.0, regularization: str = "l2", descending: bool = False, validate_args: bool = True
+        self, *, strength: float = 1.0, regularization: str = "l2", descending: bool = False, validate_args: bool | None = None
     ) -> None:
         super().__init__()
         self.strength = _check_strength(strength)
         self.regularization = _check_regularization(regularization)
         self.descending = bool(descending)
-        self.validate_args = bool(validate_args)
+        self.validate_args = validate_args
 
     def forward(self, theta: torch.Tensor) -> torch.Tensor:
         return soft_sort(
@@ -401,14 +403,16 @@ class SoftRank(torch.nn.Module):
         0.07
     """
 
+    validate_args = ValidateArgs()  # None follows set_default_validate_args
+
     def __init__(
-        self, *, strength: float = 1.0, regularization: str = "l2", descending: bool = False, validate_args: bool = True
+        self, *, strength: float = 1.0, regularization: str = "l2", descending: bool = False, validate_args: bool | None = None
     ) -> None:
         super().__init__()
         self.strength = _check_strength(strength)
         self.regularization = _check_regularization(regularization)
         self.descending = bool(descending)
-        self.validate_args = bool(validate_args)
+        self.validate_args = validate_args
 
     def forward(self, theta: torch.Tensor) -> torch.Tensor:
         return soft_rank(

@@ -56,7 +56,7 @@ class FunctionOracle(Oracle):
         event_ndim: int = 1,
         event_shape: tuple[int, ...] | None = None,
         deterministic: bool = True,
-        validate_args: bool = True,
+        validate_args: bool | None = None,
     ) -> None:
         super().__init__(validate_args=validate_args)
         if not callable(fn):

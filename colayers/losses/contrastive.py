@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .._validation import ValidateArgs
 from ..oracles.pool import SolutionPool
 from ._common import check_in_solution_set, check_like_theta, check_reduction_arg, check_theta, event_dims, reduce
 
@@ -25,6 +26,8 @@ def pool_objectives(
 
 
 class _PoolLoss(nn.Module):
+
+    validate_args = ValidateArgs()  # None follows set_default_validate_args
     def __init__(
         self,
         pool: SolutionPool,
@@ -32,7 +35,7 @@ class _PoolLoss(nn.Module):
         *,
         add_targets: bool = True,
         allow_relaxed_targets: bool = False,
-        validate_args: bool = True,
+        validate_args: bool | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(pool, SolutionPool):

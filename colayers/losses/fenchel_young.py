@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .._validation import ValidateArgs
 from ._common import (
     check_in_solution_set,
     check_like_theta,
@@ -126,13 +127,15 @@ class FenchelYoungLoss(nn.Module):
         True
     """
 
+    validate_args = ValidateArgs()  # None follows set_default_validate_args
+
     def __init__(
         self,
         layer: nn.Module,
         reduction: str = "mean",
         *,
         allow_relaxed_targets: bool = False,
-        validate_args: bool = True,
+        validate_args: bool | None = None,
     ) -> None:
         super().__init__()
         self._capability = _capability(layer)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .._validation import check_positive
+from .._validation import ValidateArgs, check_positive
 from ..oracles.base import Oracle
 from ._common import check_like_theta, check_reduction_arg, check_theta, inner, reduce, value_with_gradient
 from .ssvm import hamming_augmented_oracle, hamming_margin
@@ -65,6 +65,8 @@ class ImitationLoss(nn.Module):
         (1.5, tensor([-1.,  1.,  0.]))
     """
 
+    validate_args = ValidateArgs()  # None follows set_default_validate_args
+
     def __init__(
         self,
         maximizer: Maximizer,
@@ -74,7 +76,7 @@ class ImitationLoss(nn.Module):
         *,
         event_ndim: int = 1,
         reduction: str = "mean",
-        validate_args: bool = True,
+        validate_args: bool | None = None,
     ) -> None:
         super().__init__()
         for name, fn in (("maximizer", maximizer), ("delta", delta), ("omega", omega)):

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from .._validation import ValidateArgs
 from ..oracles.base import Oracle
 from ._common import check_in_solution_set, check_like_theta, check_reduction_arg, check_theta, inner, reduce
 
@@ -64,6 +65,8 @@ class RegretLoss(nn.Module):
         (2.0, True)
     """
 
+    validate_args = ValidateArgs()  # None follows set_default_validate_args
+
     def __init__(
         self,
         layer: nn.Module,
@@ -71,7 +74,7 @@ class RegretLoss(nn.Module):
         *,
         oracle: Oracle | None = None,
         allow_relaxed_targets: bool = False,
-        validate_args: bool = True,
+        validate_args: bool | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(layer, nn.Module):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .._validation import ValidateArgs
 from ..oracles.base import Oracle
 from ._common import (
     check_alpha,
@@ -58,7 +59,7 @@ def spo_plus_loss(
     alpha: float = 2.0,
     reduction: str = "mean",
     allow_relaxed_targets: bool = False,
-    validate_args: bool = True,
+    validate_args: bool | None = None,
 ) -> torch.Tensor:
     r"""Functional form of :class:`SPOPlusLoss` (same arguments, oracle passed explicitly).
 
@@ -161,6 +162,8 @@ class SPOPlusLoss(nn.Module):
         (4.0, tensor([[ 0.,  2.,  0., -2.]]))
     """
 
+    validate_args = ValidateArgs()  # None follows set_default_validate_args
+
     def __init__(
         self,
         oracle: Oracle,
@@ -168,7 +171,7 @@ class SPOPlusLoss(nn.Module):
         reduction: str = "mean",
         *,
         allow_relaxed_targets: bool = False,
-        validate_args: bool = True,
+        validate_args: bool | None = None,
     ) -> None:
         super().__init__()
         self.oracle = check_oracle("oracle", oracle)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .._validation import check_positive
+from .._validation import ValidateArgs, check_positive
 from ..oracles.base import Oracle
 from ._common import (
     check_binary,
@@ -116,6 +116,8 @@ class StructuredSVMLoss(nn.Module):
         (2.5, tensor([[ 0.,  1., -1.,  0.]]))
     """
 
+    validate_args = ValidateArgs()  # None follows set_default_validate_args
+
     def __init__(
         self,
         oracle: Oracle,
@@ -125,7 +127,7 @@ class StructuredSVMLoss(nn.Module):
         margin: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         loss_augmented_oracle: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         allow_relaxed_targets: bool = False,
-        validate_args: bool = True,
+        validate_args: bool | None = None,
     ) -> None:
         super().__init__()
         self.oracle = check_oracle("oracle", oracle)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._validation import check_event_shape, check_finite, check_tensor
+from .._validation import ValidateArgs, check_event_shape, check_finite, check_tensor, inputs_trusted
 
 __all__ = ["Oracle", "OracleWrapper", "SolverOracle", "OracleError"]
 
@@ -48,8 +48,11 @@ class Oracle:
       answer from its members): the losses' sign checks, which rely on it, are then skipped.
 
     Args:
-        validate_args: check inputs (finite, shape) and outputs (shape, dtype, device) on every call.
-            Switch off for speed once a pipeline is known to be sound.
+        validate_args: check inputs (finite, shape) and outputs (shape, dtype, device) on every call;
+            ``None`` (default) follows :func:`colayers.set_default_validate_args`. Switch off for speed once a
+            pipeline is known to be sound: the finiteness check reads a value back to the host. Inside
+            :func:`colayers._validation.trusted_inputs` (how layers and losses pass on the perturbed or
+            target scores they derived from a θ they checked) the input's finiteness is not checked again.
 
     Example:
         >>> import torch
@@ -60,12 +63,14 @@ class Oracle:
                 [1., 0., 0.]])
     """
 
+    validate_args = ValidateArgs()  # None follows set_default_validate_args
+
     event_ndim: int = 1
     event_shape: tuple[int, ...] | None = None
     deterministic: bool = True
     maximizes_objective: bool = True
 
-    def __init__(self, *, validate_args: bool = True) -> None:
+    def __init__(self, *, validate_args: bool | None = None) -> None:
         self.validate_args = validate_args
 
     # -- what a subclass provides -------------------------------------------------------------------
@@ -120,11 +125,12 @@ class Oracle:
         return value if hy is None else value + hy
 
     def __call__(self, theta: torch.Tensor) -> torch.Tensor:
-        if self.validate_args:
+        validate = self.validate_args
+        if validate:
             check_tensor("theta", theta)
         batch_shape = check_event_shape("theta", theta, self.event_shape, self.event_ndim)
         event = tuple(theta.shape[len(batch_shape) :])
-        if self.validate_args:
+        if validate and not inputs_trusted():  # a layer that checked theta passes derived scores unchecked
             check_finite("theta", theta)
         flat = theta.detach().reshape((math.prod(batch_shape), *event))  # not -1: an event may be empty
         expected = (flat.shape[0], *self.solution_shape(event))
@@ -133,7 +139,7 @@ class Oracle:
                 y = flat.new_zeros(expected)
             else:
                 y = self.solve(flat)
-        if self.validate_args:
+        if validate:
             _check_solution(type(self).__name__, y, expected, theta)
         return y.reshape((*batch_shape, *expected[1:]))
 
@@ -161,7 +167,7 @@ class OracleWrapper(Oracle):
         tensor([0., 1., 0.])
     """
 
-    def __init__(self, oracle: Oracle, *, validate_args: bool = True) -> None:
+    def __init__(self, oracle: Oracle, *, validate_args: bool | None = None) -> None:
         super().__init__(validate_args=validate_args)
         if not isinstance(oracle, Oracle):
             raise TypeError(f"oracle must be a colayers Oracle; got {type(oracle).__name__}")
@@ -344,7 +350,7 @@ class SolverOracle(Oracle):
         deterministic: bool = True,
         g: Callable[[torch.Tensor], torch.Tensor] | None = None,
         h: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        validate_args: bool = True,
+        validate_args: bool | None = None,
     ) -> None:
         super().__init__(validate_args=validate_args)
         if not callable(solver):

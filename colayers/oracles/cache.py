@@ -45,7 +45,7 @@ class CachedOracle(OracleWrapper):
         ([[0.0, 1.0]], 2, 2)
     """
 
-    def __init__(self, oracle: Oracle, max_size: int = 4096, *, validate_args: bool = True) -> None:
+    def __init__(self, oracle: Oracle, max_size: int = 4096, *, validate_args: bool | None = None) -> None:
         super().__init__(oracle, validate_args=validate_args)
         if not oracle.deterministic:
             raise ValueError(

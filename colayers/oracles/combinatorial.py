@@ -61,7 +61,7 @@ class BipartiteMatching(SolverOracle):
         *,
         executor: concurrent.futures.Executor | None = None,
         timeout: float | None = None,
-        validate_args: bool = True,
+        validate_args: bool | None = None,
     ) -> None:
         n = check_int_at_least("n", n, 1)
         m = n if m is None else check_int_at_least("m", m, 1)
@@ -136,7 +136,7 @@ class SpanningTree(SolverOracle):
         *,
         executor: concurrent.futures.Executor | None = None,
         timeout: float | None = None,
-        validate_args: bool = True,
+        validate_args: bool | None = None,
     ) -> None:
         nv = check_int_at_least("num_nodes", num_nodes, 2)
         pairs = np.asarray(edges, dtype=np.int64)
@@ -216,7 +216,7 @@ class Knapsack(Oracle):
         *,
         executor: concurrent.futures.Executor | None = None,
         timeout: float | None = None,
-        validate_args: bool = True,
+        validate_args: bool | None = None,
     ) -> None:
         super().__init__(validate_args=validate_args)
         w = np.asarray(torch.as_tensor(weights).detach().cpu().numpy(), dtype=np.float64)

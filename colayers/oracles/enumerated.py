@@ -42,7 +42,7 @@ class EnumeratedOracle(Oracle):
         (70, (40,))
     """
 
-    def __init__(self, solutions, *, validate_args: bool = True) -> None:
+    def __init__(self, solutions, *, validate_args: bool | None = None) -> None:
         super().__init__(validate_args=validate_args)
         table = solutions if isinstance(solutions, torch.Tensor) else torch.as_tensor(solutions, dtype=torch.float64)
         check_tensor("solutions", table)

@@ -73,7 +73,7 @@ class GridDAGShortestPath(Oracle):
 
     event_ndim = 1
 
-    def __init__(self, height: int, width: int, *, validate_args: bool = True) -> None:
+    def __init__(self, height: int, width: int, *, validate_args: bool | None = None) -> None:
         super().__init__(validate_args=validate_args)
         self.height, self.width = _check_grid(height, width)
         h, w = self.height, self.width
@@ -251,7 +251,7 @@ class GridVertexShortestPath(Oracle):
         min_cost: float | None = None,
         *,
         chunk_size: int | None = None,
-        validate_args: bool = True,
+        validate_args: bool | None = None,
     ) -> None:
         super().__init__(validate_args=validate_args)
         self.height, self.width = _check_grid(height, width)

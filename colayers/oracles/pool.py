@@ -64,7 +64,7 @@ class SolutionPool(OracleWrapper):
         *,
         seed: int | None = None,
         generator: torch.Generator | None = None,
-        validate_args: bool = True,
+        validate_args: bool | None = None,
     ) -> None:
         super().__init__(oracle, validate_args=validate_args)
         self.deterministic = False  # whether the pool or the oracle answers is random

@@ -114,7 +114,7 @@ class PyEPOOracle(SolverOracle):
         *,
         executor: concurrent.futures.Executor | None = None,
         timeout: float | None = None,
-        validate_args: bool = True,
+        validate_args: bool | None = None,
     ) -> None:
         for method in ("setObj", "solve"):
             if not callable(getattr(model, method, None)):

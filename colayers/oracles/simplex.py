@@ -18,7 +18,7 @@ __all__ = ["ArgmaxOneHot", "TopKSubset", "Ranking"]
 class _VectorOracle(Oracle):
     event_ndim = 1
 
-    def __init__(self, n: int | None = None, *, validate_args: bool = True) -> None:
+    def __init__(self, n: int | None = None, *, validate_args: bool | None = None) -> None:
         super().__init__(validate_args=validate_args)
         self.event_shape = None if n is None else (check_int_at_least("n", n, 1),)
 
@@ -79,7 +79,7 @@ class TopKSubset(_VectorOracle):
         tensor([1., 0., 1., 0.])
     """
 
-    def __init__(self, k: int, n: int | None = None, *, validate_args: bool = True) -> None:
+    def __init__(self, k: int, n: int | None = None, *, validate_args: bool | None = None) -> None:
         super().__init__(n, validate_args=validate_args)
         self.k = check_int_at_least("k", k, 1)
         if n is not None and k > n:

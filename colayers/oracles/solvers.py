@@ -103,7 +103,7 @@ class LinearProgram(SolverOracle):
         options: dict | None = None,
         executor: concurrent.futures.Executor | None = None,
         timeout: float | None = None,
-        validate_args: bool = True,
+        validate_args: bool | None = None,
     ) -> None:
         n = check_int_at_least("num_variables", num_variables, 1)
         rows, lower, upper = [], [], []
@@ -257,7 +257,7 @@ class CvxpyOracle(SolverOracle):
         solver_options: dict | None = None,
         executor: concurrent.futures.Executor | None = None,
         timeout: float | None = None,
-        validate_args: bool = True,
+        validate_args: bool | None = None,
     ) -> None:
         import cvxpy as cp
 

@@ -275,7 +275,7 @@ class StudyConfig:
                 the message lists what changed. (Use another output directory, or another method label to keep
                 both.)
         """
-        from .runner import RESULTS_FILE, scan_results
+        from .results import RESULTS_FILE, scan_results
 
         path = Path(directory) / "config.json"
         new = self.effective()

@@ -31,7 +31,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .runner import RESULTS_FILE, complete_trials, read_results
+from .results import RESULTS_FILE, complete_trials, read_results
 
 __all__ = [
     "summarize",
