@@ -65,7 +65,7 @@ import math
 
 import torch
 
-from .._validation import ValidateArgs, check_finite, check_positive, check_tensor
+from .._validation import ValidateArgs, check_finite, check_positive, check_tensor, resolve_validate_args
 
 __all__ = [
     "IsotonicRegression",
@@ -163,11 +163,11 @@ class IsotonicRegression(torch.autograd.Function):
         return mean, -mean, None
 
 
-def _check_theta(theta: torch.Tensor, validate: bool) -> None:
+def _check_theta(theta: torch.Tensor, validate: bool | None) -> None:
     check_tensor("theta", theta)
     if theta.ndim < 1:
         raise ValueError(f"theta must have at least 1 dimension (*batch, n); got shape {tuple(theta.shape)}")
-    if validate:
+    if resolve_validate_args(validate):
         check_finite("theta", theta)
 
 

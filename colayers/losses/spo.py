@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._validation import ValidateArgs
+from .._validation import ValidateArgs, resolve_validate_args
 from ..oracles.base import Oracle
 from ._common import (
     check_alpha,
@@ -73,6 +73,7 @@ def spo_plus_loss(
     alpha = check_alpha(alpha)
     check_reduction_arg(reduction)
     nd = oracle.event_ndim
+    validate_args = resolve_validate_args(validate_args)
     check_theta(theta, nd, validate_args)
     theta_true = check_like_theta("theta_true", theta_true, theta, validate_args)
     if y_target is None:
