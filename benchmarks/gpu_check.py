@@ -549,16 +549,18 @@ def warcraft_section(devices: list[str], n_train: int, methods: list[str], *, ba
     """One epoch of the Warcraft preset per method and device; the CPU side may run only ``cpu_batches``."""
     import torch
 
-    from colayers.studies.config import PRESETS
+    from colayers.studies.config import preset as study_preset
     from colayers.studies.methods import make_method
     from colayers.studies.problems import make_problem
 
-    preset = PRESETS["warcraft"]
-    specs = {m["name"]: dict(m.get("params", {})) for m in preset["methods"] if isinstance(m, dict)}
-    size = preset["problems"][0]["params"]["size"]
-    batch = batch or preset["batch_size"]
+    config = study_preset("warcraft")
+    spec = config.problems[0]
+    # every method at its effective hyper-parameters on the Warcraft problem (tuned for the pair, or generic)
+    specs = {m.label: dict(config.effective_method(spec, m).params) for m in config.methods}
+    size = config.effective_problem_params(spec)["size"]
+    batch = batch or config.batch_size
     from colayers.oracles import GridVertexShortestPath
-    from colayers.oracles.counting import CountingOracle
+    from colayers.studies.runner import trial_oracles
 
     results: dict[tuple[str, str], tuple[float, float, float, int]] = {}
     notes = []
@@ -570,11 +572,13 @@ def warcraft_section(devices: list[str], n_train: int, methods: list[str], *, ba
         limit = cpu_batches if device == "cpu" else None
         for name in methods:
             params = specs[name]
-            lr = float(params.get("lr", preset["lr"]))
-            oracle = CountingOracle(problem.oracle)
+            params = dict(params)
+            lr = float(params.pop("lr", config.lr))
+            oracle, training_oracle = trial_oracles(problem)  # as a study trial: both counted on one counter
             with torch.random.fork_rng(devices=[torch.device(device).index or 0] if device != "cpu" else []):
                 torch.manual_seed(0)
-                objective = make_method(name, oracle, problem.event_ndim, seed=0, **params).to(device)
+                objective = make_method(name, oracle, problem.event_ndim, seed=0, training_oracle=training_oracle,
+                                        problem=problem, **params).to(device)
                 model = objective.wrap_model(problem.make_model(), problem).to(device)
             optimizer = torch.optim.Adam(list(model.parameters()), lr=lr)
             # warm-up: one batch (CUDA context, cuDNN autotuning, allocator) before the timed epochs

@@ -107,7 +107,7 @@ def pushforward(
         raise ValueError(
             f"the distribution of {type(layer).__name__} does not depend differentiably on theta (a Dirac or a "
             "perturbation without a score), so its expected cost has no gradient; use a perturbed layer with "
-            "Normal or Gumbel noise (e.g. PerturbedAdditive) or a regularized layer"
+            "Normal or Gumbel noise (e.g. PerturbedAdditive), or SoftArgmax / SparseArgmax (differentiable weights)"
         )
     return result
 

@@ -150,7 +150,7 @@ class SoftArgmax(torch.nn.Module):
         """Atoms ``(n, *batch, n)``: the one-hot vertices, weights ``(n, *batch)``: softmax(θ/T) (``generator``
         is refused, as in the forward: the distribution is exact)."""
         _no_generator(self, generator)
-        return _simplex_distribution(self(theta).detach())
+        return _simplex_distribution(self(theta))  # weights differentiable in theta (Pushforward uses them)
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}"
@@ -227,7 +227,7 @@ class SparseArgmax(torch.nn.Module):
         """Atoms ``(n, *batch, n)``: the one-hot vertices, weights ``(n, *batch)``: sparsemax(θ) (``generator``
         is refused, as in the forward)."""
         _no_generator(self, generator)
-        return _simplex_distribution(self(theta).detach())
+        return _simplex_distribution(self(theta))  # weights differentiable in theta (Pushforward uses them)
 
 
 class RegularizedFrankWolfe(OracleLayer):
