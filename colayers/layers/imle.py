@@ -42,7 +42,21 @@ def _default_noise(oracle: Oracle, k: int | None) -> Noise:
     return SumOfGamma(k=k)
 
 
-class IMLE(Preset):
+class _FiniteDifferenceSettings:
+    """``lambda_`` and ``two_sided`` read from the layer's :class:`FiniteDifferenceRule`."""
+
+    rule: FiniteDifferenceRule
+
+    @property
+    def lambda_(self) -> float:
+        return self.rule.lambda_
+
+    @property
+    def two_sided(self) -> bool:
+        return self.rule.two_sided
+
+
+class IMLE(_FiniteDifferenceSettings, Preset):
     r"""Implicit maximum-likelihood estimation (I-MLE; Niepert, Minervini, Franceschi, NeurIPS 2021).
 
     ``Perturbed(oracle, Additive(noise, epsilon), rule=FiniteDifferenceRule(lambda_, ...))``. Forward: the mean
@@ -123,16 +137,8 @@ class IMLE(Preset):
         )
         return dict(perturbation=Additive(noise, epsilon), rule=rule, num_samples=num_samples, output=check_output(output))
 
-    @property
-    def lambda_(self) -> float:
-        return self.rule.lambda_
 
-    @property
-    def two_sided(self) -> bool:
-        return self.rule.two_sided
-
-
-class Blackbox(Preset):
+class Blackbox(_FiniteDifferenceSettings, Preset):
     r"""Blackbox differentiation of combinatorial solvers (DBB; Vlastelica, Paulus, Musil, Martius, Rolínek, ICLR 2020).
 
     ``Perturbed(oracle, Additive(epsilon=0), rule=FiniteDifferenceRule(lambda_), num_samples=1)``: :class:`IMLE`
@@ -167,14 +173,6 @@ class Blackbox(Preset):
     def pieces(oracle: Oracle, *, lambda_: float = 10.0, two_sided: bool = False) -> dict[str, Any]:
         rule = FiniteDifferenceRule(lambda_, two_sided=two_sided)
         return dict(perturbation=Additive(epsilon=0.0), rule=rule, num_samples=1, output="mean")
-
-    @property
-    def lambda_(self) -> float:
-        return self.rule.lambda_
-
-    @property
-    def two_sided(self) -> bool:
-        return self.rule.two_sided
 
 
 class AIMLE(IMLE):

@@ -65,6 +65,16 @@ def permutation_of_ranks(y: torch.Tensor) -> torch.Tensor:
 # -- graphs ------------------------------------------------------------------------------------------------
 
 
+def edge_tensors(oracle: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (tail, head) index tensors of ``oracle.edges`` on ``device``, built once per device and cached on the
+    oracle (graph oracles test membership on y's device)."""
+    key = (device.type, device.index)
+    cache = oracle.__dict__.setdefault("_edge_tensors", {})
+    if key not in cache:
+        cache[key] = tuple(torch.tensor(side, device=device) for side in zip(*oracle.edges))
+    return cache[key]
+
+
 def unit_flow(y: torch.Tensor, tail: torch.Tensor, head: torch.Tensor, num_vertices: int, source: int, sink: int):
     r"""0/1 edge vectors carrying one unit of flow from ``source`` to ``sink``: for every vertex v,
     :math:`\sum_{e\,\text{out of}\,v} y_e - \sum_{e\,\text{into}\,v} y_e` is 1 at the source, −1 at the sink, 0

@@ -172,11 +172,7 @@ class SpanningTree(SolverOracle):
             tensor([ True, False])
         """
         _membership.solution_batch_shape(type(self).__name__, y, self.event_shape, 1)
-        key = (y.device.type, y.device.index)
-        cache = self.__dict__.setdefault("_edge_tensors", {})
-        if key not in cache:
-            cache[key] = tuple(torch.tensor(side, device=y.device) for side in zip(*self.edges))
-        tail, head = cache[key]
+        tail, head = _membership.edge_tensors(self, y.device)
         return _membership.spanning_tree(y, tail, head, self.num_nodes)
 
 
