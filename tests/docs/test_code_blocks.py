@@ -2,7 +2,9 @@
 
 The blocks of one page run in order in one namespace (a page may build on its earlier blocks), in a
 temporary working directory. A block whose info string is ``python no-run`` is shown but not run (for
-fragments that need a GPU or an outside service). ``NOT_RUN`` below names the few blocks that are not run,
+fragments that need a GPU or an outside service). The tutorials' ``python exec="true"`` blocks are not run here:
+markdown-exec runs them when the site is built (tests/docs/conftest.py), and an exception or a failed assertion in
+one fails the strict build. ``NOT_RUN`` below names the few blocks that are not run,
 each with the reason and the test that covers what it shows.
 """
 
@@ -17,12 +19,15 @@ DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs"
 FENCE = re.compile(r"^(?P<indent>[ \t]*)```(?P<info>[^\n`]*)\n(?P<body>.*?)^(?P=indent)```[ \t]*$", re.S | re.M)
 
 
+BUILD_TIME = 'exec="true"'  # markdown-exec's marker: the block runs when the site is built
+
+
 def python_blocks(text):
     """The (line number, source) of each ```python block of a Markdown text, dedented."""
     blocks = []
     for m in FENCE.finditer(text):
         info = m["info"].strip().split()
-        if info[:1] != ["python"] or "no-run" in info:
+        if info[:1] != ["python"] or "no-run" in info or BUILD_TIME in info:
             continue
         indent = len(m["indent"])
         body = "\n".join(line[indent:] for line in m["body"].splitlines())
@@ -53,6 +58,7 @@ PAGES = [p for p in sorted(DOCS.rglob("*.md")) if python_blocks(p.read_text())]
 def test_fences_are_found():
     text = "a\n\n```python\nx = 1\n```\n\n```bash\nls\n```\n\n  ```python\n  y = x + 1\n  ```\n"
     assert python_blocks(text) == [(4, "x = 1"), (12, "y = x + 1")]
+    assert python_blocks('```python exec="true" session="t"\nz = 2\n```\n') == []  # run by the build
     for page, marker in [*NOT_RUN, *NEEDS]:
         assert any(marker in src for _, src in python_blocks((DOCS / page).read_text())), (page, marker)
 

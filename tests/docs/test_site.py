@@ -14,8 +14,7 @@ import functools
 import http.server
 import os
 import pathlib
-import subprocess
-import sys
+import re
 import threading
 
 import pytest
@@ -52,14 +51,6 @@ MATHJAX_READY = (
     "(window.MathJax && MathJax.startup && MathJax.startup.promise)"
     " ? MathJax.startup.promise.then(() => 'typeset') : 'no MathJax'"
 )
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    out = tmp_path_factory.mktemp("site")
-    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(out)], cwd=ROOT, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +91,31 @@ def screenshots(tmp_path_factory):
 
 def test_pages_are_the_docs():
     assert "index.html" in PAGES and "losses.html" in PAGES and len(PAGES) >= 8
+
+
+def test_every_page_is_built_and_in_the_nav(site):
+    # The strict build (the `site` fixture, tests/docs/conftest.py) succeeded; every page is in the nav and built.
+    nav = (ROOT / "mkdocs.yml").read_text()
+    for page in PAGES:
+        source = page.removesuffix(".html") + ".md"
+        assert source in nav, f"{source} is not in mkdocs.yml's nav"
+        assert (site / page).exists(), f"mkdocs built no {page}"
+    for source in re.findall(r":\s*(\S+\.md)\s*$", nav, re.M):
+        assert (DOCS / source).exists(), f"mkdocs.yml's nav names {source}, which does not exist"
+
+
+TUTORIALS = sorted(p.relative_to(DOCS).as_posix() for p in (DOCS / "tutorials").glob("*.md"))
+
+
+@pytest.mark.parametrize("tutorial", TUTORIALS)
+def test_tutorial_runs_at_build_time_and_draws_its_figures(tutorial, site):
+    # A tutorial's code runs in the build (markdown-exec) and its figures are the PNGs that code drew, embedded
+    # in the page: none is a file committed by hand.
+    text = (DOCS / tutorial).read_text()
+    assert 'exec="true"' in text, f"{tutorial} has no block that runs at build time"
+    assert not re.search(r"!\[[^]]*\]\((?!data:)[^)]*\.(png|svg|gif|jpg)\)", text), f"{tutorial} links a committed image"
+    html = (site / tutorial.replace(".md", ".html")).read_text()
+    assert html.count('src="data:image/png;base64,') >= 1, f"{tutorial}: no figure drawn by its code"
 
 
 @pytest.mark.parametrize("scheme", ["file", "http"])
