@@ -1,7 +1,10 @@
 """Training SPO+ and blackbox on the default study's 5x5 shortest-path data follows, bit for bit, the trajectory
 recorded before the estimators were rebuilt on one core (benchmarks/trajectory_main.json, written by
 ``python benchmarks/trajectory_check.py --epochs 2 --out benchmarks/trajectory_main.json`` on that code;
-torch 2.13 CPU, one thread)."""
+torch 2.13 CPU, one thread). The Hamming distance is compared exactly; the training loss and the regret,
+float32 sums whose order depends on the CPU's vector kernels (AVX2 or AVX-512), to a relative 1e-6: on the
+recording machine they are equal bit for bit, on others the loss differs in its last float32 bits, while any
+change to an estimator moves them by orders of magnitude more."""
 
 from __future__ import annotations
 
@@ -29,4 +32,10 @@ def test_spo_and_blackbox_trajectories_are_unchanged():
     finally:
         torch.set_num_threads(threads)
     for method in ("spo+", "blackbox"):
-        assert got[method] == ref[method][:1], method  # loss, regret and Hamming as exact float hex strings
+        assert len(got[method]) == 1, method
+        (row,), (want,) = got[method], ref[method][:1]
+        assert row.keys() == want.keys(), method
+        assert row["hamming"] == want["hamming"], method  # exact float hex strings
+        for key in ("train_loss", "normalized_regret"):
+            value, recorded = float.fromhex(row[key]), float.fromhex(want[key])
+            assert value == pytest.approx(recorded, rel=1e-6, abs=0), (method, key, value, recorded)
