@@ -387,8 +387,10 @@ class FiniteDifferenceRule(VJPRule):
         two_sided: the central difference.
         alpha: α, the weight of θ in the target (finite; 1 by default; torch-imle's path example uses 0).
         target_temperature: τ' ≥ 0, the noise temperature of the target side (``None``: the
-            perturbation's ε). Without noise (ε = 0) the target side has none either.
-        num_target_samples: M ≥ 1 target samples per input sample (M > 1 needs noise).
+            perturbation's ε). With ε = 0 and τ' > 0 the forward is the plain solution f(θ) and only the
+            target side is perturbed, with noise drawn in the forward (torch-imle's
+            ``input_noise_temperature=0``); with ε = 0 and τ' unset there is no noise at all (Blackbox).
+        num_target_samples: M ≥ 1 target samples per input sample (M > 1 needs noise on the target side).
         divide_by_lambda: divide the difference by λ (``False``: torch-imle's unscaled gradient).
 
     Example:
@@ -435,11 +437,17 @@ class FiniteDifferenceRule(VJPRule):
     def adaptive(self) -> bool:
         return isinstance(self.lambda_, AdaptiveLambda)
 
+    def target_noise(self, perturbation: Perturbation) -> bool:
+        """Whether the target side is perturbed: τ' > 0 (τ' = ε when unset)."""
+        tau = perturbation.epsilon if self.target_temperature is None else self.target_temperature
+        return tau > 0
+
     def check(self, perturbation, num_samples, output):
-        if self.num_target_samples > 1 and perturbation.epsilon == 0:
+        if self.num_target_samples > 1 and not self.target_noise(perturbation):
             raise ValueError(
-                f"num_target_samples > 1 needs noise (epsilon > 0); got num_target_samples={self.num_target_samples} "
-                "with epsilon = 0"
+                f"num_target_samples > 1 needs noise on the target side (epsilon > 0 or target_temperature > 0); "
+                f"got num_target_samples={self.num_target_samples} with epsilon = {perturbation.epsilon} and "
+                f"target_temperature = {self.target_temperature}"
             )
 
     def check_atoms(self, atoms, theta):
@@ -450,7 +458,10 @@ class FiniteDifferenceRule(VJPRule):
             )
 
     def extra_noise(self, perturbation, num_samples):
-        return (self.num_target_samples - 1) * num_samples if perturbation.epsilon > 0 else 0
+        if perturbation.epsilon > 0:  # Z_{s,1} is the forward's noise; the M - 1 others are drawn here
+            return (self.num_target_samples - 1) * num_samples
+        # no forward noise: a perturbed target side draws all M of its noises here
+        return self.num_target_samples * num_samples if self.target_noise(perturbation) else 0
 
     def vjp(self, plan, theta, atoms, sample, aux, grad_output):
         s = atoms.shape[0]
@@ -469,9 +480,12 @@ class FiniteDifferenceRule(VJPRule):
 
         def perturb(centers: torch.Tensor, copies: int) -> torch.Tensor:
             # centers (copies * S, ...): the target scores, perturbed with the forward noise (and the extra draws)
-            if noise is None:
+            if noise is None and aux is None:
                 return centers
-            z = noise if m == 1 else torch.cat([noise, aux])  # (M * S, ...): Z_{s,1} = Z_s, then the extra draws
+            if noise is None:  # epsilon = 0 with target noise: all M * S draws were made for the target side
+                z = aux
+            else:  # (M * S, ...): Z_{s,1} = Z_s, then the extra draws
+                z = noise if m == 1 else torch.cat([noise, aux])
             z = z.repeat((copies,) + (1,) * (z.ndim - 1)) if copies > 1 else z
             return pert.apply(centers, z, self.target_temperature)
 
@@ -794,12 +808,13 @@ class Perturbed(OracleLayer):
         self.output = check_output(output)
         rule.check(perturbation, self.num_samples, self.output)
         if seed is not None and self.deterministic:
-            raise TypeError(f"{type(self).__name__} draws no noise (epsilon = 0): it takes no seed")
+            raise TypeError(f"{type(self).__name__} draws no noise (epsilon = 0, no target noise): it takes no seed")
 
     @property
     def deterministic(self) -> bool:
-        """Whether the layer draws no noise (ε = 0: its law is the Dirac at f(θ))."""
-        return self.perturbation.epsilon == 0
+        """Whether the layer draws no noise: ε = 0 (its law is the Dirac at f(θ)) and a rule that draws none
+        for its backward (e.g. no target noise temperature)."""
+        return self.perturbation.epsilon == 0 and self.rule.extra_noise(self.perturbation, self.num_samples) == 0
 
     @property
     def epsilon(self) -> float:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 
+import numpy as np
 import pytest
 import torch
 
@@ -43,3 +44,29 @@ def test_imle_target_alpha_temperature_and_samples_match_their_expectation(name,
                                            alpha=alpha, target_temperature=tau)
     ref.assert_mc_close(vjp, fd, wrong_factors=_wrong(S=s, epsilon=eps, lambda_=lam),
                         label=f"IMLE(alpha={alpha}, tau={tau}, M={m}, two_sided={two_sided}) on {name}")
+
+
+@pytest.mark.parametrize(("name", "tau", "m"), [("argmax5", 0.8, 1), ("top2of5", 1.3, 3)])
+def test_imle_without_input_noise_perturbs_the_target_side_alone(name, tau, m):
+    # torch-imle's input_noise_temperature = 0 with a target noise temperature: the forward is f(theta) (no
+    # noise), the target side alpha*theta - lambda*v + tau'*Z has its own draws. Reference: the exact
+    # expectation E_Z[(y*(theta) - y*(theta - lambda v + tau' Z)) / lambda] by enumeration.
+    p = PROBLEMS[name]
+    lam, s = 1.7, 3
+    layer = cl.IMLE(p["oracle"](), noise=Normal(), epsilon=0.0, lambda_=lam, num_samples=s,
+                    target_temperature=tau, num_target_samples=m, output="samples", seed=43)
+    assert not layer.deterministic  # it draws noise, so it takes a seed
+    fwd, vjp = _run(layer, name, samples_output=True)
+    plain = ref.solve(p["Y"], np.asarray(p["theta"], dtype=float).ravel())
+    assert (fwd == plain).all()  # the forward is the unperturbed solution
+    fd = ref.finite_difference_expectation(p["Y"], p["theta"], p["v"], 0.0, lam, "normal", target_temperature=tau)
+    ref.assert_mc_close(vjp, fd, wrong_factors=_wrong(S=s, epsilon=tau, lambda_=lam),
+                        label=f"IMLE(epsilon=0, tau={tau}, M={m}) on {name}")
+
+
+def test_imle_without_any_noise_still_refuses_a_seed_and_extra_target_samples():
+    with pytest.raises(TypeError, match="no target noise"):
+        cl.IMLE(cl.ArgmaxOneHot(), epsilon=0.0, seed=0)
+    with pytest.raises(ValueError, match="num_target_samples > 1 needs noise on the target side"):
+        cl.IMLE(cl.ArgmaxOneHot(), epsilon=0.0, num_target_samples=2)
+    cl.IMLE(cl.ArgmaxOneHot(), epsilon=0.0, target_temperature=0.5, num_target_samples=2, seed=0)  # accepted
