@@ -83,7 +83,8 @@ class IMLE(_FiniteDifferenceSettings, Preset):
     Args:
         oracle: the maximization oracle (solution shape = θ's event shape).
         noise: the law of Z (default Sum-of-Gamma as above).
-        epsilon: the noise scale ε ≥ 0 (the input noise temperature; ε = 0 is :class:`Blackbox`).
+        epsilon: the noise scale ε ≥ 0 (the input noise temperature; ε = 0 without a ``target_temperature`` is
+            :class:`Blackbox`, with one the target side alone is perturbed).
         lambda_: the finite-difference step λ > 0.
         num_samples: S ≥ 1.
         two_sided: use the central difference.
