@@ -70,3 +70,16 @@ def test_imle_without_any_noise_still_refuses_a_seed_and_extra_target_samples():
     with pytest.raises(ValueError, match="num_target_samples > 1 needs noise on the target side"):
         cl.IMLE(cl.ArgmaxOneHot(), epsilon=0.0, num_target_samples=2)
     cl.IMLE(cl.ArgmaxOneHot(), epsilon=0.0, target_temperature=0.5, num_target_samples=2, seed=0)  # accepted
+
+
+def test_imle_target_noise_alone_replays_with_its_seed():
+    # the target-side draws come from the layer's seeded generator: the same seed replays the gradient exactly
+    def grad(seed):
+        layer = cl.IMLE(cl.ArgmaxOneHot(), noise=Normal(), epsilon=0.0, lambda_=0.5, target_temperature=1.0,
+                        num_samples=8, seed=seed)
+        theta = torch.tensor([[0.3, 0.0, -0.2, 0.1]], requires_grad=True)
+        (layer(theta) * torch.tensor([0.0, 1.0, 0.0, 0.0])).sum().backward()
+        return theta.grad
+
+    assert torch.equal(grad(5), grad(5))
+    assert not torch.equal(grad(5), grad(6))
