@@ -480,12 +480,12 @@ class FiniteDifferenceRule(VJPRule):
 
         def perturb(centers: torch.Tensor, copies: int) -> torch.Tensor:
             # centers (copies * S, ...): the target scores, perturbed with the forward noise (and the extra draws)
-            if noise is None and aux is None:
+            # (M * S, ...): Z_{s,1} = Z_s (the forward's noise, None when epsilon = 0), then the extra draws (None
+            # when M = 1 with forward noise; all M * S of them when only the target side is perturbed)
+            draws = [d for d in (noise, aux) if d is not None]
+            if not draws:
                 return centers
-            if noise is None:  # epsilon = 0 with target noise: all M * S draws were made for the target side
-                z = aux
-            else:  # (M * S, ...): Z_{s,1} = Z_s, then the extra draws
-                z = noise if m == 1 else torch.cat([noise, aux])
+            z = draws[0] if len(draws) == 1 else torch.cat(draws)
             z = z.repeat((copies,) + (1,) * (z.ndim - 1)) if copies > 1 else z
             return pert.apply(centers, z, self.target_temperature)
 
