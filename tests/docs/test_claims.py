@@ -1,0 +1,86 @@
+"""Statements of the docs about the API, checked against the code."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+
+import torch
+
+import colayers.layers as layers
+from colayers import ArgmaxOneHot
+from colayers.perturb import Additive
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def _section(page: str, heading: str) -> str:
+    text = (DOCS / page).read_text()
+    start = text.index(f"## {heading}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end >= 0 else len(text)]
+
+
+def _named_layers(text: str) -> set[str]:
+    return {name for name in re.findall(r"`(\w+)`", text) if name in layers.__all__}
+
+
+def _layer_classes() -> dict[str, type]:
+    """The public layer classes users instantiate (the abstract bases OracleLayer and Preset left out)."""
+    out = {}
+    for name in layers.__all__:
+        obj = getattr(layers, name)
+        if inspect.isclass(obj) and issubclass(obj, torch.nn.Module) and obj not in (layers.OracleLayer, layers.Preset):
+            out[name] = obj
+    return out
+
+
+def test_perturbations_page_lists_exactly_the_layers_with_a_distribution():
+    section = _section("perturbations.md", "Distributions over solutions")
+    having, lacking = section.split("Layers without a distribution:")
+    listed_with, listed_without = _named_layers(having), _named_layers(lacking.split("\n\n")[0])
+    classes = _layer_classes()
+    assert listed_with | listed_without == set(classes), "every layer class is on one of the two lists"
+    assert not listed_with & listed_without
+    assert listed_with == {n for n, c in classes.items() if callable(getattr(c, "distribution", None))}
+    assert listed_without == {n for n, c in classes.items() if not hasattr(c, "distribution")}
+
+
+def _instances():
+    oracle = ArgmaxOneHot()
+    return {
+        "Perturbed": layers.Perturbed(oracle, Additive(epsilon=0.7), num_samples=6),
+        "PerturbedAdditive": layers.PerturbedAdditive(oracle, epsilon=0.7, num_samples=6),
+        "PerturbedMultiplicative": layers.PerturbedMultiplicative(oracle, epsilon=0.7, num_samples=6),
+        "IMLE": layers.IMLE(oracle, epsilon=0.7, num_samples=6),
+        "AIMLE": layers.AIMLE(oracle, epsilon=0.7, num_samples=6),
+        "Blackbox": layers.Blackbox(oracle),
+        "IdentityRelaxation": layers.IdentityRelaxation(oracle),
+        "RegularizedFrankWolfe": layers.RegularizedFrankWolfe(oracle),
+        "SoftArgmax": layers.SoftArgmax(temperature=0.7),
+        "SparseArgmax": layers.SparseArgmax(),
+    }
+
+
+def test_each_listed_distribution_has_the_layer_output_as_its_mean():
+    # What the page says each law is: S samples of weight 1/S, a Dirac at f(theta), or weighted vertices. In each
+    # case the law's mean is the layer's forward output (same draws for the sampling layers), and its atoms are
+    # solutions (one-hot rows here).
+    section = _section("perturbations.md", "Distributions over solutions").split("Layers without")[0]
+    instances = _instances()
+    assert set(instances) == _named_layers(section)
+    theta = torch.tensor([[0.3, 1.2, -0.4, 0.9], [2.0, 0.1, 0.5, 1.1]], dtype=torch.float64)
+    for name, layer in instances.items():
+        sampling = isinstance(layer, layers.Perturbed) and not layer.deterministic
+        kwargs = (lambda: {"generator": torch.Generator().manual_seed(3)}) if sampling else dict
+        law = layer.distribution(theta, **kwargs())
+        out = layer(theta, **kwargs())
+        assert torch.allclose(law.mean, out, atol=1e-6), name
+        assert torch.equal(law.atoms.sum(-1), torch.ones(law.atoms.shape[:-1], dtype=theta.dtype)), name
+        assert set(law.atoms.unique().tolist()) <= {0.0, 1.0}, name
+        if name in ("Blackbox", "IdentityRelaxation"):
+            assert law.atoms.shape[0] == 1 and torch.equal(law.atoms[0], ArgmaxOneHot()(theta)), name
+        if sampling:
+            assert law.atoms.shape[0] == layer.num_samples, name
+            assert torch.allclose(law.weights, torch.full_like(law.weights, 1 / layer.num_samples)), name
