@@ -36,10 +36,15 @@ def _layer_classes() -> dict[str, type]:
     return out
 
 
-def test_perturbations_page_lists_exactly_the_layers_with_a_distribution():
+def _distribution_lists() -> tuple[set[str], set[str]]:
+    """The layers the perturbations page lists with a distribution, and those it lists without one."""
     section = _section("perturbations.md", "Distributions over solutions")
     having, lacking = section.split("Layers without a distribution:")
-    listed_with, listed_without = _named_layers(having), _named_layers(lacking.split("\n\n")[0])
+    return _named_layers(having), _named_layers(lacking.split("\n\n")[0])
+
+
+def test_perturbations_page_lists_exactly_the_layers_with_a_distribution():
+    listed_with, listed_without = _distribution_lists()
     classes = _layer_classes()
     assert listed_with | listed_without == set(classes), "every layer class is on one of the two lists"
     assert not listed_with & listed_without
@@ -67,9 +72,8 @@ def test_each_listed_distribution_has_the_layer_output_as_its_mean():
     # What the page says each law is: S samples of weight 1/S, a Dirac at f(theta), or weighted vertices. In each
     # case the law's mean is the layer's forward output (same draws for the sampling layers), and its atoms are
     # solutions (one-hot rows here).
-    section = _section("perturbations.md", "Distributions over solutions").split("Layers without")[0]
     instances = _instances()
-    assert set(instances) == _named_layers(section)
+    assert set(instances) == _distribution_lists()[0]
     theta = torch.tensor([[0.3, 1.2, -0.4, 0.9], [2.0, 0.1, 0.5, 1.1]], dtype=torch.float64)
     for name, layer in instances.items():
         sampling = isinstance(layer, layers.Perturbed) and not layer.deterministic
