@@ -1,23 +1,23 @@
 """Estimators as layers: an oracle, a perturbation and a vector-Jacobian-product rule.
 
-See :mod:`colayers.layers.core` for the shared pieces (the rules, :class:`Perturbed`, :func:`perturbed`) and
-``docs/estimators.md`` for the formulas, the table of presets and a guide to choosing an estimator.
+:mod:`colayers.layers.core` holds the composition (:class:`Perturbed`, :func:`perturbed`, :class:`OracleLayer`),
+:mod:`colayers.layers.rules` the VJP rules, :mod:`colayers.layers.active_set` the implicit differentiation of the
+regularized layers; ``docs/estimators.md`` has the formulas, the table of named estimators and a guide to choosing
+one.
 """
 
 from . import functional as functional  # the functional twins: colayers.layers.functional
-from .core import (
+from .active_set import active_set_vjp
+from .core import OracleLayer, Perturbed, draws_noise, perturbed
+from .rules import (
     AdaptiveLambda,
+    BackwardContext,
     FiniteDifferenceRule,
     IdentityRule,
-    OracleLayer,
-    Perturbed,
-    Preset,
     ScoreFunctionRule,
     VJPRule,
-    active_set_vjp,
     finite_difference_vjp,
     identity_vjp,
-    perturbed,
     score_function_vjp,
 )
 from .identity import IdentityRelaxation
@@ -32,9 +32,10 @@ from .wrap import FunctionOracle, oracle_layer
 __all__: list[str] = [
     "OracleLayer",
     "Perturbed",
-    "Preset",
     "perturbed",
+    "draws_noise",
     "VJPRule",
+    "BackwardContext",
     "ScoreFunctionRule",
     "FiniteDifferenceRule",
     "AdaptiveLambda",

@@ -1,11 +1,13 @@
 r"""Functional twins of the layers: one call, no module state (pass a ``generator`` for reproducibility).
 
-The function is primary: :func:`~colayers.layers.core.perturbed` runs the core (oracle + perturbation + VJP
-rule) and every module calls it. The twins of the named estimators are derived from the presets, not
-written again: ``imle(theta, oracle, **settings)`` is
-``perturbed(theta, oracle, **IMLE.pieces(oracle, **settings))``, so a twin takes exactly its layer's
-settings (keyword-only, the same names, defaults and checks) and builds no module. A deterministic
-layer's twin (``blackbox``, ``identity_relaxation``) takes no ``generator``.
+:func:`~colayers.layers.core.perturbed` is the composition (oracle + perturbation + VJP rule) as a function.
+The twins of the named estimators are not written again: ``imle(theta, oracle, **settings, generator=g)`` is
+``IMLE(oracle, **settings)(theta, generator=g)``, so a twin runs the same constructor — it takes and refuses
+exactly its layer's settings (keyword-only, the same names, defaults and checks) — and the same forward. Its
+signature is the layer's ``__init__`` signature with ``theta`` first and ``generator`` for ``seed``: a layer
+that takes no ``seed`` (``blackbox``, ``identity_relaxation``) has a twin that takes no ``generator``, and a
+layer whose settings draw no noise (``imle`` with ``epsilon=0`` and no ``target_temperature``) refuses a
+generator the way the module does (:func:`~colayers.layers.core.draws_noise`).
 
 Example:
     >>> import torch
@@ -32,7 +34,7 @@ from typing import Any
 import torch
 
 from ..oracles.base import Oracle
-from .core import Preset, perturbed
+from .core import Perturbed, perturbed
 from .identity import IdentityRelaxation
 from .imle import IMLE, Blackbox
 from .perturbed import PerturbedAdditive, PerturbedMultiplicative
@@ -54,36 +56,42 @@ __all__ = [
 ]
 
 
-def functional_twin(cls: type[Preset], name: str) -> Callable[..., torch.Tensor]:
-    """The functional twin of a preset layer: ``twin(theta, oracle, *, generator=None, validate_args=None,
-    **settings)`` runs :func:`~colayers.layers.core.perturbed` on ``cls.pieces(oracle, **settings)``.
+def functional_twin(cls: type[Perturbed], name: str) -> Callable[..., torch.Tensor]:
+    """The functional twin of a layer class: ``twin(theta, oracle, *, generator=None, **settings)`` is
+    ``cls(oracle, **settings)(theta, generator=generator)``; its signature is derived from ``cls.__init__``.
 
     Example:
         >>> twin = functional_twin(IMLE, "my_imle")
         >>> list(inspect.signature(twin).parameters)[:5]
         ['theta', 'oracle', 'noise', 'epsilon', 'lambda_']
+        >>> "generator" in inspect.signature(functional_twin(Blackbox, "bb")).parameters
+        False
     """
+    init = inspect.signature(cls.__init__).parameters
+    takes_seed = "seed" in init
 
     def twin(theta: torch.Tensor, oracle: Oracle, *, generator: torch.Generator | None = None,
-             validate_args: bool | None = None, **settings: Any) -> torch.Tensor:
-        pieces = cls.build_pieces(oracle, settings)
-        if generator is not None and pieces["perturbation"].epsilon == 0:
-            raise TypeError(f"{name} draws no noise (epsilon = 0): it takes no generator; got {generator!r}")
-        return perturbed(theta, oracle, generator=generator, validate_args=validate_args, **pieces)
+             **settings: Any) -> torch.Tensor:
+        if "seed" in settings:
+            raise TypeError(f"{name} got an unexpected keyword argument 'seed' (pass generator=)")
+        if generator is not None and not takes_seed:
+            raise TypeError(f"{name} draws no noise: it takes no generator; got {generator!r}")
+        layer = cls(oracle, **settings)
+        return layer(theta, generator=generator) if generator is not None else layer(theta)
 
     params = [
         inspect.Parameter("theta", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=torch.Tensor),
         inspect.Parameter("oracle", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Oracle),
     ]
-    params += [p for n, p in inspect.signature(cls.pieces).parameters.items() if n != "oracle"]
-    if not cls.deterministic_preset:
+    params += [p for n, p in init.items() if n not in ("self", "oracle", "seed", "validate_args")]
+    if takes_seed:
         params.append(inspect.Parameter("generator", inspect.Parameter.KEYWORD_ONLY, default=None))
     params.append(inspect.Parameter("validate_args", inspect.Parameter.KEYWORD_ONLY, default=None))
     twin.__signature__ = inspect.Signature(params)
     twin.__name__ = twin.__qualname__ = name
     twin.__doc__ = (
-        f"Functional :class:`~colayers.layers.{cls.__name__}`: the same keyword-only settings, no module "
-        "(see the module docstring for examples)."
+        f"Functional :class:`~colayers.layers.{cls.__name__}`: the same keyword-only settings, run through the "
+        "same constructor and forward (see the module docstring for examples)."
     )
     return twin
 

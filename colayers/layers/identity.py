@@ -2,16 +2,15 @@ r"""Identity relaxation (straight-through): the oracle's output forward, the inc
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..oracles.base import Oracle
 from ..perturb import Additive
-from .core import IdentityRule, Preset
+from .core import Perturbed
+from .rules import IdentityRule
 
 __all__ = ["IdentityRelaxation"]
 
 
-class IdentityRelaxation(Preset):
+class IdentityRelaxation(Perturbed):
     r"""Identity relaxation (the straight-through estimator): forward :math:`f(\theta)`, backward
     :math:`J^\top\bar y := \pm\bar y`.
 
@@ -37,11 +36,9 @@ class IdentityRelaxation(Preset):
         (tensor([0., 1., 0.]), tensor([1., 2., 3.]))
     """
 
-    deterministic_preset = True
-
-    @staticmethod
-    def pieces(oracle: Oracle, *, negative: bool = False) -> dict[str, Any]:
-        return dict(perturbation=Additive(epsilon=0.0), rule=IdentityRule(negative), num_samples=1, output="mean")
+    def __init__(self, oracle: Oracle, *, negative: bool = False, validate_args: bool | None = None) -> None:
+        super().__init__(oracle, Additive(epsilon=0.0), rule=IdentityRule(negative), num_samples=1,
+                         validate_args=validate_args)
 
     @property
     def negative(self) -> bool:

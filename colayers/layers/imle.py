@@ -3,18 +3,18 @@ r"""Finite-difference estimators: I-MLE, adaptive I-MLE (AIMLE) and Blackbox dif
 All three differentiate the same perturbed mean :math:`\mu(\theta) = \mathbb E[f(\theta + \varepsilon Z)]`
 that the score-function rule differentiates, by a finite difference toward a *target* score
 :math:`\theta - \lambda\bar y` with the SAME noise on both sides
-(:class:`~colayers.layers.core.FiniteDifferenceRule`):
+(:class:`~colayers.layers.rules.FiniteDifferenceRule`):
 
 .. math::  \widehat{J^\top\bar y} = \frac1\lambda\,\frac1S\sum_{s=1}^S
            \big[f(\theta + \varepsilon Z_s) - f(\theta - \lambda\bar y_s + \varepsilon Z_s)\big].
 
 * I-MLE (Niepert, Minervini, Franceschi, NeurIPS 2021): ε > 0, Sum-of-Gamma noise, λ fixed;
 * AIMLE (Minervini, Franceschi, Niepert, AAAI 2023): λ = β‖θ‖/‖ȳ‖ per instance with β adapted online
-  (:class:`~colayers.layers.core.AdaptiveLambda`);
+  (:class:`~colayers.layers.rules.AdaptiveLambda`);
 * Blackbox (Vlastelica et al., ICLR 2020): ε = 0, one sample.
 
 Each is :class:`~colayers.layers.core.Perturbed` with an :class:`~colayers.perturb.Additive` perturbation
-(ε = 0 for Blackbox) and a :class:`~colayers.layers.core.FiniteDifferenceRule`.
+(ε = 0 for Blackbox) and a :class:`~colayers.layers.rules.FiniteDifferenceRule`.
 
 Sign check (maximization): with :math:`\theta' = \theta - \lambda\bar y`, a loss that prefers the solution
 of :math:`\theta'` gets the gradient :math:`(f(\theta) - f(\theta'))/\lambda`, and a descent step
@@ -31,15 +31,20 @@ import torch
 from .._validation import check_positive
 from ..oracles.base import Oracle
 from ..perturb import Additive, Noise, SumOfGamma
-from .core import AdaptiveLambda, FiniteDifferenceRule, Preset, check_output
+from .core import Perturbed
+from .rules import AdaptiveLambda, FiniteDifferenceRule
 
 __all__ = ["IMLE", "AIMLE", "Blackbox"]
 
 
-def _default_noise(oracle: Oracle, k: int | None) -> Noise:
-    if k is None:
-        k = getattr(oracle, "k", 1)
-    return SumOfGamma(k=k)
+def _additive(oracle: Oracle, noise: Noise | None, epsilon: float, k: int | None) -> Additive:
+    """I-MLE's perturbation: ``Additive(noise, epsilon)``, by default Sum-of-Gamma(k) with ``k = oracle.k`` (top-k)
+    or the ``k`` argument (default 1)."""
+    if noise is None:
+        noise = SumOfGamma(k=getattr(oracle, "k", 1) if k is None else k)
+    elif not isinstance(noise, Noise):
+        raise TypeError(f"noise must be a colayers.perturb.Noise or None; got {type(noise).__name__}")
+    return Additive(noise, epsilon)
 
 
 class _FiniteDifferenceSettings:
@@ -56,7 +61,7 @@ class _FiniteDifferenceSettings:
         return self.rule.two_sided
 
 
-class IMLE(_FiniteDifferenceSettings, Preset):
+class IMLE(_FiniteDifferenceSettings, Perturbed):
     r"""Implicit maximum-likelihood estimation (I-MLE; Niepert, Minervini, Franceschi, NeurIPS 2021).
 
     ``Perturbed(oracle, Additive(noise, epsilon), rule=FiniteDifferenceRule(lambda_, ...))``. Forward: the mean
@@ -74,7 +79,7 @@ class IMLE(_FiniteDifferenceSettings, Preset):
     the finite difference :math:`(\hat\mu(\theta) - \hat\mu(\theta - \lambda\bar y))/\lambda` of the
     perturbed mean. ``num_target_samples = M`` averages M target solutions per sample (the first with
     :math:`Z_s`, the others with fresh noise drawn in the forward). The target instances go to the oracle
-    in ONE batched call. See :class:`~colayers.layers.core.FiniteDifferenceRule`.
+    in ONE batched call. See :class:`~colayers.layers.rules.FiniteDifferenceRule`.
 
     Default noise: Sum-of-Gamma(k) with ``k = oracle.k`` when the oracle has a ``k`` (top-k), else the
     ``k`` argument (default 1, where SoG(1) approximates a Gumbel). Sum-of-Gamma noise makes the sum over a
@@ -109,8 +114,8 @@ class IMLE(_FiniteDifferenceSettings, Preset):
         torch.Size([1, 4])
     """
 
-    @staticmethod
-    def pieces(
+    def __init__(
+        self,
         oracle: Oracle,
         *,
         noise: Noise | None = None,
@@ -124,10 +129,9 @@ class IMLE(_FiniteDifferenceSettings, Preset):
         num_target_samples: int = 1,
         divide_by_lambda: bool = True,
         k: int | None = None,
-    ) -> dict[str, Any]:
-        noise = _default_noise(oracle, k) if noise is None else noise
-        if not isinstance(noise, Noise):
-            raise TypeError(f"noise must be a colayers.perturb.Noise or None; got {type(noise).__name__}")
+        seed: int | None = None,
+        validate_args: bool | None = None,
+    ) -> None:
         rule = FiniteDifferenceRule(
             lambda_,
             two_sided=two_sided,
@@ -136,10 +140,11 @@ class IMLE(_FiniteDifferenceSettings, Preset):
             num_target_samples=num_target_samples,
             divide_by_lambda=divide_by_lambda,
         )
-        return dict(perturbation=Additive(noise, epsilon), rule=rule, num_samples=num_samples, output=check_output(output))
+        super().__init__(oracle, _additive(oracle, noise, epsilon, k), rule=rule, num_samples=num_samples,
+                         output=output, seed=seed, validate_args=validate_args)
 
 
-class Blackbox(_FiniteDifferenceSettings, Preset):
+class Blackbox(_FiniteDifferenceSettings, Perturbed):
     r"""Blackbox differentiation of combinatorial solvers (DBB; Vlastelica, Paulus, Musil, Martius, Rolínek, ICLR 2020).
 
     ``Perturbed(oracle, Additive(epsilon=0), rule=FiniteDifferenceRule(lambda_), num_samples=1)``: :class:`IMLE`
@@ -168,12 +173,11 @@ class Blackbox(_FiniteDifferenceSettings, Preset):
         tensor([ 0.2000, -0.2000,  0.0000])
     """
 
-    deterministic_preset = True
-
-    @staticmethod
-    def pieces(oracle: Oracle, *, lambda_: float = 10.0, two_sided: bool = False) -> dict[str, Any]:
+    def __init__(
+        self, oracle: Oracle, *, lambda_: float = 10.0, two_sided: bool = False, validate_args: bool | None = None
+    ) -> None:
         rule = FiniteDifferenceRule(lambda_, two_sided=two_sided)
-        return dict(perturbation=Additive(epsilon=0.0), rule=rule, num_samples=1, output="mean")
+        super().__init__(oracle, Additive(epsilon=0.0), rule=rule, num_samples=1, validate_args=validate_args)
 
 
 class AIMLE(IMLE):
@@ -181,7 +185,7 @@ class AIMLE(IMLE):
     Estimation for Discrete Latent Variable Models*, AAAI 2023).
 
     :class:`IMLE` whose step is chosen per sample and instance as :math:`\lambda = \beta\,\|\theta\|/\|\bar y\|`
-    (norms over the event; :class:`~colayers.layers.core.AdaptiveLambda`), with β adapted online: after each
+    (norms over the event; :class:`~colayers.layers.rules.AdaptiveLambda`), with β adapted online: after each
     backward the per-sample number of non-zero gradient entries is averaged, smoothed by an exponential
     moving average (``decay``), and β moves by ``+step`` if this running count is below ``target`` (too sparse
     a gradient: take a larger step), by ``-step`` otherwise (plus ``momentum`` times the previous move),
@@ -218,8 +222,8 @@ class AIMLE(IMLE):
         True
     """
 
-    @staticmethod
-    def pieces(
+    def __init__(
+        self,
         oracle: Oracle,
         *,
         noise: Noise | None = None,
@@ -237,28 +241,22 @@ class AIMLE(IMLE):
         decay: float = 0.9,
         adapt: bool = True,
         k: int | None = None,
-    ) -> dict[str, Any]:
-        check_positive("beta", beta, allow_zero=True)
-        check_positive("target", target, allow_zero=True)
-        p = IMLE.pieces(
-            oracle,
-            noise=noise,
-            epsilon=epsilon,
-            num_samples=num_samples,
+        seed: int | None = None,
+        validate_args: bool | None = None,
+    ) -> None:
+        beta, target = check_positive("beta", beta, allow_zero=True), check_positive("target", target, allow_zero=True)
+        if not isinstance(adapt, bool):
+            raise TypeError(f"adapt must be a bool; got {type(adapt).__name__} {adapt!r}")
+        rule = FiniteDifferenceRule(
+            AdaptiveLambda(step, momentum, decay),
             two_sided=two_sided,
-            output=output,
             alpha=alpha,
             target_temperature=target_temperature,
             num_target_samples=num_target_samples,
-            k=k,
         )
-        p["rule"].lambda_ = AdaptiveLambda(step, momentum, decay)
-        return p  # beta, target and adapt become the layer's state (see __init__)
-
-    def __init__(self, oracle: Oracle, *args: Any, **settings: Any) -> None:
-        super().__init__(oracle, *args, **settings)  # validates every setting, beta and target included
-        self.adapt = bool(settings.get("adapt", True))
-        beta, target = float(settings.get("beta", 1.0)), float(settings.get("target", 1.0))
+        Perturbed.__init__(self, oracle, _additive(oracle, noise, epsilon, k), rule=rule, num_samples=num_samples,
+                           output=output, seed=seed, validate_args=validate_args)
+        self.adapt = adapt
         self.register_buffer("beta", torch.tensor(beta, dtype=torch.float64))
         self.register_buffer("target", torch.tensor(target, dtype=torch.float64))
         self.register_buffer("running_nnz", torch.tensor(target, dtype=torch.float64))

@@ -6,7 +6,7 @@ Monte Carlo mean of :math:`S` oracle calls, computed by ONE batched oracle call 
 
 .. math::  \hat\mu(\theta) = \frac1S\sum_{s=1}^S f(\eta_s), \qquad \eta_s \sim p(\cdot\mid\theta),
 
-and back-propagates with the score function (:class:`~colayers.layers.core.ScoreFunctionRule`)
+and back-propagates with the score function (:class:`~colayers.layers.rules.ScoreFunctionRule`)
 
 .. math::  \widehat{J^\top \bar y} = \frac1S\sum_{s=1}^S \langle f(\eta_s) - b_s, \bar y\rangle\,
            \nabla_\theta \log p(\eta_s\mid\theta),
@@ -20,12 +20,13 @@ from __future__ import annotations
 
 from ..oracles.base import Oracle
 from ..perturb import Additive, Multiplicative, Noise
-from .core import Perturbed, Preset, ScoreFunctionRule, check_output
+from .core import Perturbed
+from .rules import ScoreFunctionRule
 
-__all__ = ["Perturbed", "PerturbedAdditive", "PerturbedMultiplicative"]
+__all__ = ["PerturbedAdditive", "PerturbedMultiplicative"]
 
 
-class PerturbedAdditive(Preset):
+class PerturbedAdditive(Perturbed):
     r"""Additive perturbed optimizer: :math:`\mu(\theta) = \mathbb E[f(\theta + \varepsilon Z)]`.
 
     ``Perturbed(oracle, Additive(noise, epsilon, antithetic=antithetic), rule=ScoreFunctionRule(baseline))``
@@ -55,8 +56,8 @@ class PerturbedAdditive(Preset):
         torch.Size([4, 6])
     """
 
-    @staticmethod
-    def pieces(
+    def __init__(
+        self,
         oracle: Oracle,
         *,
         epsilon: float = 1.0,
@@ -65,16 +66,15 @@ class PerturbedAdditive(Preset):
         baseline: bool = True,
         antithetic: bool = False,
         output: str = "mean",
-    ):
-        return dict(
-            perturbation=Additive(noise, epsilon, antithetic=antithetic),
-            rule=ScoreFunctionRule(baseline),
-            num_samples=num_samples,
-            output=check_output(output),
-        )
+        seed: int | None = None,
+        validate_args: bool | None = None,
+    ) -> None:
+        perturbation = Additive(noise, epsilon, antithetic=antithetic)
+        super().__init__(oracle, perturbation, rule=ScoreFunctionRule(baseline), num_samples=num_samples,
+                         output=output, seed=seed, validate_args=validate_args)
 
 
-class PerturbedMultiplicative(Preset):
+class PerturbedMultiplicative(Perturbed):
     r"""Multiplicative perturbed optimizer:
     :math:`\mu(\theta) = \mathbb E[f(\theta\odot e^{\varepsilon Z - \varepsilon^2/2})]`.
 
@@ -97,8 +97,8 @@ class PerturbedMultiplicative(Preset):
         (1.0, True)
     """
 
-    @staticmethod
-    def pieces(
+    def __init__(
+        self,
         oracle: Oracle,
         *,
         epsilon: float = 1.0,
@@ -107,10 +107,9 @@ class PerturbedMultiplicative(Preset):
         baseline: bool = True,
         antithetic: bool = False,
         output: str = "mean",
-    ):
-        return dict(
-            perturbation=Multiplicative(noise, epsilon, antithetic=antithetic),
-            rule=ScoreFunctionRule(baseline),
-            num_samples=num_samples,
-            output=check_output(output),
-        )
+        seed: int | None = None,
+        validate_args: bool | None = None,
+    ) -> None:
+        perturbation = Multiplicative(noise, epsilon, antithetic=antithetic)
+        super().__init__(oracle, perturbation, rule=ScoreFunctionRule(baseline), num_samples=num_samples,
+                         output=output, seed=seed, validate_args=validate_args)

@@ -8,14 +8,14 @@ from collections.abc import Callable
 import torch
 
 from ..perturb import Perturbation
-from .core import score_function_vjp
+from .rules import score_function_vjp
 
 __all__ = ["Pushforward", "pushforward"]
 
 
 class _ScoreFunctionValue(torch.autograd.Function):
     """``apply(theta, values, sample, perturbation, baseline)``: ``values.mean(0)`` forward, the score function
-    (:func:`~colayers.layers.core.score_function_vjp` with ``value_ndim = 0``) backward."""
+    (:func:`~colayers.layers.rules.score_function_vjp` with ``value_ndim = 0``) backward."""
 
     @staticmethod
     def forward(theta, values, sample, perturbation, baseline):

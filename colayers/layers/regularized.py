@@ -29,14 +29,13 @@ import torch
 from .._validation import ValidateArgs, check_finite, check_int_at_least, check_positive, check_tensor
 from ..distribution import SolutionDistribution
 from ..oracles.base import Oracle
+from .active_set import ActiveSetProjection, complete_face
 from .core import OracleLayer
 from .frank_wolfe import (
-    ActiveSetProjection,
     NegativeEntropy,
     Regularizer,
     SquaredNorm,
     _FlatOracle,
-    complete_face,
     frank_wolfe,
     frank_wolfe_projection,
 )
@@ -255,7 +254,7 @@ class RegularizedFrankWolfe(OracleLayer):
     the directions of the face :math:`F(\theta - \mu)` of the polytope exposed by :math:`\theta - \mu`
     (for another Ω, the face exposed by :math:`\theta - \nabla\Omega(\mu)`; the statements below are
     written for ½‖·‖² and hold with that substitution)
-    (:func:`~colayers.layers.core.active_set_vjp`). Frank-Wolfe's atoms are a minimal representation of μ
+    (:func:`~colayers.layers.active_set.active_set_vjp`). Frank-Wolfe's atoms are a minimal representation of μ
     and may span only part of that face (always at θ = 0 on top-k, where F is the whole polytope), so the
     forward completes them with :func:`complete_face`: rounds of one batched oracle call on two slightly
     perturbed copies of :math:`\theta - \mu` per unfinished instance, the perturbations drawn orthogonal to

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .._validation import check_generator, check_int_at_least, check_positive, check_tensor
+from .._validation import check_generator, check_int_at_least, check_positive, check_tensor, inputs_trusted
 from .noise import Noise, Normal
 
 __all__ = [
@@ -166,10 +166,12 @@ class Perturbation:
         self, theta: torch.Tensor, num_samples: int, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """Standard noise Z of shape ``(num_samples, *theta.shape)`` on θ's device and dtype (antithetic:
-        the first S/2 draws, then their mirrors)."""
-        check_tensor("theta", theta)
-        self.check_num_samples(num_samples)
-        check_generator(generator, theta.device)
+        the first S/2 draws, then their mirrors). Inside :func:`~colayers._validation.trusted_inputs` (a layer
+        that checked its arguments once) the arguments are not checked again."""
+        if not inputs_trusted():
+            check_tensor("theta", theta)
+            self.check_num_samples(num_samples)
+            check_generator(generator, theta.device)
         n = num_samples // 2 if self.antithetic else num_samples
         z = self.noise.sample((n, *theta.shape), generator=generator, device=theta.device, dtype=theta.dtype)
         return torch.cat([z, self.noise.mirror(z)]) if self.antithetic else z
@@ -179,9 +181,10 @@ class Perturbation:
     ) -> PerturbedSample:
         """Draw ``num_samples`` perturbed copies of θ: a :class:`PerturbedSample` of shape ``(S, *θ.shape)``."""
         if self.epsilon == 0:  # a Dirac at theta: nothing is drawn
-            check_tensor("theta", theta)
-            self.check_num_samples(num_samples)
-            check_generator(generator, theta.device)
+            if not inputs_trusted():
+                check_tensor("theta", theta)
+                self.check_num_samples(num_samples)
+                check_generator(generator, theta.device)
             return PerturbedSample(eta=theta.unsqueeze(0).expand((num_samples, *theta.shape)), noise=None)
         z = self.draw_noise(theta, num_samples, generator)
         groups = None

@@ -27,11 +27,11 @@ def _named_layers(text: str) -> set[str]:
 
 
 def _layer_classes() -> dict[str, type]:
-    """The public layer classes users instantiate (the abstract bases OracleLayer and Preset left out)."""
+    """The public layer classes users instantiate (the abstract base OracleLayer left out)."""
     out = {}
     for name in layers.__all__:
         obj = getattr(layers, name)
-        if inspect.isclass(obj) and issubclass(obj, torch.nn.Module) and obj not in (layers.OracleLayer, layers.Preset):
+        if inspect.isclass(obj) and issubclass(obj, torch.nn.Module) and obj is not layers.OracleLayer:
             out[name] = obj
     return out
 

@@ -228,7 +228,7 @@ def test_deterministic_layers_refuse_randomness_settings_naming_the_layer():
         F.blackbox(theta, o, generator=torch.Generator())
     with pytest.raises(TypeError, match="seed"):
         Perturbed(o, Additive(epsilon=0.0), rule=IdentityRule(), num_samples=1, seed=0)
-    with pytest.raises(TypeError, match="IMLE got an unexpected keyword argument 'lambda'"):
+    with pytest.raises(TypeError, match=r"IMLE.__init__\(\) got an unexpected keyword argument 'lambda'"):
         IMLE(o, **{"lambda": 1.0})
 
 
@@ -334,22 +334,88 @@ def test_infinite_or_nan_settings_are_refused_at_construction(bad):
             make()
 
 
-def test_functional_twins_take_the_layer_settings_and_build_no_module(monkeypatch):
-    for twin, cls in ((F.imle, IMLE), (F.blackbox, Blackbox), (F.perturbed_additive, PerturbedAdditive),
-                      (F.perturbed_multiplicative, PerturbedMultiplicative), (F.identity_relaxation, IdentityRelaxation)):
-        settings = set(inspect.signature(cls).parameters) - {"oracle", "seed", "validate_args"}
-        assert settings <= set(inspect.signature(twin).parameters), twin.__name__
-    theta = torch.randn(3, 6, dtype=torch.float64)
-    expected = IMLE(TopKSubset(2), num_samples=3, alpha=0.5)(theta, generator=torch.Generator().manual_seed(0))
+# one valid alternative and one or two refused values per setting of the named layers (the settings space)
+SETTING_VALUES = {
+    "epsilon": (0.0, 0.5, -1.0, "x"),
+    "num_samples": (1, 4, 0, 2.5),
+    "noise": (Normal(), "gauss"),
+    "baseline": (False, 1),
+    "antithetic": (True,),
+    "output": ("samples", "bad"),
+    "lambda_": (3.0, 0.0),
+    "two_sided": (True, "yes"),
+    "alpha": (0.0, float("nan")),
+    "target_temperature": (0.0, 1.5, -1.0),
+    "num_target_samples": (3, 0),
+    "divide_by_lambda": (False, 1),
+    "k": (3, 0),
+    "negative": (True, "no"),
+    "beta": (0.5, -1.0),
+    "target": (2.0,),
+    "adapt": (False, "no"),
+}
 
-    def no_module(*args, **kwargs):
-        raise AssertionError("a functional twin built a module")
 
-    monkeypatch.setattr(torch.nn.Module, "__init__", no_module)
-    got = F.imle(theta, TopKSubset(2), num_samples=3, alpha=0.5, generator=torch.Generator().manual_seed(0))
-    assert torch.equal(got, expected)
-    with pytest.raises(TypeError, match="IMLE got an unexpected keyword argument"):
-        F.imle(theta, TopKSubset(2), nonsense=1)
+def _outcome(call):
+    """The output of ``call()`` (forward and backward) or the type of the exception it raised."""
+    try:
+        theta = torch.tensor([[0.3, -1.2, 2.0, 0.7], [1.0, 0.0, -0.5, 0.25]], dtype=torch.float64, requires_grad=True)
+        y = call(theta)
+        (y * torch.arange(y.numel(), dtype=y.dtype).reshape(y.shape)).sum().backward()
+        return y.detach(), theta.grad
+    except (TypeError, ValueError) as err:
+        return type(err)
+
+
+@pytest.mark.parametrize("twin, cls", [(F.imle, IMLE), (F.blackbox, Blackbox), (F.perturbed_additive, PerturbedAdditive),
+                                       (F.perturbed_multiplicative, PerturbedMultiplicative),
+                                       (F.identity_relaxation, IdentityRelaxation)], ids=lambda x: getattr(x, "__name__", ""))
+def test_functional_and_module_forms_accept_and_refuse_the_same_settings(twin, cls):
+    # every single setting and every pair of settings of the layer's signature (epsilon = 0 with a target
+    # temperature included), with and without randomness (the module's seed, the twin's generator with that seed):
+    # the module and its twin both refuse (the same exception type) or both give the same output and gradient
+    init = inspect.signature(cls).parameters
+    settings = set(init) - {"oracle", "seed", "validate_args"}
+    assert set(inspect.signature(twin).parameters) == {"theta", "oracle", "validate_args"} | settings | (
+        {"generator"} if "seed" in init else set()
+    )
+    names = sorted(settings)
+    missing = [n for n in names if n not in SETTING_VALUES]
+    assert not missing, f"add values for the new setting(s) {missing} to SETTING_VALUES"
+    choices = [{}] + [{n: v} for n in names for v in SETTING_VALUES[n]]
+    choices += [{a: va, b: vb} for i, a in enumerate(names) for b in names[i + 1 :]
+                for va in SETTING_VALUES[a][:2] for vb in SETTING_VALUES[b][:2]]
+    oracle = TopKSubset(2)
+    compared = refused = 0
+    for kw in choices:
+        for seed in (None, 3):
+            module_kw = kw if seed is None else {**kw, "seed": seed}
+            gen = None if seed is None else torch.Generator().manual_seed(seed)
+            twin_kw = kw if seed is None else {**kw, "generator": gen}
+            got_module = _outcome(lambda t: cls(oracle, **module_kw)(t))
+            got_twin = _outcome(lambda t: twin(t, oracle, **twin_kw))
+            if isinstance(got_module, type) or isinstance(got_twin, type):
+                assert got_module == got_twin, (cls.__name__, module_kw, got_module, got_twin)
+                refused += 1
+            else:
+                if seed is not None or cls(oracle, **kw).deterministic:  # else each draws from the global RNG
+                    assert torch.equal(got_module[0], got_twin[0]), (cls.__name__, module_kw)
+                    assert torch.equal(got_module[1], got_twin[1]), (cls.__name__, module_kw)
+                compared += 1
+    assert compared > 0 and refused > 0
+
+
+def test_imle_with_a_target_temperature_alone_takes_a_seed_in_both_forms():
+    # epsilon = 0 with a target temperature perturbs the target side: it draws noise, so both forms take randomness
+    o, theta = TopKSubset(2), torch.randn(3, 5, dtype=torch.float64)
+    layer = IMLE(o, epsilon=0.0, target_temperature=1.0, seed=0)
+    assert not layer.deterministic
+    assert torch.equal(layer(theta), F.imle(theta, o, epsilon=0.0, target_temperature=1.0,
+                                            generator=torch.Generator().manual_seed(0)))
+    for make in (lambda: IMLE(o, epsilon=0.0, seed=0),
+                 lambda: F.imle(theta, o, epsilon=0.0, generator=torch.Generator())):
+        with pytest.raises(TypeError, match="draws no noise"):
+            make()
 
 
 def test_oracle_layer_decorator_wraps_a_batched_function():
