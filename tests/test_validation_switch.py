@@ -100,3 +100,52 @@ def test_trusted_inputs_is_scoped():
         oracle(torch.tensor([float("inf"), 0.0]))
     with pytest.raises(ValueError, match="theta must be finite"):
         oracle(torch.tensor([float("inf"), 0.0]))
+
+
+def _count_checks(monkeypatch, theta):
+    """Wrap every colayers module's binding of the tensor checks; return {check: calls on ``theta``} (filled later)."""
+    import sys
+
+    from colayers import _validation as v
+    from colayers.perturb.perturbation import Perturbation
+
+    counts = {"check_tensor": 0, "check_event_shape": 0, "check_finite": 0, "check_num_samples": 0}
+    for name in ("check_tensor", "check_event_shape", "check_finite"):
+        real = getattr(v, name)
+
+        def counted(label, value, *args, _real=real, _name=name, **kwargs):
+            counts[_name] += value is theta or (isinstance(value, torch.Tensor) and value.data_ptr() == theta.data_ptr()
+                                                and value.shape == theta.shape)
+            return _real(label, value, *args, **kwargs)
+
+        for mod in [m for k, m in sys.modules.items() if k.startswith("colayers") and m is not None]:
+            if getattr(mod, name, None) is real:
+                monkeypatch.setattr(mod, name, counted)
+    real_num = Perturbation.check_num_samples
+
+    def num(self, s):
+        counts["check_num_samples"] += 1
+        return real_num(self, s)
+
+    monkeypatch.setattr(Perturbation, "check_num_samples", num)
+    return counts
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda o: cl.IMLE(o, epsilon=0.5, lambda_=2.0, num_samples=4, seed=0),
+        lambda o: cl.IMLE(o, epsilon=0.0, target_temperature=1.0, num_target_samples=2, seed=0),
+        lambda o: cl.PerturbedAdditive(o, epsilon=0.5, num_samples=4, seed=0),
+        lambda o: cl.Blackbox(o, lambda_=2.0),
+    ],
+)
+def test_one_layer_call_checks_theta_once(make, monkeypatch):
+    # each tensor is checked once per public call: the type, the event shape and (validating) the finiteness of
+    # theta exactly once, and the settings (num_samples) not at all after construction -- before, one IMLE forward
+    # ran check_tensor four times, the event-shape and num_samples checks twice each
+    layer = make(cl.TopKSubset(2, validate_args=True))
+    theta = torch.randn(3, 5, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    counts = _count_checks(monkeypatch, theta)
+    layer(theta).sum().backward()
+    assert counts == {"check_tensor": 1, "check_event_shape": 1, "check_finite": 1, "check_num_samples": 0}
