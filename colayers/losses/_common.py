@@ -1,10 +1,11 @@
-"""Pieces shared by the losses: reductions, target checks, solution-set membership."""
+"""Pieces shared by the losses: reductions, inner products, solution-set membership, the sign check, hand-written
+gradients. The frame that calls them (checks of θ and targets, reduction) is
+:class:`~colayers.losses.base.StructuredLoss`."""
 
 from __future__ import annotations
 
 import torch
 
-from .._validation import check_finite, check_positive, check_reduction, check_tensor
 from ..oracles.base import Oracle
 
 __all__: list[str] = []
@@ -34,40 +35,6 @@ def check_oracle(name: str, oracle: object) -> Oracle:
             f"{name} must be a colayers Oracle (e.g. ArgmaxOneHot(), TopKSubset(k)); got {type(oracle).__name__}"
         )
     return oracle
-
-
-def check_alpha(alpha: float) -> float:
-    return check_positive("alpha", alpha)
-
-
-def check_reduction_arg(reduction: str) -> str:
-    return check_reduction(reduction)
-
-
-def check_theta(theta: torch.Tensor, event_ndim: int, validate: bool = True) -> tuple[int, ...]:
-    """Check θ is a floating tensor with at least ``event_ndim`` dims; return its batch shape."""
-    check_tensor("theta", theta)
-    if theta.ndim < event_ndim:
-        raise ValueError(
-            f"theta must have at least {event_ndim} dimension(s) (*batch, *event); got shape {tuple(theta.shape)}"
-        )
-    if validate:
-        check_finite("theta", theta)
-    return tuple(theta.shape[: theta.ndim - event_ndim])
-
-
-def check_like_theta(name: str, value: torch.Tensor, theta: torch.Tensor, validate: bool = True) -> torch.Tensor:
-    """Require a floating tensor with θ's shape, on θ's device (its dtype is converted to θ's)."""
-    check_tensor(name, value)
-    if value.shape != theta.shape:
-        raise ValueError(
-            f"{name} must have the shape of theta (*batch, *event) = {tuple(theta.shape)}; got {tuple(value.shape)}"
-        )
-    if value.device != theta.device:
-        raise ValueError(f"{name} must be on theta's device ({theta.device}); got {value.device}")
-    if validate:
-        check_finite(name, value)
-    return value.to(theta.dtype)
 
 
 # -- membership of targets in the solution set Y ---------------------------------------------------------

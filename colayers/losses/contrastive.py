@@ -3,11 +3,10 @@ r"""Contrastive losses over a solution pool (Mulamba et al., IJCAI 2021; PyEPO's
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from .._validation import ValidateArgs
 from ..oracles.pool import SolutionPool
-from ._common import check_in_solution_set, check_like_theta, check_reduction_arg, check_theta, event_dims, reduce
+from ._common import event_dims
+from .base import StructuredLoss
 
 __all__ = ["NCELoss", "MAPContrastiveLoss"]
 
@@ -25,9 +24,9 @@ def pool_objectives(
     return scores, target
 
 
-class _PoolLoss(nn.Module):
+class _PoolLoss(StructuredLoss):
+    """The frame of the pool losses: the pool, its refresh, and the objectives of the pool and of the target."""
 
-    validate_args = ValidateArgs()  # None follows set_default_validate_args
     def __init__(
         self,
         pool: SolutionPool,
@@ -37,25 +36,32 @@ class _PoolLoss(nn.Module):
         allow_relaxed_targets: bool = False,
         validate_args: bool | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(reduction, allow_relaxed_targets=allow_relaxed_targets, validate_args=validate_args)
         if not isinstance(pool, SolutionPool):
             raise TypeError(f"pool must be a colayers SolutionPool; got {type(pool).__name__}")
         self.pool = pool
-        self.reduction = check_reduction_arg(reduction)
+        self.event_ndim = pool.event_ndim
         self.add_targets = add_targets
-        self.allow_relaxed_targets = allow_relaxed_targets
-        self.validate_args = validate_args
 
-    def _prepare(self, theta, y_target, generator):
-        nd = self.pool.event_ndim
-        check_theta(theta, nd, self.validate_args)
-        y_target = check_like_theta("y_target", y_target, theta, self.validate_args).detach()
-        if self.validate_args:
-            check_in_solution_set("y_target", y_target, self.pool.oracle, allow_relaxed=self.allow_relaxed_targets)
+    @property
+    def solution_set(self) -> object:
+        """The pool's oracle: targets are solutions in its Y."""
+        return self.pool.oracle
+
+    def forward(
+        self, theta: torch.Tensor, y_target: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        return self.evaluate(theta, y_target, generator=generator)
+
+    def per_instance(self, theta, y_target, generator=None):  # noqa: D102 - the pool's refresh, then contrast()
         if self.add_targets:
             self.pool.add(y_target)
         self.pool.update(theta, generator)
-        return pool_objectives(self.pool, theta, y_target)
+        return self.contrast(*pool_objectives(self.pool, theta, y_target)), None, None
+
+    def contrast(self, scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The loss from the pool's objectives ``(*batch, |Γ|)`` and the target's ``(*batch)``."""
+        raise NotImplementedError
 
     def extra_repr(self) -> str:
         return f"pool={self.pool!r}, reduction={self.reduction!r}"
@@ -98,11 +104,8 @@ class NCELoss(_PoolLoss):
         tensor(-2.)
     """
 
-    def forward(
-        self, theta: torch.Tensor, y_target: torch.Tensor, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        scores, target = self._prepare(theta, y_target, generator)
-        return reduce(scores.mean(dim=-1) - target, self.reduction)
+    def contrast(self, scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return scores.mean(dim=-1) - target
 
 
 class MAPContrastiveLoss(_PoolLoss):
@@ -134,8 +137,5 @@ class MAPContrastiveLoss(_PoolLoss):
         tensor(1.)
     """
 
-    def forward(
-        self, theta: torch.Tensor, y_target: torch.Tensor, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        scores, target = self._prepare(theta, y_target, generator)
-        return reduce(scores.max(dim=-1).values - target, self.reduction)
+    def contrast(self, scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return scores.max(dim=-1).values - target

@@ -7,9 +7,10 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .._validation import ValidateArgs, check_positive
+from .._validation import check_positive
 from ..oracles.base import Oracle
-from ._common import check_like_theta, check_reduction_arg, check_theta, inner, reduce, value_with_gradient
+from ._common import inner
+from .base import StructuredLoss
 from .ssvm import hamming_augmented_oracle, hamming_margin
 
 __all__ = ["ImitationLoss"]
@@ -17,7 +18,7 @@ __all__ = ["ImitationLoss"]
 Maximizer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-class ImitationLoss(nn.Module):
+class ImitationLoss(StructuredLoss):
     r"""Imitation loss (InferOpt's ``ImitationLoss``):
 
     .. math::
@@ -65,8 +66,6 @@ class ImitationLoss(nn.Module):
         (1.5, tensor([-1.,  1.,  0.]))
     """
 
-    validate_args = ValidateArgs()  # None follows set_default_validate_args
-
     def __init__(
         self,
         maximizer: Maximizer,
@@ -78,7 +77,7 @@ class ImitationLoss(nn.Module):
         reduction: str = "mean",
         validate_args: bool | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(reduction, validate_args=validate_args)
         for name, fn in (("maximizer", maximizer), ("delta", delta), ("omega", omega)):
             if fn is not None and not callable(fn):
                 raise TypeError(f"{name} must be callable or None; got {type(fn).__name__}")
@@ -89,8 +88,6 @@ class ImitationLoss(nn.Module):
         self.omega = omega
         self.alpha = check_positive("alpha", alpha)
         self.event_ndim = int(event_ndim)
-        self.reduction = check_reduction_arg(reduction)
-        self.validate_args = validate_args
 
     # -- presets ---------------------------------------------------------------------------------------
     @classmethod
@@ -131,9 +128,10 @@ class ImitationLoss(nn.Module):
         return cls(maximizer, delta, None, alpha, **kwargs)
 
     def forward(self, theta: torch.Tensor, y_target: torch.Tensor) -> torch.Tensor:
+        return self.evaluate(theta, y_target)
+
+    def per_instance(self, theta: torch.Tensor, y_target: torch.Tensor):  # noqa: D102 - see the class docstring
         nd = self.event_ndim
-        check_theta(theta, nd, self.validate_args)
-        y_target = check_like_theta("y_target", y_target, theta, self.validate_args).detach()
         with torch.no_grad():
             th = theta.detach()
             y_hat = self.maximizer(self.alpha * th, y_target)
@@ -147,7 +145,7 @@ class ImitationLoss(nn.Module):
             if self.omega is not None:
                 value = value - self.omega(y_hat) + self.omega(y_target)
             grad = self.alpha * (y_hat - y_target)
-        return reduce(value_with_gradient(theta, value, grad), self.reduction)
+        return value, grad, None
 
     def extra_repr(self) -> str:
         has = f"delta={self.delta is not None}, omega={self.omega is not None}"

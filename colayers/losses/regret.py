@@ -7,21 +7,15 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .._validation import ValidateArgs
+from .._validation import trusted_inputs
 from ..oracles.base import Oracle
-from ._common import check_in_solution_set, check_like_theta, check_reduction_arg, check_theta, inner, reduce
+from ._common import inner
+from .base import StructuredLoss
 
 __all__ = ["RegretLoss", "ExperienceLoss"]
 
 
-def _event_ndim(layer: nn.Module, oracle: Oracle | None) -> int:
-    if oracle is not None:
-        return oracle.event_ndim
-    inner_oracle = getattr(layer, "oracle", None)
-    return 1 if inner_oracle is None else inner_oracle.event_ndim
-
-
-class RegretLoss(nn.Module):
+class RegretLoss(StructuredLoss):
     r"""Expected regret under a layer's distribution, from the true scores :math:`\bar\theta`:
 
     .. math::  \ell(\theta; \bar\theta) = \mathbb E_{y\sim p(\cdot\mid\theta)}\big[\langle\bar\theta, \bar y\rangle
@@ -65,8 +59,6 @@ class RegretLoss(nn.Module):
         (2.0, True)
     """
 
-    validate_args = ValidateArgs()  # None follows set_default_validate_args
-
     def __init__(
         self,
         layer: nn.Module,
@@ -76,16 +68,15 @@ class RegretLoss(nn.Module):
         allow_relaxed_targets: bool = False,
         validate_args: bool | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(reduction, allow_relaxed_targets=allow_relaxed_targets, validate_args=validate_args)
         if not isinstance(layer, nn.Module):
             raise TypeError(f"layer must be a colayers layer (a torch.nn.Module); got {type(layer).__name__}")
         if oracle is not None and not isinstance(oracle, Oracle):
             raise TypeError(f"oracle must be a colayers Oracle or None; got {type(oracle).__name__}")
         self.layer = layer
         self.oracle = oracle if oracle is not None else getattr(layer, "oracle", None)
-        self.reduction = check_reduction_arg(reduction)
-        self.allow_relaxed_targets = allow_relaxed_targets
-        self.validate_args = validate_args
+        layer_oracle = getattr(layer, "oracle", None)
+        self.event_ndim = next((o.event_ndim for o in (oracle, layer_oracle) if o is not None), 1)
 
     def forward(
         self,
@@ -94,26 +85,24 @@ class RegretLoss(nn.Module):
         y_target: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        nd = _event_ndim(self.layer, self.oracle)
-        check_theta(theta, nd, self.validate_args)
-        theta_true = check_like_theta("theta_true", theta_true, theta, self.validate_args).detach()
-        if y_target is None:
-            if self.oracle is None:
-                raise ValueError(
-                    f"{type(self.layer).__name__} has no oracle: pass y_target or build RegretLoss(layer, oracle=...)"
-                )
-            y_target = self.oracle(theta_true)
-        else:
-            y_target = check_like_theta("y_target", y_target, theta, self.validate_args).detach()
-            if self.validate_args:
-                check_in_solution_set("y_target", y_target, self.oracle, allow_relaxed=self.allow_relaxed_targets)
-        if self.validate_args and self.oracle is not None:
-            self._check_linear_objective(y_target)
-        mu = self.layer(theta, generator=generator)
+        self.check_scores(theta)
+        theta_true = self.check_like_scores("theta_true", theta_true, theta).detach()
+        if y_target is None and self.oracle is None:
+            raise ValueError(
+                f"{type(self.layer).__name__} has no oracle: pass y_target or build RegretLoss(layer, oracle=...)"
+            )
+        if y_target is not None:
+            y_target = self.check_target(y_target, theta)
+        with trusted_inputs():  # the layer and the oracle get the tensors just checked
+            if y_target is None:
+                y_target = self.oracle(theta_true)
+            if self.validate_args and self.oracle is not None:
+                self._check_linear_objective(y_target)
+            mu = self.layer(theta, generator=generator)
         if mu.ndim == theta.ndim + 1:  # IMLE-style sample outputs (S, *batch, *event)
             mu = mu.mean(0)
-        value = inner(theta_true, y_target, nd) - inner(theta_true, mu, nd)
-        return reduce(value, self.reduction)
+        nd = self.event_ndim
+        return self.finish(theta, inner(theta_true, y_target, nd) - inner(theta_true, mu, nd))
 
     def _check_linear_objective(self, y: torch.Tensor) -> None:
         oracle = self.oracle
@@ -128,7 +117,7 @@ class RegretLoss(nn.Module):
         return f"layer={type(self.layer).__name__}, reduction={self.reduction!r}"
 
 
-class ExperienceLoss(nn.Module):
+class ExperienceLoss(StructuredLoss):
     r"""Expected cost of a perturbed layer's solutions ("learning by experience", InferOpt's ``Pushforward``):
 
     .. math::  \ell(\theta) = \mathbb E_{\eta\sim p(\cdot\mid\theta)}\big[\varphi(f(\eta), \text{args})\big]
@@ -164,7 +153,7 @@ class ExperienceLoss(nn.Module):
     """
 
     def __init__(self, layer: nn.Module, cost_fn: Callable[..., torch.Tensor], reduction: str = "mean") -> None:
-        super().__init__()
+        super().__init__(reduction)
         from ..layers.pushforward import Pushforward
 
         if not callable(cost_fn):
@@ -173,13 +162,12 @@ class ExperienceLoss(nn.Module):
         Pushforward(layer, cost_fn)  # validates the layer type with a clear TypeError
         self.layer = layer
         self.cost_fn = cost_fn
-        self.reduction = check_reduction_arg(reduction)
 
     def forward(
         self, theta: torch.Tensor, *args: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         push = self._pushforward_cls(self.layer, lambda atoms: self.cost_fn(atoms, *args))
-        return reduce(push(theta, generator=generator), self.reduction)
+        return self.finish(theta, push(theta, generator=generator))  # the layer checks θ, once
 
     def extra_repr(self) -> str:
         return f"layer={type(self.layer).__name__}, reduction={self.reduction!r}"

@@ -3,21 +3,11 @@ r"""The SPO+ loss of Elmachtoub & Grigas (Management Science, 2022), in the maxi
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from .._validation import ValidateArgs, resolve_validate_args
+from .._validation import check_finite, check_positive, trusted_inputs
 from ..oracles.base import Oracle
-from ._common import (
-    check_alpha,
-    check_in_solution_set,
-    check_like_theta,
-    check_nonnegative,
-    check_oracle,
-    check_reduction_arg,
-    check_theta,
-    reduce,
-    sign_checkable,
-)
+from ._common import check_oracle
+from .base import StructuredLoss
 
 __all__ = ["SPOPlusLoss", "spo_plus_loss"]
 
@@ -50,61 +40,7 @@ class _SPOPlusFunction(torch.autograd.Function):
         return grad_theta, grad_true, None, None, None
 
 
-def spo_plus_loss(
-    theta: torch.Tensor,
-    theta_true: torch.Tensor,
-    oracle: Oracle,
-    y_target: torch.Tensor | None = None,
-    *,
-    alpha: float = 2.0,
-    reduction: str = "mean",
-    allow_relaxed_targets: bool = False,
-    validate_args: bool | None = None,
-) -> torch.Tensor:
-    r"""Functional form of :class:`SPOPlusLoss` (same arguments, oracle passed explicitly).
-
-    Example:
-        >>> import torch
-        >>> from colayers import ArgmaxOneHot
-        >>> spo_plus_loss(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0]), ArgmaxOneHot())
-        tensor(3.)
-    """
-    check_oracle("oracle", oracle)
-    alpha = check_alpha(alpha)
-    check_reduction_arg(reduction)
-    nd = oracle.event_ndim
-    validate_args = resolve_validate_args(validate_args)
-    check_theta(theta, nd, validate_args)
-    theta_true = check_like_theta("theta_true", theta_true, theta, validate_args)
-    if y_target is None:
-        y_target = oracle(theta_true.detach())
-    else:
-        if validate_args:
-            if y_target.shape[: y_target.ndim - nd] != theta.shape[: theta.ndim - nd]:
-                raise ValueError(
-                    f"y_target must have theta's batch shape {tuple(theta.shape[: theta.ndim - nd])}; "
-                    f"got shape {tuple(y_target.shape)}"
-                )
-            if y_target.device != theta.device:
-                raise ValueError(f"y_target must be on theta's device ({theta.device}); got {y_target.device}")
-            check_in_solution_set("y_target", y_target, oracle, allow_relaxed=allow_relaxed_targets)
-        y_target = y_target.detach().to(theta.dtype)
-    with torch.no_grad():
-        theta_alpha = alpha * theta.detach() - theta_true.detach()
-        y_alpha = oracle(theta_alpha)
-        if validate_args and y_alpha.shape != y_target.shape:
-            raise ValueError(f"y_target must have the shape of the oracle's solutions {tuple(y_alpha.shape)}; "
-                             f"got {tuple(y_target.shape)}")
-        best, at_target = oracle.objective(theta_alpha, y_alpha), oracle.objective(theta_alpha, y_target)
-        value = best - at_target
-        g_diff = oracle.g(y_alpha) - oracle.g(y_target)
-    if validate_args and sign_checkable(oracle):
-        check_nonnegative("SPOPlusLoss", value, best.abs() + at_target.abs(), _SIGN_HINT)
-    loss = _SPOPlusFunction.apply(theta, theta_true, value, g_diff, alpha)
-    return reduce(loss, reduction)
-
-
-class SPOPlusLoss(nn.Module):
+class SPOPlusLoss(StructuredLoss):
     r"""SPO+ (smart predict-then-optimize plus) loss, from the true scores :math:`\bar\theta`.
 
     In the maximization convention of colayers (an oracle returns
@@ -163,7 +99,7 @@ class SPOPlusLoss(nn.Module):
         (4.0, tensor([[ 0.,  2.,  0., -2.]]))
     """
 
-    validate_args = ValidateArgs()  # None follows set_default_validate_args
+    sign_hint = _SIGN_HINT
 
     def __init__(
         self,
@@ -174,26 +110,74 @@ class SPOPlusLoss(nn.Module):
         allow_relaxed_targets: bool = False,
         validate_args: bool | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(reduction, allow_relaxed_targets=allow_relaxed_targets, validate_args=validate_args)
         self.oracle = check_oracle("oracle", oracle)
-        self.alpha = check_alpha(alpha)
-        self.reduction = check_reduction_arg(reduction)
-        self.allow_relaxed_targets = allow_relaxed_targets
-        self.validate_args = validate_args
+        self.alpha = check_positive("alpha", alpha)
+        self.event_ndim = oracle.event_ndim
 
     def forward(
         self, theta: torch.Tensor, theta_true: torch.Tensor, y_target: torch.Tensor | None = None
     ) -> torch.Tensor:
-        return spo_plus_loss(
-            theta,
-            theta_true,
-            self.oracle,
-            y_target,
-            alpha=self.alpha,
-            reduction=self.reduction,
-            allow_relaxed_targets=self.allow_relaxed_targets,
-            validate_args=self.validate_args,
-        )
+        self.check_scores(theta)
+        theta_true = self.check_like_scores("theta_true", theta_true, theta)
+        if y_target is not None:
+            y_target = self._check_solution(y_target, theta)
+        oracle = self.oracle
+        with torch.no_grad(), trusted_inputs():  # θ_α and θ̄ are derived from the tensors just checked
+            if y_target is None:
+                y_target = oracle(theta_true.detach())
+            theta_alpha = self.alpha * theta.detach() - theta_true.detach()
+            y_alpha = oracle(theta_alpha)
+            if self.validate_args and y_alpha.shape != y_target.shape:
+                raise ValueError(
+                    f"y_target must have the shape of the oracle's solutions {tuple(y_alpha.shape)}; "
+                    f"got {tuple(y_target.shape)}"
+                )
+            best, at_target = oracle.objective(theta_alpha, y_alpha), oracle.objective(theta_alpha, y_target)
+            value = best - at_target
+            g_diff = oracle.g(y_alpha) - oracle.g(y_target)
+        loss = _SPOPlusFunction.apply(theta, theta_true, value, g_diff, self.alpha)
+        return self.finish(theta, loss, scale=best.abs() + at_target.abs())
+
+    def _check_solution(self, y_target: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        """A given target: θ's batch shape (its event may be a solution shape), θ's device, finite and in Y."""
+        nd = self.event_ndim
+        batch = tuple(theta.shape[: theta.ndim - nd])
+        if not isinstance(y_target, torch.Tensor):
+            raise TypeError(f"y_target must be a torch.Tensor or None; got {type(y_target).__name__}")
+        if tuple(y_target.shape[: y_target.ndim - nd]) != batch:
+            raise ValueError(f"y_target must have theta's batch shape {batch}; got shape {tuple(y_target.shape)}")
+        if y_target.device != theta.device:
+            raise ValueError(f"y_target must be on theta's device ({theta.device}); got {y_target.device}")
+        if self.validate_args:
+            check_finite("y_target", y_target)
+            self.check_target_in_set("y_target", y_target)
+        return y_target.detach().to(theta.dtype)
 
     def extra_repr(self) -> str:
         return f"oracle={self.oracle!r}, alpha={self.alpha}, reduction={self.reduction!r}"
+
+
+def spo_plus_loss(
+    theta: torch.Tensor,
+    theta_true: torch.Tensor,
+    oracle: Oracle,
+    y_target: torch.Tensor | None = None,
+    *,
+    alpha: float = 2.0,
+    reduction: str = "mean",
+    allow_relaxed_targets: bool = False,
+    validate_args: bool | None = None,
+) -> torch.Tensor:
+    r"""Functional form of :class:`SPOPlusLoss` (same arguments, oracle passed explicitly).
+
+    Example:
+        >>> import torch
+        >>> from colayers import ArgmaxOneHot
+        >>> spo_plus_loss(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0]), ArgmaxOneHot())
+        tensor(3.)
+    """
+    loss = SPOPlusLoss(
+        oracle, alpha, reduction, allow_relaxed_targets=allow_relaxed_targets, validate_args=validate_args
+    )
+    return loss(theta, theta_true, y_target)

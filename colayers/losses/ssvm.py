@@ -5,23 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch import nn
 
-from .._validation import ValidateArgs, check_positive
+from .._validation import check_positive
 from ..oracles.base import Oracle
-from ._common import (
-    check_binary,
-    check_in_solution_set,
-    check_like_theta,
-    check_nonnegative,
-    check_oracle,
-    check_reduction_arg,
-    check_theta,
-    event_dims,
-    reduce,
-    sign_checkable,
-    value_with_gradient,
-)
+from ._common import check_binary, check_oracle, event_dims
+from .base import StructuredLoss
 
 __all__ = ["StructuredSVMLoss", "hamming_margin", "hamming_augmented_oracle"]
 
@@ -68,7 +56,7 @@ def hamming_augmented_oracle(oracle: Oracle, theta: torch.Tensor, y_target: torc
         return oracle(theta.detach() + weight * (1 - 2 * y_target))
 
 
-class StructuredSVMLoss(nn.Module):
+class StructuredSVMLoss(StructuredLoss):
     r"""Structured hinge (SSVM) loss.
 
     .. math::  \ell(\theta; \bar y) = \max_{y\in\mathcal Y}\ \delta(y, \bar y) + \langle\theta, g(y) - g(\bar y)\rangle.
@@ -116,7 +104,7 @@ class StructuredSVMLoss(nn.Module):
         (2.5, tensor([[ 0.,  1., -1.,  0.]]))
     """
 
-    validate_args = ValidateArgs()  # None follows set_default_validate_args
+    sign_hint = _SIGN_HINT
 
     def __init__(
         self,
@@ -129,10 +117,10 @@ class StructuredSVMLoss(nn.Module):
         allow_relaxed_targets: bool = False,
         validate_args: bool | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(reduction, allow_relaxed_targets=allow_relaxed_targets, validate_args=validate_args)
         self.oracle = check_oracle("oracle", oracle)
+        self.event_ndim = oracle.event_ndim
         self.margin_weight = check_positive("margin_weight", margin_weight)
-        self.reduction = check_reduction_arg(reduction)
         if (margin is None) != (loss_augmented_oracle is None):
             raise ValueError(
                 "margin and loss_augmented_oracle must be given together (a custom margin needs its own "
@@ -143,38 +131,35 @@ class StructuredSVMLoss(nn.Module):
                 raise TypeError(f"{name} must be callable; got {type(fn).__name__}")
         self.margin = margin
         self.loss_augmented_oracle = loss_augmented_oracle
-        self.allow_relaxed_targets = allow_relaxed_targets
-        self.validate_args = validate_args
 
     def forward(self, theta: torch.Tensor, y_target: torch.Tensor) -> torch.Tensor:
+        return self.evaluate(theta, y_target)
+
+    def check_target_in_set(self, name: str, y: torch.Tensor) -> None:
+        """The Hamming margin needs 0/1 targets (in [0, 1] when relaxed) and g the identity; then Y's membership."""
+        if self.margin is None:
+            check_binary(name, y, allow_relaxed=self.allow_relaxed_targets)
+            if not torch.equal(self.oracle.g(y), y):
+                raise ValueError(
+                    f"the Hamming margin needs an oracle whose statistic g is the identity; "
+                    f"{type(self.oracle).__name__}.g changes y. Pass margin= and loss_augmented_oracle="
+                )
+        super().check_target_in_set(name, y)
+
+    def per_instance(self, theta: torch.Tensor, y_target: torch.Tensor):  # noqa: D102 - see the class docstring
         oracle = self.oracle
-        nd = oracle.event_ndim
-        check_theta(theta, nd, self.validate_args)
-        y_target = check_like_theta("y_target", y_target, theta, self.validate_args).detach()
-        hamming = self.margin is None
-        if self.validate_args:
-            if hamming:
-                check_binary("y_target", y_target, allow_relaxed=self.allow_relaxed_targets)
-                if not torch.equal(oracle.g(y_target), y_target):
-                    raise ValueError(
-                        f"the Hamming margin needs an oracle whose statistic g is the identity; "
-                        f"{type(oracle).__name__}.g changes y. Pass margin= and loss_augmented_oracle="
-                    )
-            check_in_solution_set("y_target", y_target, oracle, allow_relaxed=self.allow_relaxed_targets)
         with torch.no_grad():
             th = theta.detach()
-            if hamming:
+            if self.margin is None:
                 y_hat = hamming_augmented_oracle(oracle, th, y_target, self.margin_weight)
-                delta = hamming_margin(y_hat, y_target, nd, self.margin_weight)
+                delta = hamming_margin(y_hat, y_target, self.event_ndim, self.margin_weight)
             else:
                 y_hat = self.loss_augmented_oracle(th, y_target)
                 delta = self.margin(y_hat, y_target)
             best, at_target = oracle.objective(th, y_hat), oracle.objective(th, y_target)
             value = delta + best - at_target
             grad = oracle.g(y_hat) - oracle.g(y_target)
-        if self.validate_args and sign_checkable(oracle):
-            check_nonnegative("StructuredSVMLoss", value, delta.abs() + best.abs() + at_target.abs(), _SIGN_HINT)
-        return reduce(value_with_gradient(theta, value, grad), self.reduction)
+        return value, grad, delta.abs() + best.abs() + at_target.abs()
 
     def extra_repr(self) -> str:
         m = "hamming" if self.margin is None else getattr(self.margin, "__name__", "custom")
