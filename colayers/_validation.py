@@ -33,6 +33,15 @@ __all__ = [
     "check_tensor",
     "check_generator",
     "check_reduction",
+    "Constraint",
+    "positive",
+    "nonnegative",
+    "real",
+    "boolean",
+    "integer_at_least",
+    "one_of",
+    "optional",
+    "check_args",
 ]
 
 
@@ -263,3 +272,95 @@ def check_reduction(reduction: str) -> str:
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction must be one of {_REDUCTIONS}; got {reduction!r}")
     return reduction
+
+
+# -- constructor arguments declared once (as torch.distributions' arg_constraints) ---------------------------------
+
+
+class Constraint:
+    """A constraint on a constructor argument: ``check(name, value)`` returns the value (normalized, e.g. an
+    int as a float) or raises the :class:`TypeError` / :class:`ValueError` that names the argument, what was
+    expected and what came. Classes declare theirs in ``arg_constraints`` and check them with :func:`check_args`.
+
+    Example:
+        >>> positive.check("epsilon", 2)
+        2.0
+        >>> optional(nonnegative).check("target_temperature", None) is None
+        True
+    """
+
+    def __init__(self, check, description: str, invalid: object) -> None:
+        self._check = check
+        self.description = description
+        self.invalid = invalid  # a value the constraint refuses (for tests and docs)
+
+    def check(self, name: str, value: object) -> object:
+        return self._check(name, value)
+
+    def __repr__(self) -> str:
+        return f"Constraint({self.description})"
+
+
+def _check_bool(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool; got {type(value).__name__} {value!r}")
+    return value
+
+
+def _check_real(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number; got {type(value).__name__} {value!r}")
+    if value != value or value in (math.inf, -math.inf):
+        raise ValueError(f"{name} must be a finite number; got {value!r}")
+    return float(value)
+
+
+positive = Constraint(lambda name, v: check_positive(name, v), "a finite number > 0", 0.0)
+nonnegative = Constraint(lambda name, v: check_positive(name, v, allow_zero=True), "a finite number ≥ 0", -1.0)
+real = Constraint(_check_real, "a finite real number", math.nan)
+boolean = Constraint(_check_bool, "a bool", "yes")
+
+
+def integer_at_least(low: int) -> Constraint:
+    """An integer ≥ ``low``."""
+    return Constraint(lambda name, v: check_int_at_least(name, v, low), f"an integer ≥ {low}", low - 1)
+
+
+def one_of(*choices: object) -> Constraint:
+    """One of ``choices``."""
+
+    def check(name: str, value: object) -> object:
+        if value not in choices:
+            raise ValueError(f"{name} must be one of {choices}; got {value!r}")
+        return value
+
+    return Constraint(check, f"one of {choices}", object())
+
+
+def optional(constraint: Constraint) -> Constraint:
+    """``None`` or a value that satisfies ``constraint``."""
+    return Constraint(
+        lambda name, v: None if v is None else constraint.check(name, v),
+        f"None or {constraint.description}",
+        constraint.invalid,
+    )
+
+
+def check_args(owner: object, **values: object) -> dict[str, object]:
+    """Check each keyword against ``owner.arg_constraints`` (the one mechanism for constructor arguments) and return
+    the checked values; an argument without a declared constraint is a programming error (``KeyError``).
+
+    Example:
+        >>> class Rule:
+        ...     arg_constraints = {"lambda_": positive, "two_sided": boolean}
+        ...     def __init__(self, lambda_=1.0, two_sided=False):
+        ...         vars(self).update(check_args(self, lambda_=lambda_, two_sided=two_sided))
+        >>> Rule(2).lambda_
+        2.0
+        >>> Rule(two_sided="yes")
+        Traceback (most recent call last):
+        ...
+        TypeError: two_sided must be a bool; got str 'yes'
+    """
+    constraints = owner.arg_constraints
+    return {name: constraints[name].check(name, value) for name, value in values.items()}

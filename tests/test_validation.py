@@ -62,3 +62,37 @@ def test_reduction_and_tensor():
         v.check_reduction("avg")
     with pytest.raises(TypeError, match="theta must be a torch.Tensor; got list"):
         v.check_tensor("theta", [1.0])
+
+
+def _classes_with_constraints():
+    import inspect
+    import sys
+
+    import colayers  # noqa: F401 - loads every submodule
+
+    seen = {}
+    for name, mod in sorted(sys.modules.items()):
+        if not name.startswith("colayers") or mod is None:
+            continue
+        for obj in vars(mod).values():
+            if inspect.isclass(obj) and obj.__module__.startswith("colayers") and "arg_constraints" in vars(obj):
+                seen[obj.__qualname__] = obj
+    return [seen[k] for k in sorted(seen)]
+
+
+@pytest.mark.parametrize("cls", _classes_with_constraints(), ids=lambda c: c.__qualname__)
+def test_every_declared_constraint_refuses_a_bad_value_by_name(cls):
+    # the one mechanism for constructor arguments: each declared argument is a parameter of the constructor, and a
+    # value its constraint refuses raises an error that names that argument
+    import inspect
+
+    from colayers import TopKSubset
+
+    params = inspect.signature(cls.__init__).parameters
+    required = {"oracle": TopKSubset(2), "k": 2}
+    base = {n: required[n] for n, p in params.items() if n != "self" and p.default is inspect.Parameter.empty
+            and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    for arg, constraint in cls.arg_constraints.items():
+        assert arg in params, f"{cls.__qualname__}.arg_constraints declares {arg!r}, not a constructor parameter"
+        with pytest.raises((TypeError, ValueError), match=arg):
+            cls(**{**base, arg: constraint.invalid})

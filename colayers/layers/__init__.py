@@ -9,6 +9,12 @@ one.
 from . import functional as functional  # the functional twins: colayers.layers.functional
 from .active_set import active_set_vjp
 from .core import OracleLayer, Perturbed, draws_noise, perturbed
+from .frank_wolfe import NegativeEntropy, Regularizer, SquaredNorm
+from .identity import IdentityRelaxation
+from .imle import AIMLE, IMLE, Blackbox
+from .perturbed import PerturbedAdditive, PerturbedMultiplicative
+from .pushforward import Pushforward, pushforward
+from .regularized import RegularizedFrankWolfe, RegularizedLayer, SoftArgmax, SparseArgmax
 from .rules import (
     AdaptiveLambda,
     BackwardContext,
@@ -20,12 +26,6 @@ from .rules import (
     identity_vjp,
     score_function_vjp,
 )
-from .identity import IdentityRelaxation
-from .imle import AIMLE, IMLE, Blackbox
-from .frank_wolfe import NegativeEntropy, Regularizer, SquaredNorm
-from .perturbed import PerturbedAdditive, PerturbedMultiplicative
-from .pushforward import Pushforward, pushforward
-from .regularized import RegularizedFrankWolfe, RegularizedLayer, SoftArgmax, SparseArgmax
 from .soft_sort import SoftRank, SoftSort, isotonic_regression, soft_rank, soft_sort
 from .wrap import FunctionOracle, oracle_layer
 

@@ -30,6 +30,7 @@ from .._validation import (
     check_tensor,
     check_validate_args,
     inputs_trusted,
+    one_of,
     resolve_validate_args,
     trusted_inputs,
 )
@@ -46,9 +47,7 @@ OUTPUTS = ("mean", "samples")
 
 def check_output(output: str) -> str:
     """Require ``"mean"`` or ``"samples"``."""
-    if output not in OUTPUTS:
-        raise ValueError(f"output must be one of {OUTPUTS}; got {output!r}")
-    return output
+    return one_of(*OUTPUTS).check("output", output)
 
 
 def check_theta(theta: torch.Tensor, oracle: Oracle, validate: bool) -> tuple[int, ...]:

@@ -9,15 +9,16 @@ for a pluggable convex :class:`Regularizer` Ω: :class:`SquaredNorm` (:math:`\tf
 Euclidean projection of θ/s onto the polytope: SparseMAP) or :class:`NegativeEntropy`
 (:math:`s\sum_i\mu_i\log\mu_i`, Ω on the mean μ as in InferOpt.jl's ``RegularizedFrankWolfe``), or any
 user subclass. The solution is a sparse convex combination of oracle solutions (the *active set*), and
-:class:`~colayers.layers.active_set.ActiveSetProjection` differentiates it implicitly on that set (not by unrolling): with
+:class:`~colayers.layers.active_set.ActiveSetProjection` differentiates it
+implicitly on that set (not by unrolling): with
 :math:`H = \nabla^2\Omega(\mu)` and :math:`D` the differences of the atoms spanning the optimal face,
 
 .. math::  J = D^\top (D H D^\top)^{+} D,
 
 the Jacobian of :math:`\theta\mapsto\mu` wherever μ is in the relative interior of the face of the
 polytope exposed by :math:`\theta - \nabla\Omega(\mu)` (:math:`J = \frac1s` times the orthogonal
-projector onto the face's directions for :class:`SquaredNorm`). :func:`~colayers.layers.active_set.complete_face` adds the face
-vertices that a minimal active set leaves out.
+projector onto the face's directions for :class:`SquaredNorm`). :func:`~colayers.layers.active_set.complete_face`
+adds the face vertices that a minimal active set leaves out.
 
 References: M. Frank, P. Wolfe, 1956; S. Lacoste-Julien, M. Jaggi, *On the Global Linear Convergence of
 Frank-Wolfe Optimization Variants*, NeurIPS 2015; V. Niculae, A. Martins, M. Blondel, C. Cardie,

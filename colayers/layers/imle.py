@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from .._validation import check_positive
+from .._validation import boolean, check_args, nonnegative
 from ..oracles.base import Oracle
 from ..perturb import Additive, Noise, SumOfGamma
 from .core import Perturbed
@@ -222,6 +222,8 @@ class AIMLE(IMLE):
         True
     """
 
+    arg_constraints = {"beta": nonnegative, "target": nonnegative, "adapt": boolean}
+
     def __init__(
         self,
         oracle: Oracle,
@@ -244,9 +246,7 @@ class AIMLE(IMLE):
         seed: int | None = None,
         validate_args: bool | None = None,
     ) -> None:
-        beta, target = check_positive("beta", beta, allow_zero=True), check_positive("target", target, allow_zero=True)
-        if not isinstance(adapt, bool):
-            raise TypeError(f"adapt must be a bool; got {type(adapt).__name__} {adapt!r}")
+        beta, target, adapt = check_args(self, beta=beta, target=target, adapt=adapt).values()
         rule = FiniteDifferenceRule(
             AdaptiveLambda(step, momentum, decay),
             two_sided=two_sided,

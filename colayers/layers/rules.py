@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from .._validation import check_int_at_least, check_positive, trusted_inputs
+from .._validation import boolean, check_args, integer_at_least, nonnegative, optional, positive, real, trusted_inputs
 from ..oracles.base import Oracle
 from ..perturb import Perturbation, PerturbedSample
 
@@ -240,10 +240,10 @@ class ScoreFunctionRule(VJPRule):
         [-0.1, -0.2, 0.2]
     """
 
+    arg_constraints = {"baseline": boolean}
+
     def __init__(self, baseline: bool = True) -> None:
-        if not isinstance(baseline, bool):
-            raise TypeError(f"baseline must be a bool; got {type(baseline).__name__} {baseline!r}")
-        self.baseline = baseline
+        vars(self).update(check_args(self, baseline=baseline))
 
     def check(self, perturbation, num_samples, output):
         perturbation.check_score()
@@ -283,10 +283,10 @@ class AdaptiveLambda:
         step: β's step size ≥ 0; momentum: ≥ 0; decay: the moving average's decay in [0, 1).
     """
 
+    arg_constraints = {"step": nonnegative, "momentum": nonnegative, "decay": nonnegative}
+
     def __init__(self, step: float = 1e-3, momentum: float = 0.0, decay: float = 0.9) -> None:
-        self.step = check_positive("step", step, allow_zero=True)
-        self.momentum = check_positive("momentum", momentum, allow_zero=True)
-        self.decay = check_positive("decay", decay, allow_zero=True)
+        vars(self).update(check_args(self, step=step, momentum=momentum, decay=decay))
         if self.decay >= 1:
             raise ValueError(f"decay must be in [0, 1); got {decay!r}")
 
@@ -362,6 +362,15 @@ class FiniteDifferenceRule(VJPRule):
         tensor([ 0.5000, -0.5000,  0.0000])
     """
 
+    arg_constraints = {
+        "lambda_": positive,  # or an AdaptiveLambda
+        "two_sided": boolean,
+        "alpha": real,
+        "target_temperature": optional(nonnegative),
+        "num_target_samples": integer_at_least(1),
+        "divide_by_lambda": boolean,
+    }
+
     def __init__(
         self,
         lambda_: float | AdaptiveLambda = 10.0,
@@ -372,26 +381,18 @@ class FiniteDifferenceRule(VJPRule):
         num_target_samples: int = 1,
         divide_by_lambda: bool = True,
     ) -> None:
-        if isinstance(lambda_, AdaptiveLambda):
-            self.lambda_: float | AdaptiveLambda = lambda_
-        else:
-            self.lambda_ = check_positive("lambda_", lambda_)
-        for name, flag in (("two_sided", two_sided), ("divide_by_lambda", divide_by_lambda)):
-            if not isinstance(flag, bool):
-                raise TypeError(f"{name} must be a bool; got {type(flag).__name__} {flag!r}")
-        self.two_sided = two_sided
-        self.divide_by_lambda = divide_by_lambda
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
-            raise TypeError(f"alpha must be a real number; got {type(alpha).__name__} {alpha!r}")
-        if alpha != alpha or alpha in (float("inf"), float("-inf")):
-            raise ValueError(f"alpha must be a finite number; got {alpha!r}")
-        self.alpha = float(alpha)
-        self.target_temperature = (
-            None
-            if target_temperature is None
-            else check_positive("target_temperature", target_temperature, allow_zero=True)
+        self.lambda_: float | AdaptiveLambda = (
+            lambda_ if isinstance(lambda_, AdaptiveLambda) else positive.check("lambda_", lambda_)
         )
-        self.num_target_samples = check_int_at_least("num_target_samples", num_target_samples, 1)
+        checked = check_args(
+            self,
+            two_sided=two_sided,
+            alpha=alpha,
+            target_temperature=target_temperature,
+            num_target_samples=num_target_samples,
+            divide_by_lambda=divide_by_lambda,
+        )
+        vars(self).update(checked)
 
     @property
     def adaptive(self) -> bool:
@@ -507,10 +508,10 @@ class IdentityRule(VJPRule):
         tensor([3., 4.])
     """
 
+    arg_constraints = {"negative": boolean}
+
     def __init__(self, negative: bool = False) -> None:
-        if not isinstance(negative, bool):
-            raise TypeError(f"negative must be a bool; got {type(negative).__name__} {negative!r}")
-        self.negative = negative
+        vars(self).update(check_args(self, negative=negative))
 
     def check_atoms(self, atoms, theta):
         if atoms.shape != (atoms.shape[0], *theta.shape):

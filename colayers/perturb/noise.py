@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from .._validation import check_int_at_least, check_positive
+from .._validation import check_args, integer_at_least, positive
 
 __all__ = ["Noise", "Normal", "Gumbel", "SumOfGamma", "standard_gamma_small"]
 
@@ -253,10 +253,10 @@ class SumOfGamma(Noise):
 
     has_score = False
 
+    arg_constraints = {"k": integer_at_least(1), "terms": integer_at_least(1), "temperature": positive}
+
     def __init__(self, k: int, terms: int = 10, temperature: float = 1.0) -> None:
-        self.k = check_int_at_least("k", k, 1)
-        self.terms = check_int_at_least("terms", terms, 1)
-        self.temperature = check_positive("temperature", temperature)
+        vars(self).update(check_args(self, k=k, terms=terms, temperature=temperature))
         harmonic = sum(1.0 / i for i in range(1, self.terms + 1))
         # E[Gamma(1/k, k/i)] = 1/i, so one draw has mean (tau/k)(H_s - log s); k draws sum to ~ tau * gamma
         self.mean = self.temperature / self.k * (harmonic - math.log(self.terms))

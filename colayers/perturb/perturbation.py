@@ -18,7 +18,15 @@ from dataclasses import dataclass
 
 import torch
 
-from .._validation import check_generator, check_int_at_least, check_positive, check_tensor, inputs_trusted
+from .._validation import (
+    boolean,
+    check_args,
+    check_generator,
+    check_int_at_least,
+    check_tensor,
+    inputs_trusted,
+    nonnegative,
+)
 from .noise import Noise, Normal
 
 __all__ = [
@@ -137,13 +145,14 @@ class Perturbation:
         if ("sample" in own or "draw_noise" in own) and "iid_samples" not in own and "centered" not in own:
             cls.iid_samples = None
 
+    arg_constraints = {"epsilon": nonnegative, "antithetic": boolean}
+
     def __init__(self, noise: Noise | None = None, epsilon: float = 1.0, *, antithetic: bool = False) -> None:
         self.noise = Normal() if noise is None else noise
         if not isinstance(self.noise, Noise):
             raise TypeError(f"noise must be a colayers.perturb.Noise; got {type(self.noise).__name__}")
-        self.epsilon = check_positive("epsilon", epsilon, allow_zero=True)
-        if not isinstance(antithetic, bool):
-            raise TypeError(f"antithetic must be a bool; got {type(antithetic).__name__} {antithetic!r}")
+        checked = check_args(Perturbation, epsilon=epsilon, antithetic=antithetic)
+        self.epsilon = checked["epsilon"]
         if antithetic and not self.noise.has_mirror:
             raise ValueError(
                 f"antithetic sampling needs a noise with a mirror (Normal or Gumbel); got {self.noise!r}"

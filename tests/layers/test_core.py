@@ -367,9 +367,16 @@ def _outcome(call):
         return type(err)
 
 
-@pytest.mark.parametrize("twin, cls", [(F.imle, IMLE), (F.blackbox, Blackbox), (F.perturbed_additive, PerturbedAdditive),
-                                       (F.perturbed_multiplicative, PerturbedMultiplicative),
-                                       (F.identity_relaxation, IdentityRelaxation)], ids=lambda x: getattr(x, "__name__", ""))
+TWINS = [
+    (F.imle, IMLE),
+    (F.blackbox, Blackbox),
+    (F.perturbed_additive, PerturbedAdditive),
+    (F.perturbed_multiplicative, PerturbedMultiplicative),
+    (F.identity_relaxation, IdentityRelaxation),
+]
+
+
+@pytest.mark.parametrize("twin, cls", TWINS, ids=lambda x: getattr(x, "__name__", ""))
 def test_functional_and_module_forms_accept_and_refuse_the_same_settings(twin, cls):
     # every single setting and every pair of settings of the layer's signature (epsilon = 0 with a target
     # temperature included), with and without randomness (the module's seed, the twin's generator with that seed):
@@ -392,8 +399,8 @@ def test_functional_and_module_forms_accept_and_refuse_the_same_settings(twin, c
             module_kw = kw if seed is None else {**kw, "seed": seed}
             gen = None if seed is None else torch.Generator().manual_seed(seed)
             twin_kw = kw if seed is None else {**kw, "generator": gen}
-            got_module = _outcome(lambda t: cls(oracle, **module_kw)(t))
-            got_twin = _outcome(lambda t: twin(t, oracle, **twin_kw))
+            got_module = _outcome(lambda t, kw=module_kw: cls(oracle, **kw)(t))
+            got_twin = _outcome(lambda t, kw=twin_kw: twin(t, oracle, **kw))
             if isinstance(got_module, type) or isinstance(got_twin, type):
                 assert got_module == got_twin, (cls.__name__, module_kw, got_module, got_twin)
                 refused += 1
