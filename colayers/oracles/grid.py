@@ -28,6 +28,13 @@ def _check_grid(height: int, width: int) -> tuple[int, int]:
     return h, w
 
 
+def _batch_last_costs(theta: torch.Tensor) -> torch.Tensor:
+    """Tile costs ``-theta`` in the batch-last layout ``(h, w, N)``, in a new tensor: never a view of ``theta``
+    (for one instance the transpose is already contiguous, so an in-place negation would flip the caller's θ)."""
+    n, h, w = theta.shape
+    return torch.neg(theta.reshape(n, h * w).t(), out=theta.new_empty((h * w, n))).view(h, w, n)
+
+
 class GridDAGShortestPath(Oracle):
     r"""Shortest path on the edge-weighted grid DAG (Elmachtoub & Grigas; the PyEPO shortest-path problem).
 
@@ -364,7 +371,7 @@ class GridVertexShortestPath(Oracle):
     def _solve_chunk(self, theta: torch.Tensor) -> torch.Tensor:
         n, h, w = theta.shape
         device = theta.device
-        cost = theta.reshape(n, h * w).t().contiguous().neg_().view(h, w, n)
+        cost = _batch_last_costs(theta)
         dist = self._padded_distances(cost).view((h + 2) * (w + 2), n).t().contiguous()  # (n, padded tiles)
         # Trace back from the target: the predecessor of a tile is its neighbour of least distance, ties to the
         # first in _OFFSETS; at the fixed point fl(D_u + c_v) = D_v for it (v not the start), so the path is
@@ -408,7 +415,7 @@ class GridVertexShortestPath(Oracle):
         need D_v < D_v), and every recorded edge is tight at the fixed point."""
         n, h, w = theta.shape
         device = theta.device
-        cost = theta.reshape(n, h * w).t().contiguous().neg_().view(h, w, n)
+        cost = _batch_last_costs(theta)
         pred = torch.zeros((h + 2, w + 2, n), dtype=torch.long, device=device)
         self._padded_distances(cost, pred)
         pred = pred.view((h + 2) * (w + 2), n).t().contiguous()

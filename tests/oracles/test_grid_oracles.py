@@ -229,6 +229,30 @@ def test_vertex_chunking_does_not_change_the_result():
         GridVertexShortestPath(6, 7, chunk_size=0)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize(
+    "batch, chunk_size",
+    [((), None), ((1,), None), ((3,), 2), ((5,), 4)],  # the last two: a last chunk of one instance
+    ids=["unbatched", "batch1", "3-by-2", "5-by-4"],
+)
+def test_vertex_leaves_a_one_instance_theta_unchanged(device, batch, chunk_size):
+    """Regression: the costs were negated in place, and for one instance (an unbatched θ, a batch of one, the last
+    chunk when N ≡ 1 mod chunk_size) the batch-last copy was a view of θ, so the caller's scores were flipped and a
+    second call refused them as positive."""
+    oracle = GridVertexShortestPath(4, 5, chunk_size=chunk_size)
+    cost = torch.rand((*batch, 4, 5), generator=torch.Generator().manual_seed(3), dtype=torch.float64) + 0.5
+    theta = (-cost).to(device)
+    before = theta.clone()
+    first = oracle(theta)
+    assert torch.equal(theta, before)
+    assert torch.equal(oracle(theta), first)  # a second call sees the same scores
+    absorbed = torch.tensor([[1.0, 1e8, 1.0], [1e8, 1.0, 1e8], [1.0, 1.0, 1.0]], device=device)  # recording path
+    theta = -absorbed.float()
+    before = theta.clone()
+    GridVertexShortestPath(3, 3)(theta)
+    assert torch.equal(theta, before)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_warcraft_size_against_scipy(dtype):
     """12 x 12 maps as in the Warcraft benchmark, half of them with integer costs (many ties)."""
