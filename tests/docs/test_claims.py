@@ -53,19 +53,21 @@ def test_perturbations_page_lists_exactly_the_layers_with_a_distribution():
 
 
 def _instances():
+    """An instance of every layer class with a distribution, built from its signature (a new layer needs no edit
+    here): required ``oracle`` and ``perturbation`` arguments get ArgmaxOneHot() and Additive(epsilon=0.7), and the
+    settings ``epsilon``, ``temperature`` and ``num_samples`` are set to 0.7, 0.7 and 6 where the layer takes them."""
     oracle = ArgmaxOneHot()
-    return {
-        "Perturbed": layers.Perturbed(oracle, Additive(epsilon=0.7), num_samples=6),
-        "PerturbedAdditive": layers.PerturbedAdditive(oracle, epsilon=0.7, num_samples=6),
-        "PerturbedMultiplicative": layers.PerturbedMultiplicative(oracle, epsilon=0.7, num_samples=6),
-        "IMLE": layers.IMLE(oracle, epsilon=0.7, num_samples=6),
-        "AIMLE": layers.AIMLE(oracle, epsilon=0.7, num_samples=6),
-        "Blackbox": layers.Blackbox(oracle),
-        "IdentityRelaxation": layers.IdentityRelaxation(oracle),
-        "RegularizedFrankWolfe": layers.RegularizedFrankWolfe(oracle),
-        "SoftArgmax": layers.SoftArgmax(temperature=0.7),
-        "SparseArgmax": layers.SparseArgmax(),
-    }
+    required = {"oracle": oracle, "perturbation": Additive(epsilon=0.7)}
+    settings = {"epsilon": 0.7, "temperature": 0.7, "num_samples": 6}
+    out = {}
+    for name, cls in _layer_classes().items():
+        if not callable(getattr(cls, "distribution", None)):
+            continue
+        params = inspect.signature(cls).parameters
+        args = {n: required[n] for n, p in params.items() if p.default is inspect.Parameter.empty}
+        args.update({n: v for n, v in settings.items() if n in params})
+        out[name] = cls(**args)
+    return out
 
 
 def test_each_listed_distribution_has_the_layer_output_as_its_mean():

@@ -441,3 +441,42 @@ def test_oracle_layer_decorator_wraps_a_batched_function():
     assert isinstance(layer.oracle, FunctionOracle) and layer.oracle.event_ndim == 1
     grid = oracle_layer(Blackbox, event_ndim=2, lambda_=2.0)(lambda t: (t > 0).to(t.dtype))
     assert grid(torch.randn(3, 4, 4)).shape == (3, 4, 4)
+
+
+def test_a_new_estimator_is_one_class_outside_the_package():
+    # An estimator written in user code (no file of the package edited): a subclass of Perturbed whose explicit
+    # __init__ builds its pieces. It gets its functional twin, the seed/generator rule, the Fenchel-Young loss and
+    # the distribution by existing. Checked against closed forms: Gumbel argmax has mean softmax(theta / eps), and
+    # the FY gradient (reduction="sum") is softmax(theta / eps) - y; each entry of a mean of S one-hot samples has
+    # standard error sqrt(p (1 - p) / S), asserted within 5 of them.
+    class StraightThroughGumbel(Perturbed):
+        """Gumbel-perturbed argmax samples forward, the identity backward (the straight-through Gumbel estimator)."""
+
+        def __init__(self, oracle, *, epsilon=1.0, num_samples=1, seed=None, validate_args=None):
+            super().__init__(oracle, Additive(Gumbel(), epsilon), rule=IdentityRule(), num_samples=num_samples,
+                             output="samples", seed=seed, validate_args=validate_args)
+
+    eps, S = 0.7, 20000
+    oracle = ArgmaxOneHot()
+    theta = torch.tensor([[0.3, -0.2, 1.0], [2.0, 0.0, 0.5]], dtype=torch.float64)
+    p = torch.softmax(theta / eps, -1)
+    layer = StraightThroughGumbel(oracle, epsilon=eps, num_samples=S, seed=0)
+    samples = layer(theta)
+    assert samples.shape == (S, 2, 3)
+    assert ((samples.mean(0) - p).abs() <= 5 * (p * (1 - p) / S).sqrt()).all()
+    twin = F.functional_twin(StraightThroughGumbel, "straight_through_gumbel")
+    assert list(inspect.signature(twin).parameters) == ["theta", "oracle", "epsilon", "num_samples", "generator",
+                                                        "validate_args"]
+    assert torch.equal(twin(theta, oracle, epsilon=eps, num_samples=S, generator=torch.Generator().manual_seed(0)),
+                       samples)
+    t = theta.clone().requires_grad_(True)
+    (layer(t) * 2.0).sum().backward()  # identity rule: each sample passes its gradient, 2 per entry
+    assert torch.equal(t.grad, torch.full_like(theta, 2.0 * S))
+    fy = colayers.FenchelYoungLoss(StraightThroughGumbel(oracle, epsilon=eps, num_samples=S, seed=1), reduction="sum")
+    t = theta.clone().requires_grad_(True)
+    y = torch.eye(3, dtype=torch.float64)[[2, 0]]
+    fy(t, y).backward()
+    assert ((t.grad - (p - y)).abs() <= 5 * (p * (1 - p) / S).sqrt()).all()
+    assert layer.distribution(theta).atoms.shape == (S, 2, 3)
+    with pytest.raises(TypeError, match="draws no noise"):
+        StraightThroughGumbel(oracle, epsilon=0.0, seed=0)
