@@ -31,7 +31,11 @@ def test_hand_computed_values():
     y_pred = torch.tensor([[1.0, 0.0, 1.0, 0.0], [0.0, 0.0, 1.0, 1.0]])
     # optimal objectives 7 and 7; predicted 5 and 7
     torch.testing.assert_close(regret(y_pred, theta_true, oracle=oracle), torch.tensor([2.0, 0.0]))
-    torch.testing.assert_close(normalized_regret(y_pred, theta_true, oracle=oracle), torch.tensor(2.0 / 14.0))
+    # per instance: regret over the batch's mean |optimum| (7); the mean is PyEPO's ratio of sums
+    torch.testing.assert_close(normalized_regret(y_pred, theta_true, oracle=oracle), torch.tensor([2.0 / 7.0, 0.0]))
+    torch.testing.assert_close(
+        normalized_regret(y_pred, theta_true, oracle=oracle, reduction="mean"), torch.tensor(2.0 / 14.0)
+    )
     # a maximization problem: 1 + regret / optimum, so 1 is optimal and larger is worse, as for costs
     torch.testing.assert_close(cost_ratio(y_pred, theta_true, oracle=oracle), torch.tensor([1.0 + 2.0 / 7.0, 1.0]))
     assert exact_match(y_pred, theta_true, oracle=oracle).tolist() == [False, True]
@@ -53,7 +57,8 @@ def test_grid_metrics_against_enumeration(seed):
     pred_cost = (cost * y_pred).sum(-1)
     torch.testing.assert_close(regret(y_pred, theta_true, oracle=oracle), pred_cost - best_cost)
     expected_normalized = (pred_cost - best_cost).sum() / best_cost.sum()
-    torch.testing.assert_close(normalized_regret(y_pred, theta_true, oracle=oracle), expected_normalized)
+    torch.testing.assert_close(normalized_regret(y_pred, theta_true, oracle=oracle, reduction="mean"),
+                               expected_normalized)
     ratio = cost_ratio(y_pred, theta_true, oracle=oracle)
     torch.testing.assert_close(ratio, pred_cost / best_cost)
     assert bool((ratio >= 1 - 1e-12).all())  # positive costs: predicted cost ≥ optimal cost
@@ -79,7 +84,8 @@ def test_batch_shapes_and_explicit_optimum():
     torch.testing.assert_close(r, theta_true.max(-1).values - (theta_true * y_pred).sum(-1))
     y_best = torch.nn.functional.one_hot(theta_true.argmax(-1), 4).to(theta_true.dtype)
     torch.testing.assert_close(regret(y_pred, theta_true, y_best, oracle=oracle), r)
-    assert normalized_regret(y_pred, theta_true, oracle=oracle).shape == ()
+    assert normalized_regret(y_pred, theta_true, oracle=oracle).shape == (2, 3)
+    assert normalized_regret(y_pred, theta_true, oracle=oracle, reduction="mean").shape == ()
     assert hamming_distance(y_pred, y_pred, oracle=oracle).abs().sum().item() == 0.0
 
 
@@ -88,13 +94,23 @@ def test_bad_input():
     with pytest.raises(ValueError, match="y_pred must have the shape of y_target"):
         regret(torch.zeros(2, 4), torch.randn(2, 3), oracle=oracle)
     with pytest.raises(ValueError, match="y_pred must have the shape of y_target"):
-        hamming_distance(torch.zeros(2, 3), torch.zeros(3, 3), 1)
+        hamming_distance(torch.zeros(2, 3), torch.zeros(3, 3))
     with pytest.raises(ValueError, match="normalized_regret is undefined"):
         normalized_regret(torch.eye(3)[:2], torch.zeros(2, 3), oracle=oracle)
-    with pytest.raises(ValueError, match="needs event_ndim="):
-        hamming_distance(torch.zeros(2, 3), torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="event_ndim must be at most the solutions' dimensions, 2; got 3"):
+        hamming_distance(torch.zeros(2, 3), torch.zeros(2, 3), event_ndim=3)
+    with pytest.raises(ValueError, match="event_ndim must be an integer ≥ 1; got 0"):
+        regret(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2, 3), event_ndim=0)
+    with pytest.raises(ValueError, match="reduction must be one of .*; got 'avg'"):
+        exact_match(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2, 3), reduction="avg")
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        rank_distance(torch.zeros(2, 3), torch.zeros(2, 3), reduction=None)
+    with pytest.raises(TypeError, match="y_pred must be a torch.Tensor; got ArgmaxOneHot"):
+        regret(oracle, torch.zeros(2, 3), torch.zeros(2, 3))  # the removed (oracle, theta, y_pred) order
+    with pytest.raises(TypeError, match="positional"):
+        cost_ratio(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2, 3), oracle)
     with pytest.raises(ValueError, match="needs 0/1 solutions.*rank_distance"):
-        hamming_distance(torch.tensor([[1.0, 2.0, 3.0]]), torch.tensor([[3.0, 2.0, 1.0]]), 1)
+        hamming_distance(torch.tensor([[1.0, 2.0, 3.0]]), torch.tensor([[3.0, 2.0, 1.0]]))
     with pytest.raises(ValueError, match="y_target is needed"):
         regret(torch.zeros(2, 3), torch.zeros(2, 3), event_ndim=1)
 
@@ -140,10 +156,69 @@ def test_metrics_take_any_object_with_objective_and_do_not_import_oracles():
     assert not any(m and "oracles" in m for m in imported), imported
 
 
-def test_the_former_argument_order_still_works_with_a_warning():
+def test_every_reduction_against_hand_computed_values():
+    # two instances of a 2x2 matching-like problem (event_ndim = 2), no oracle: objective <theta, y>
+    theta = torch.tensor([[[4.0, 1.0], [2.0, 3.0]], [[1.0, 5.0], [2.0, 0.0]]], dtype=torch.float64)
+    y_pred = torch.tensor([[[0.0, 1.0], [1.0, 0.0]], [[0.0, 1.0], [1.0, 0.0]]], dtype=torch.float64)
+    y_best = torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[0.0, 1.0], [1.0, 0.0]]], dtype=torch.float64)
+    # optimal objectives 7 and 7, predicted 3 and 7: regrets 4 and 0
+    args = (y_pred, theta, y_best)
+    kw = dict(event_ndim=2)
+    expected = {
+        regret: [4.0, 0.0],
+        normalized_regret: [4.0 / 7.0, 0.0],  # regret over the mean |optimum|, (7 + 7) / 2
+        cost_ratio: [1.0 + 4.0 / 7.0, 1.0],
+        exact_match: [0.0, 1.0],
+    }
+    for metric, values in expected.items():
+        want = torch.tensor(values, dtype=torch.float64)
+        none = metric(*args, **kw)
+        assert none.shape == (2,), metric.__name__
+        torch.testing.assert_close(none.to(torch.float64), want, msg=metric.__name__)
+        torch.testing.assert_close(metric(*args, **kw, reduction="mean"), want.mean(), msg=metric.__name__)
+        torch.testing.assert_close(metric(*args, **kw, reduction="sum"), want.sum(), msg=metric.__name__)
+    assert exact_match(*args, **kw).dtype == torch.bool
+    # Hamming over the 4 entries of each matrix: 4/4 and 0/4
+    ham = hamming_distance(y_pred, y_best, event_ndim=2)
+    torch.testing.assert_close(ham, torch.tensor([1.0, 0.0], dtype=torch.float64))
+    torch.testing.assert_close(hamming_distance(y_pred, y_best, event_ndim=2, reduction="mean"), ham.mean())
+    torch.testing.assert_close(hamming_distance(y_pred, y_best, event_ndim=2, reduction="sum"), ham.sum())
+    # rank distance: the footrule per ranking (last dimension, m = 3, floor(9/2) = 4)
+    r_pred = torch.tensor([[3.0, 2.0, 1.0], [1.0, 3.0, 2.0]])
+    r_true = torch.tensor([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]])
+    torch.testing.assert_close(rank_distance(r_pred, r_true), torch.tensor([1.0, 0.5]))
+    torch.testing.assert_close(rank_distance(r_pred, r_true, reduction="mean"), torch.tensor(0.75))
+    torch.testing.assert_close(rank_distance(r_pred, r_true, reduction="sum"), torch.tensor(1.5))
+    # two rankings per instance (event_ndim = 2): the mean over the instance's rankings
+    torch.testing.assert_close(rank_distance(r_pred[None], r_true[None], event_ndim=2), torch.tensor([0.75]))
+
+
+def test_hamming_default_is_one_event_dimension_without_an_oracle():
+    a = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
+    b = torch.tensor([[[1.0, 0.0], [1.0, 0.0]]])
+    torch.testing.assert_close(hamming_distance(a, b), torch.tensor([[0.0, 1.0]]))  # one value per row
+    torch.testing.assert_close(hamming_distance(a, b, event_ndim=2), torch.tensor([0.5]))
+    # an explicit event_ndim wins over the oracle's
+    from colayers import BipartiteMatching
+
+    torch.testing.assert_close(hamming_distance(a, b, oracle=BipartiteMatching(2), event_ndim=1),
+                               torch.tensor([[0.0, 1.0]]))
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 7))
+def test_mean_normalized_regret_is_pyepo_ratio_of_sums(seed, n):
+    g = torch.Generator().manual_seed(seed)
+    cost = torch.rand(n, 6, generator=g, dtype=torch.float64) + 0.05  # positive costs, theta = -cost
     oracle = TopKSubset(2)
-    theta_true = torch.tensor([[4.0, 3.0, 1.0, 0.0]])
-    y_pred = torch.tensor([[1.0, 0.0, 1.0, 0.0]])
-    with pytest.warns(DeprecationWarning, match="regret\\(y_pred, theta_true"):
-        old = regret(oracle, theta_true, y_pred)
-    torch.testing.assert_close(old, regret(y_pred, theta_true, oracle=oracle))
+    y_pred = oracle(torch.randn(n, 6, generator=g, dtype=torch.float64))
+    y_best = oracle(-cost)
+    # PyEPO's pyepo.metric.regret: sum of (c.y_pred - c.y_best) over the data set, over the sum of |c.y_best|
+    pred_cost, best_cost = (cost * y_pred).sum(-1), (cost * y_best).sum(-1)
+    pyepo = (pred_cost - best_cost).sum() / best_cost.abs().sum()
+    per = normalized_regret(y_pred, -cost, oracle=oracle)
+    assert per.shape == (n,)
+    torch.testing.assert_close(per, (pred_cost - best_cost) / best_cost.abs().mean())
+    torch.testing.assert_close(per.mean(), pyepo)
+    torch.testing.assert_close(normalized_regret(y_pred, -cost, oracle=oracle, reduction="mean"), pyepo)
+    torch.testing.assert_close(normalized_regret(y_pred, -cost, oracle=oracle, reduction="sum"), n * pyepo)

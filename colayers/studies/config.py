@@ -130,6 +130,16 @@ class StudyConfig:
 
     def validate(self) -> StudyConfig:
         """Check every field; raise ValueError/TypeError naming the field. Returns ``self``."""
+        self._validate_entries()
+        self._validate_training()
+        self._validate_torch()
+        if self.select not in ("last", "best"):
+            raise ValueError(f"select must be 'last' or 'best'; got {self.select!r}")
+        _check_writable(self.output)
+        return self
+
+    def _validate_entries(self) -> None:
+        """The plugins (imported here), the problems and the methods: registered names, dict params, labels."""
         from . import problems as _  # noqa: F401  (registers the built-in problems)
 
         if not isinstance(self.plugins, (list, tuple)) or not all(isinstance(p, str) for p in self.plugins):
@@ -155,6 +165,9 @@ class StudyConfig:
             if m.label in labels:
                 raise ValueError(f"methods[{i}].label must be unique; {m.label!r} is used twice (set a label)")
             labels.add(m.label)
+
+    def _validate_training(self) -> None:
+        """The seeds and the training numbers: epochs, batch size, workers, threads, lr, decay, milestones."""
         if not isinstance(self.seeds, (list, tuple)) or not self.seeds:
             raise ValueError(f"seeds must be a non-empty list of integers; got {self.seeds!r}")
         for s in self.seeds:
@@ -180,16 +193,16 @@ class StudyConfig:
             )
         if isinstance(self.lr_decay, bool) or not isinstance(self.lr_decay, numbers.Real) or not 0 < self.lr_decay <= 1:
             raise ValueError(f"lr_decay must be a number in (0, 1]; got {self.lr_decay!r}")
+
+    def _validate_torch(self) -> None:
+        """The device, the optimizer and the scheduler, built once on a dummy parameter."""
+        import torch
+
         dev = str(self.device)
         if not (dev == "cpu" or dev == "cuda" or dev.startswith("cuda:")):
             raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N'; got {self.device!r}")
-        if dev.startswith("cuda"):
-            import torch
-
-            if not torch.cuda.is_available():
-                raise ValueError(f"device {self.device!r} was asked for but torch.cuda.is_available() is False")
-        import torch
-
+        if dev.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"device {self.device!r} was asked for but torch.cuda.is_available() is False")
         opt = getattr(torch.optim, str(self.optimizer), None)
         if not (isinstance(opt, type) and issubclass(opt, torch.optim.Optimizer)):
             raise ValueError(f"optimizer must name a torch.optim optimizer class (Adam, SGD, AdamW...); got "
@@ -209,10 +222,6 @@ class StudyConfig:
                 sch(dummy, **self.scheduler_params)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"optimizer/scheduler settings are invalid: {exc}") from None
-        if self.select not in ("last", "best"):
-            raise ValueError(f"select must be 'last' or 'best'; got {self.select!r}")
-        _check_writable(self.output)
-        return self
 
     def effective_problem_params(self, problem: ProblemSpec) -> dict[str, Any]:
         """Every generator parameter of ``problem``: the builder's defaults updated by ``problem.params``."""

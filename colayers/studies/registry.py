@@ -31,10 +31,10 @@ Example:
     >>> from colayers.studies.registry import PROBLEMS, METHODS, register_problem
     >>> "shortest_path" in PROBLEMS and "fy" in METHODS
     True
-    >>> register_problem("shortest_path")(lambda **kw: None)
+    >>> register_problem("shortest_path")(lambda **kw: None)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: problem 'shortest_path' is already registered (by colayers.studies.problems.shortest_path.shortest_path_problem); choose another name
+    ValueError: problem 'shortest_path' is already registered (by colayers...shortest_path_problem); choose another name
 """
 
 from __future__ import annotations

@@ -42,7 +42,8 @@ def _untrained_regret(n=200, n_test=200, seed=0):
         model = prob.make_model()
     with torch.no_grad():
         theta = model(prob.x_test)
-    return float(normalized_regret(prob.oracle, prob.theta_test, prob.oracle(theta), prob.y_test))
+    return float(normalized_regret(prob.oracle(theta), prob.theta_test, prob.y_test, oracle=prob.oracle,
+                                   reduction="mean"))
 
 
 def test_tiny_study_end_to_end_meets_bounded_bars_for_every_method_and_report_rebuild(tmp_path, capsys):

@@ -139,7 +139,7 @@ def test_sigkill_of_the_parent_ends_every_worker_and_the_rerun_writes_each_epoch
 def test_a_worker_busy_in_a_long_step_still_dies_with_its_parent(tmp_path):
     """The pipe would end a worker at its next message; a worker inside a long epoch must not wait for it."""
     ready = tmp_path / "ready"
-    child = ("import sys, time; from colayers.studies.runner import _die_with_parent; "
+    child = ("import sys, time; from colayers.studies.workers import _die_with_parent; "
              "_die_with_parent(int(sys.argv[1])); open(sys.argv[2], 'w').close(); time.sleep(120)")
     parent = ("import os, subprocess, sys, time; "
               f"p = subprocess.Popen([sys.executable, '-c', {child!r}, str(os.getpid()), {str(ready)!r}]); "
@@ -340,7 +340,7 @@ def test_crashes_at_random_points_then_a_rerun_give_each_trial_epoch_once(tmp_pa
     for after, torn in crashes:
         count = [0]
 
-        def crashing_append(p, rec, after=after, torn=torn):
+        def crashing_append(p, rec, after=after, torn=torn, count=count):
             if count[0] == after:
                 if torn:
                     with open(p, "ab") as f:

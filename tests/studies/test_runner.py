@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -17,12 +12,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from colayers import ArgmaxOneHot
+from colayers import ArgmaxOneHot, CountingOracle
 from colayers.studies.config import config_from_dict
 from colayers.studies.methods import METHODS, make_method, method_defaults
 from colayers.studies.runner import (
     RESULTS_FILE,
-    CountingOracle,
     append_jsonl,
     complete_trials,
     read_results,
@@ -150,7 +144,8 @@ def test_a_changed_setting_is_refused_naming_it_and_another_label_keeps_both(tmp
     with pytest.raises(ValueError, match=r"'shortest_path / two-stage' under other settings \(epochs: 2 -> 3\)"):
         run_study(small_config(tmp_path, seeds=[0], methods=["two-stage"], epochs=3), progress=False)
     assert path.read_bytes() == before  # nothing written
-    run_study(small_config(tmp_path, seeds=[0], methods=["spo+", "two-stage"]), progress=False)  # adding a method is fine
+    # adding a method is fine
+    run_study(small_config(tmp_path, seeds=[0], methods=["spo+", "two-stage"]), progress=False)
     with pytest.raises(ValueError, match=r"method_params.alpha: 2.0 -> 3.0"):
         run_study(small_config(tmp_path, seeds=[0], methods=[{"name": "spo+", "params": {"alpha": 3.0}}]),
                   progress=False)
@@ -293,9 +288,35 @@ def test_method_hyper_parameter_errors_name_the_parameter():
     assert method_defaults("fy") == {"epsilon": 1.0, "num_samples": 10, "multiplicative": False}
 
 
+def test_evaluation_reports_pyepo_normalized_regret_and_the_means_of_the_other_metrics():
+    from colayers.studies.problems import make_problem
+    from colayers.studies.trial import evaluate, trial_oracles
+
+    prob = make_problem("shortest_path", seed=3, n=16, n_test=40, n_val=0)
+    oracle, training = trial_oracles(prob)
+    torch.manual_seed(3)
+    objective = make_method("two-stage", oracle, prob.event_ndim, seed=3, training_oracle=training)
+    model = objective.wrap_model(prob.make_model(), prob)
+    got = evaluate(model, objective, prob.x_test, prob.theta_test, prob.y_test, oracle)
+    assert oracle.calls == 0  # evaluation is not counted
+    with torch.no_grad():
+        y_hat = objective.predict(model(prob.x_test))
+    cost = -prob.theta_test  # the problem's positive edge costs
+    pred, best = (cost * y_hat).sum(-1), (cost * prob.y_test).sum(-1)
+    assert bool((pred > best + 1e-4).any())  # an untrained model: some regret to measure
+    # PyEPO's normalized regret of the test set: a ratio of sums, not a mean of per-instance ratios
+    pyepo = float((pred - best).sum() / best.abs().sum())
+    assert got["normalized_regret"] == pytest.approx(pyepo, rel=1e-6)
+    assert got["normalized_regret"] != pytest.approx(float(((pred - best) / best).mean()), rel=1e-3)
+    assert got["exact_match"] == pytest.approx(float((pred - best <= 1e-6 + 1e-6 * best).float().mean()))
+    assert got["cost_ratio"] == pytest.approx(float((pred / best).mean()), rel=1e-6)
+    assert got["hamming"] == pytest.approx(float((y_hat != prob.y_test).float().mean()))
+    assert "rank_distance" not in got
+
+
 def test_negative_domain_oracle_is_clamped_for_finite_differences():
     from colayers.studies.problems import make_problem
-    from colayers.studies.runner import trial_oracles
+    from colayers.studies.trial import trial_oracles
 
     prob = make_problem("warcraft", seed=0, n=2, n_test=1, n_val=0, size=4)
     oracle, training = trial_oracles(prob)

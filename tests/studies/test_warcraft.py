@@ -218,7 +218,7 @@ def test_training_oracle_clamps_tile_costs_counts_calls_and_evaluation_stays_exa
     from colayers.oracles import GridVertexShortestPath
     from colayers.studies.methods import make_method
     from colayers.studies.problems.warcraft import MIN_TILE_COST
-    from colayers.studies.runner import trial_oracles
+    from colayers.studies.trial import trial_oracles
 
     prob = make_problem("warcraft", seed=0, n=2, n_test=1, n_val=0, size=4)
     # the problem declares its training oracle: the same path oracle with tile costs raised to MIN_TILE_COST

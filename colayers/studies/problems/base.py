@@ -77,7 +77,8 @@ class Problem:
     def __repr__(self) -> str:
         return (
             f"Problem({self.name!r}, sense={self.sense!r}, n_train={self.x_train.shape[0]}, "
-            f"n_val={0 if self.x_val is None else self.x_val.shape[0]}, n_test={self.x_test.shape[0]}, feat={tuple(self.x_train.shape[1:])}, event={self.event_shape}, "
+            f"n_val={0 if self.x_val is None else self.x_val.shape[0]}, n_test={self.x_test.shape[0]}, "
+            f"feat={tuple(self.x_train.shape[1:])}, event={self.event_shape}, "
             f"device={self.x_train.device})"
         )
 
