@@ -93,3 +93,36 @@ def test_the_checker_catches_upward_and_same_floor_imports():
     assert upward_imports("colayers.oracles.grid", "def f():\n    import colayers.losses.spo\n") != []
     assert upward_imports("colayers.perturb.noise", "from ..oracles.base import Oracle\n") != []  # same floor
     assert upward_imports("colayers.layers.imle", "from ..oracles.base import Oracle\nfrom .core import x\n") == []
+
+
+def _function_lengths(source: str):
+    """(name, first line, lines without the docstring) of every function in ``source``."""
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            doc = 0
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and isinstance(
+                body[0].value.value, str
+            ):
+                doc = body[0].end_lineno - body[0].lineno + 1
+            yield node.name, node.lineno, node.end_lineno - node.lineno + 1 - doc
+
+
+def test_no_module_above_600_lines_and_no_function_above_80():
+    # one concern per module, one idea per function: the limits the package keeps (docstrings not counted in functions)
+    too_long = []
+    for path in modules():
+        source = path.read_text()
+        n = len(source.splitlines())
+        if n > 600:
+            too_long.append(f"{path.relative_to(ROOT)}: {n} lines")
+        for name, line, length in _function_lengths(source):
+            if length > 80:
+                too_long.append(f"{path.relative_to(ROOT)}:{line} {name}: {length} lines")
+    assert not too_long, "\n".join(too_long)
+
+
+def test_the_length_check_counts_a_long_function():
+    body = "\n".join(f"    x{i} = {i}" for i in range(81))
+    # the def line and 81 statements; the three docstring lines are not counted
+    assert [length for *_, length in _function_lengths(f'def f():\n    """doc\n    more"""\n{body}\n')] == [82]
