@@ -27,7 +27,6 @@ import math
 import pytest
 import torch
 
-from colayers.oracles import Oracle
 from tests.conformance import EVENT, Case, Piece, abstract_bases, cases, discover, small_oracle
 from tests.conftest import DEVICES
 
@@ -53,14 +52,6 @@ def generator(device: str, seed: int = 0) -> torch.Generator:
 def scores(case: Case, shape: tuple[int, ...], device: str, dtype=torch.float64, seed: int = 0) -> torch.Tensor:
     """Valid scores for the case, drawn on the CPU (the same values on every device) and moved to ``device``."""
     return case.scores(shape, torch.Generator().manual_seed(seed), dtype).to(device)
-
-
-def event_of(piece: Piece, instance) -> tuple[int, ...]:
-    if piece.case.event is not None:
-        return piece.case.event
-    oracle = instance if isinstance(instance, Oracle) else getattr(instance, "oracle", None)
-    shape = getattr(oracle, "event_shape", None)
-    return tuple(shape) if shape is not None else EVENT
 
 
 def tolerance(theta: torch.Tensor, event_ndim: int) -> torch.Tensor:
@@ -97,7 +88,7 @@ def test_oracle_batch_equals_a_loop(piece, device):
     oracle = built(piece)
     if not oracle.deterministic:
         pytest.skip(f"{piece.name} declares deterministic = False: equal inputs may give different solutions")
-    theta = scores(piece.case, (3, *event_of(piece, oracle)), device)
+    theta = scores(piece.case, (3, *piece.event(oracle)), device)
     assert torch.equal(oracle(theta), torch.stack([oracle(t) for t in theta]))
 
 
@@ -106,7 +97,7 @@ def test_oracle_batch_equals_a_loop(piece, device):
 @pytest.mark.parametrize("piece", params("oracle"))
 def test_oracle_output_is_in_Y_follows_theta_and_maximizes_the_objective(piece, device, dtype):
     oracle = built(piece)
-    event = event_of(piece, oracle)
+    event = piece.event(oracle)
     theta = scores(piece.case, (4, *event), device, dtype)
     y = oracle(theta)
     assert y.dtype == dtype and y.device == theta.device
@@ -128,7 +119,7 @@ def test_oracle_output_is_in_Y_follows_theta_and_maximizes_the_objective(piece, 
 @pytest.mark.parametrize("piece", params("oracle"))
 def test_oracle_leaves_theta_unchanged(piece, device, batch):
     oracle = built(piece)
-    theta = scores(piece.case, (*batch, *event_of(piece, oracle)), device)
+    theta = scores(piece.case, (*batch, *piece.event(oracle)), device)
     before = theta.clone()
     oracle(theta)
     oracle(theta)  # a second call sees the same θ (the first did not flip it)
@@ -139,7 +130,7 @@ def test_oracle_leaves_theta_unchanged(piece, device, batch):
 @pytest.mark.parametrize("piece", params("oracle"))
 def test_oracle_refuses_nan_theta_and_a_wrong_event_shape(piece, device):
     oracle = built(piece)
-    event = event_of(piece, oracle)
+    event = piece.event(oracle)
     theta = scores(piece.case, (2, *event), device)
     theta.view(-1)[1] = float("nan")
     with pytest.raises(ValueError, match="theta"):
@@ -203,7 +194,7 @@ def test_perturbation_sample_shapes_dtype_replay_and_theta_unchanged(piece, devi
 
 # ---- layers -----------------------------------------------------------------------------------------------
 def layer_theta(piece: Piece, layer, batch, device, dtype=torch.float64, seed=0) -> torch.Tensor:
-    return scores(piece.case, (*batch, *event_of(piece, layer)), device, dtype, seed)
+    return scores(piece.case, (*batch, *piece.event(layer)), device, dtype, seed)
 
 
 def takes(callable_, name: str) -> bool:

@@ -96,6 +96,14 @@ class Piece:
             raise AssertionError(self.error)
         return self.case.build(**overrides)
 
+    def event(self, instance: Any) -> tuple[int, ...]:
+        """The event shape of θ for a built instance: the case's, else its oracle's fixed one, else :data:`EVENT`."""
+        if self.case.event is not None:
+            return self.case.event
+        oracle = instance if isinstance(instance, Oracle) else getattr(instance, "oracle", None)
+        shape = getattr(oracle, "event_shape", None)
+        return tuple(shape) if shape is not None else EVENT
+
 
 # ---- the table of constructors ----------------------------------------------------------------------------
 def _best_of_three(theta: np.ndarray) -> np.ndarray:
@@ -179,8 +187,7 @@ def _oracle_cases() -> dict[str, Case]:
         "TopKSubset": Case(lambda **kw: TopKSubset(2, **kw)),
         "GridDAGShortestPath": Case(lambda **kw: GridDAGShortestPath(3, 3, **kw)),
         "GridVertexShortestPath": Case(lambda **kw: GridVertexShortestPath(3, 4, **kw), scores=negative_scores),
-        "LinearProgram": Case(lambda **kw: LinearProgram(5, A_ub=[[1.0, 2.0, 3.0, 1.0, 1.0]], b_ub=[4], bounds=(0, 1),
-                                                         **kw)),
+        "LinearProgram": Case(lambda **kw: LinearProgram(5, A_ub=[[1.0] * 5], b_ub=[2], bounds=(0, 1), **kw)),
         "CvxpyOracle": Case(_cvxpy_knapsack),
         "BipartiteMatching": Case(lambda **kw: BipartiteMatching(3, 4, **kw)),
         "SpanningTree": Case(lambda **kw: SpanningTree(4, [(0, 1), (1, 2), (2, 3), (0, 3), (0, 2), (1, 3)], **kw)),

@@ -1,9 +1,9 @@
-"""Every built-in oracle: invariant to a positive scale of θ, half-precision θ, empty batches and events."""
+"""Every public oracle (found from the package by tests/conformance): invariant to a positive scale of θ,
+half-precision θ, empty batches and events."""
 
 import itertools
 
 import cvxpy as cp
-import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -11,12 +11,10 @@ from hypothesis import strategies as st
 
 from colayers.oracles import (
     ArgmaxOneHot,
-    BipartiteMatching,
     CachedOracle,
     CvxpyOracle,
     EnumeratedOracle,
     GridDAGShortestPath,
-    GridVertexShortestPath,
     Knapsack,
     LinearProgram,
     Ranking,
@@ -24,11 +22,7 @@ from colayers.oracles import (
     TopKSubset,
     grid_dag_paths,
 )
-
-
-def cvxpy_knapsack():
-    theta, y = cp.Parameter(5), cp.Variable(5, boolean=True)
-    return CvxpyOracle(cp.Problem(cp.Maximize(theta @ y), [[0.5, 1.5, 2.5, 1.25, 0.75] @ y <= 3.3]), theta, y)
+from tests.conformance import EVENT, Case, discover
 
 
 def cvxpy_lp():
@@ -36,32 +30,41 @@ def cvxpy_lp():
     return CvxpyOracle(cp.Problem(cp.Maximize(theta @ y), [cp.sum(y) <= 2, y >= 0, y <= 1]), theta, y)
 
 
-# name -> (oracle factory, sign of theta it needs: +1 any, -1 negative scores only)
-ORACLES = {
-    "argmax": (lambda: ArgmaxOneHot(), (6,), 1),
-    "top-k": (lambda: TopKSubset(3), (6,), 1),
-    "ranking": (lambda: Ranking(), (6,), 1),
-    "grid DAG": (lambda: GridDAGShortestPath(3, 4), (17,), 1),
-    "grid vertex": (lambda: GridVertexShortestPath(3, 3), (3, 3), -1),
-    "knapsack DP": (lambda: Knapsack([2, 3, 4, 1, 2], 6), (5,), 1),
-    "knapsack MILP": (lambda: Knapsack([0.5, 1.5, 2.5, 1.25, 0.75], 3.3), (5,), 1),
-    "matching": (lambda: BipartiteMatching(3, 4), (3, 4), 1),
-    "spanning tree": (lambda: SpanningTree(4, [(0, 1), (1, 2), (2, 3), (0, 3), (0, 2), (1, 3)]), (6,), 1),
-    "LP": (lambda: LinearProgram(5, A_ub=[[1.0] * 5], b_ub=[2], bounds=(0, 1)), (5,), 1),
-    "MILP": (lambda: LinearProgram(5, A_ub=[[1.0, 2.0, 3.0, 1.0, 1.0]], b_ub=[4], bounds=(0, 1), integrality=True),
-             (5,), 1),
-    "cvxpy MILP": (cvxpy_knapsack, (5,), 1),
-    "cvxpy LP": (cvxpy_lp, (5,), 1),
-    "enumerated": (lambda: EnumeratedOracle(grid_dag_paths(3, 3)), (12,), 1),
+# Every deterministic public oracle, found by tests/conformance from the package's __all__ (one instance per class,
+# from its table of constructors), and the second configurations of the classes that have two solving paths.
+EXTRA_CONFIGURATIONS = {
+    "Knapsack-dynamic-program": Case(lambda: Knapsack([2, 3, 4, 1, 2], 6)),  # integer weights: a DP, not a MILP
+    "LinearProgram-integer": Case(
+        lambda: LinearProgram(5, A_ub=[[1.0, 2.0, 3.0, 1.0, 1.0]], b_ub=[4], bounds=(0, 1), integrality=True)
+    ),
+    "CvxpyOracle-LP": Case(cvxpy_lp),
 }
-BUILT = {name: factory() for name, (factory, _, _) in ORACLES.items()}
-SOLVER_BASED = ["knapsack MILP", "matching", "spanning tree", "LP", "MILP", "cvxpy MILP", "cvxpy LP"]
+INTERIOR_POINT = {"CvxpyOracle-LP"}  # cvxpy's LP goes to Clarabel, whose point is a vertex only to about 1e-8
+ORACLES: dict[str, Case] = {piece.name: piece.case for piece in discover()["oracle"] if piece.error is None}
+ORACLES.update(EXTRA_CONFIGURATIONS)
+
+
+def build(case):
+    try:
+        return case.build()
+    except pytest.skip.Exception:  # an optional extra that is not installed (PyEPO)
+        return None
+
+
+BUILT = {name: build(case) for name, case in ORACLES.items()}
+BUILT = {name: oracle for name, oracle in BUILT.items() if oracle is not None and oracle.deterministic}
+ORACLES = {name: ORACLES[name] for name in BUILT}
+
+
+def event(name):
+    if ORACLES[name].event is not None:
+        return ORACLES[name].event
+    shape = BUILT[name].event_shape
+    return tuple(shape) if shape is not None else EVENT
 
 
 def scores(name, seed, batch=4):
-    _, event, sign = ORACLES[name]
-    theta = torch.randn((batch, *event), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    return -theta.abs() - 0.1 if sign < 0 else theta
+    return ORACLES[name].scores((batch, *event(name)), torch.Generator().manual_seed(seed), torch.float64)
 
 
 # ---- scale ------------------------------------------------------------------------------------------------
@@ -69,14 +72,11 @@ def scores(name, seed, batch=4):
 @settings(max_examples=8, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), exponent=st.sampled_from([-17, -8, -3, 2, 8, 17]), mantissa=st.floats(1, 9.9))
 def test_argmax_does_not_depend_on_the_scale_of_theta(name, seed, exponent, mantissa):
-    """f(c θ) = f(θ) for c > 0; continuous random θ has no ties, so the solutions are equal, not just as good.
-
-    cvxpy's LP goes to an interior-point solver (Clarabel), whose point is a vertex only to about 1e-8.
-    """
+    """f(c θ) = f(θ) for c > 0; continuous random θ has no ties, so the solutions are equal, not just as good."""
     oracle = BUILT[name]
     theta = scores(name, seed)
     scale = mantissa * 10.0**exponent
-    if name == "cvxpy LP":
+    if name in INTERIOR_POINT:
         assert torch.allclose(oracle(scale * theta), oracle(theta), atol=1e-6, rtol=0)
     else:
         assert torch.equal(oracle(scale * theta), oracle(theta))
@@ -98,7 +98,7 @@ def test_spanning_tree_separates_scores_near_1e_minus_17():
     assert torch.equal(tree(theta.flip(0)), torch.tensor([1.0, 1.0, 0.0], dtype=torch.float64))
 
 
-@pytest.mark.parametrize("name", [n for n in SOLVER_BASED if n != "cvxpy LP"])  # interior point: ≈ vertex
+@pytest.mark.parametrize("name", [n for n in ORACLES if n not in INTERIOR_POINT])
 def test_solutions_have_no_signed_zeros_and_exact_integers(name):
     y = BUILT[name](scores(name, 3, batch=8))
     assert not torch.signbit(y).any()  # no -0.0 (and no negative entries in these 0/1 problems)
@@ -121,11 +121,11 @@ def test_half_precision_theta_is_solved_and_returned_in_its_dtype(name, dtype):
 @pytest.mark.parametrize("batch", [(0,), (2, 0)])
 def test_an_empty_batch_gives_an_empty_result(name, batch):
     oracle = BUILT[name]
-    _, event, _ = ORACLES[name]
-    theta = torch.zeros((*batch, *event), dtype=torch.float64)
-    expected = (*batch, *oracle.solution_shape(tuple(event)))
+    shape = event(name)
+    theta = torch.zeros((*batch, *shape), dtype=torch.float64)
+    expected = (*batch, *oracle.solution_shape(shape))
     assert oracle(theta).shape == expected and CachedOracle(oracle)(theta).shape == expected
-    assert oracle.solve(theta.reshape(0, *event)).shape == (0, *expected[len(batch) :])
+    assert oracle.solve(theta.reshape(0, *shape)).shape == (0, *expected[len(batch) :])
 
 
 @pytest.mark.parametrize("oracle", [ArgmaxOneHot(), Ranking()], ids=repr)
