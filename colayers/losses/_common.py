@@ -79,6 +79,15 @@ def sign_checkable(oracle: object) -> bool:
     return oracle is None or bool(getattr(oracle, "maximizes_objective", True))
 
 
+def negative_loss_hint(condition: str, call: str) -> str:
+    """The hint of a failed sign check: when the loss is ≥ 0, and the two usual mistakes."""
+    return (
+        f"{condition}. Likely causes: a minimizing oracle (colayers oracles maximize: a cost minimizer such as "
+        "scipy's linear_sum_assignment needs maximize=True, or theta = -cost), or swapped arguments (the call is "
+        f"{call})."
+    )
+
+
 def check_nonnegative(loss: str, value: torch.Tensor, scale: torch.Tensor, hint: str) -> None:
     r"""Raise a ValueError where a loss that is ≥ 0 by construction came out negative beyond rounding.
 

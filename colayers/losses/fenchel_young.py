@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import check_simplex, inner
+from ._common import check_simplex, inner, negative_loss_hint
 from .base import StructuredLoss
 
 __all__ = ["FenchelYoungLoss"]
@@ -15,7 +15,7 @@ class FenchelYoungLoss(StructuredLoss):
     r"""Fenchel-Young loss of a layer: :math:`L(\theta; \bar y) = \Omega^*(\theta) + \Omega(\bar y) -
     \langle\theta, \bar y\rangle \ge 0`, with gradient :math:`\mu(\theta) - \bar y` (hand-written).
 
-    The loss asks the layer for what it needs, never for its class:
+    The loss asks the layer for what it needs, never for its class (a layer with both is served as regularized):
 
     * a layer with ``omega(mu)`` (regularized; its forward is :math:`\mu(\theta)`):
       :math:`L = \langle\theta, \mu - \bar y\rangle - \Omega(\mu) + \Omega(\bar y)`, exact. SoftArgmax at
@@ -29,11 +29,10 @@ class FenchelYoungLoss(StructuredLoss):
                  \widehat{\nabla_\theta L} = \frac1S\sum_s \Big(\frac{\partial\eta_s}{\partial\theta}\Big)^{\!\top}
                  g(y_s) - g(\bar y),
 
-      (≥ 0 sample-wise for ȳ ∈ Y; the gradient is the VJP of ``perturbation.apply`` at the drawn noise:
-      :math:`\frac1S\sum_s g(y_s)` for η = θ + εZ, :math:`\frac1S\sum_s g(y_s)\odot e^{\varepsilon Z_s -
-      \varepsilon^2/2}` for the multiplicative one, as InferOpt.jl). Unbiased for zero-mean noise; Gumbel noise
-      (mean γ) shifts it by :math:`-\varepsilon\gamma\sum_i g(\bar y)_i`, so that for one-hot argmax it estimates
-      ε·CE(θ/ε, ȳ). With ε = 0 it is the structured perceptron loss. A layer with both is served as regularized.
+      ≥ 0 sample-wise for ȳ ∈ Y; the gradient is the VJP of ``perturbation.apply`` at the drawn noise
+      (:math:`\frac1S\sum_s g(y_s)\odot e^{\varepsilon Z_s - \varepsilon^2/2}` for the multiplicative η, as
+      InferOpt.jl). Unbiased for zero-mean noise; Gumbel noise (mean γ) shifts it by :math:`-\varepsilon\gamma
+      \sum_i g(\bar y)_i` (one-hot argmax: ε·CE(θ/ε, ȳ)). ε = 0: the structured perceptron loss.
 
     Works with: SoftArgmax, SparseArgmax, RegularizedFrankWolfe, PerturbedAdditive, PerturbedMultiplicative,
     Perturbed, IMLE, AIMLE, Blackbox (their perturbation defines Ω*; their VJP rule is unused), or a user's
@@ -53,7 +52,6 @@ class FenchelYoungLoss(StructuredLoss):
     Q. Berthet et al., "Learning with Differentiable Perturbed Optimizers", NeurIPS 2020; InferOpt.jl.
 
     Example:
-        >>> import torch
         >>> from colayers import SoftArgmax
         >>> loss = FenchelYoungLoss(SoftArgmax(), reduction="none")
         >>> theta = torch.tensor([[1.0, 2.0, 0.5]], requires_grad=True)
@@ -66,11 +64,9 @@ class FenchelYoungLoss(StructuredLoss):
         True
     """
 
-    sign_hint = (
+    sign_hint = negative_loss_hint(
         "A Fenchel-Young loss is >= 0 when the layer's oracle maximizes <theta, g(y)> + h(y) over a set Y that "
-        "holds y_target. Likely causes: a minimizing oracle (colayers oracles maximize: a cost minimizer such as "
-        "scipy's linear_sum_assignment needs maximize=True, or theta = -cost), or swapped arguments (the call is "
-        "loss(theta, y_target))."
+        "holds y_target", "loss(theta, y_target)"
     )
 
     def __init__(
@@ -83,13 +79,12 @@ class FenchelYoungLoss(StructuredLoss):
     ) -> None:
         super().__init__(reduction, allow_relaxed_targets=allow_relaxed_targets, validate_args=validate_args)
         oracle = getattr(layer, "oracle", None)
-        self.regularized = callable(getattr(layer, "omega", None))
-        if not self.regularized and (getattr(layer, "perturbation", None) is None or oracle is None):
+        self._regularized = callable(getattr(layer, "omega", None))
+        if not self._regularized and (getattr(layer, "perturbation", None) is None or oracle is None):
             raise TypeError(
-                "FenchelYoungLoss needs a layer with a regularizer omega(mu) (SoftArgmax, SparseArgmax, "
-                "RegularizedFrankWolfe, or your own) or with a .perturbation and an .oracle (PerturbedAdditive, "
-                "PerturbedMultiplicative, Perturbed, IMLE, AIMLE, Blackbox, or your own); got "
-                f"{type(layer).__name__}, which has neither omega nor perturbation and oracle"
+                "FenchelYoungLoss needs a layer with a regularizer omega(mu) (SoftArgmax, SparseArgmax, yours...) or "
+                "with a .perturbation and an .oracle (PerturbedAdditive, IMLE, Blackbox, yours...); "
+                f"got {type(layer).__name__}, which has neither omega nor perturbation and oracle"
             )
         self.layer = layer
         self.event_ndim = 1 if oracle is None else oracle.event_ndim
@@ -97,8 +92,7 @@ class FenchelYoungLoss(StructuredLoss):
     @property
     def solution_set(self) -> object | None:
         """The layer's oracle, else the layer when it has ``contains``, else ``None`` (probability vectors)."""
-        layer = self.layer
-        oracle = getattr(layer, "oracle", None)
+        oracle, layer = getattr(self.layer, "oracle", None), self.layer
         return oracle if oracle is not None or not callable(getattr(layer, "contains", None)) else layer
 
     def check_target_in_set(self, name: str, y: torch.Tensor) -> None:  # noqa: D102 - see the class docstring
@@ -114,7 +108,7 @@ class FenchelYoungLoss(StructuredLoss):
 
     def per_instance(self, theta, y_target, generator=None):  # noqa: D102 - the math of the class docstring
         layer, th = self.layer, theta.detach()
-        if self.regularized:
+        if self._regularized:
             with torch.no_grad():
                 mu = layer(th) if generator is None else layer(th, generator=generator)
                 nd = self.event_ndim
@@ -140,15 +134,12 @@ class FenchelYoungLoss(StructuredLoss):
         return value, mean_g - oracle.g(y_target), scale
 
     def _sample(self, theta: torch.Tensor, generator: torch.Generator | None):
-        """The layer's ``sample(theta, generator) -> (sample, atoms)``; for a layer without one, its
-        perturbation's ``sample`` with ``num_samples`` (default 1) and one batched oracle call."""
+        """``layer.sample``, else ``perturbation.sample`` (``num_samples``, default 1) and one oracle call."""
         layer = self.layer
         if callable(getattr(layer, "sample", None)):
             return layer.sample(theta, generator)
-        resolve = getattr(layer, "resolve_generator", None)
-        gen = resolve(generator, theta) if callable(resolve) else generator
         with torch.no_grad():
-            sample = layer.perturbation.sample(theta, int(getattr(layer, "num_samples", 1)), gen)
+            sample = layer.perturbation.sample(theta, int(getattr(layer, "num_samples", 1)), generator)
             return sample, layer.oracle(sample.eta)
 
     def extra_repr(self) -> str:

@@ -6,15 +6,14 @@ import torch
 
 from .._validation import check_finite, check_positive, trusted_inputs
 from ..oracles.base import Oracle
-from ._common import check_oracle
+from ._common import check_oracle, negative_loss_hint
 from .base import StructuredLoss
 
 __all__ = ["SPOPlusLoss", "spo_plus_loss"]
 
-_SIGN_HINT = (
-    "SPO+ is >= 0 when the oracle maximizes <theta, g(y)> + h(y) over a set Y that holds y_target. Likely causes: "
-    "a minimizing oracle (colayers oracles maximize: a cost minimizer such as scipy's linear_sum_assignment needs "
-    "maximize=True, or theta = -cost), or swapped arguments (the call is loss(theta, theta_true, y_target))."
+_SIGN_HINT = negative_loss_hint(
+    "SPO+ is >= 0 when the oracle maximizes <theta, g(y)> + h(y) over a set Y that holds y_target",
+    "loss(theta, theta_true, y_target)",
 )
 
 

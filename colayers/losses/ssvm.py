@@ -8,16 +8,15 @@ import torch
 
 from .._validation import check_positive
 from ..oracles.base import Oracle
-from ._common import check_binary, check_oracle, event_dims
+from ._common import check_binary, check_oracle, event_dims, negative_loss_hint
 from .base import StructuredLoss
 
 __all__ = ["StructuredSVMLoss", "hamming_margin", "hamming_augmented_oracle"]
 
-_SIGN_HINT = (
+_SIGN_HINT = negative_loss_hint(
     "The structured hinge loss is >= 0 when the (loss-augmented) oracle maximizes delta(y, y_target) + "
-    "<theta, g(y)> + h(y) over a set Y that holds y_target, with delta(y_target, y_target) >= 0. Likely causes: a "
-    "minimizing oracle (colayers oracles maximize: a cost minimizer such as scipy's linear_sum_assignment needs "
-    "maximize=True, or theta = -cost), or swapped arguments (the call is loss(theta, y_target))."
+    "<theta, g(y)> + h(y) over a set Y that holds y_target, with delta(y_target, y_target) >= 0",
+    "loss(theta, y_target)",
 )
 
 

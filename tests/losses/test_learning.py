@@ -64,8 +64,8 @@ def train(method, seed=0, epochs=10, n_train=1000, n_test=200, batch_size=32):
     with torch.no_grad():
         y_untrained = oracle(-untrained(x_te))
     return (
-        float(normalized_regret(oracle, -c_te, y_pred, y_te)),
-        float(normalized_regret(oracle, -c_te, y_untrained, y_te)),
+        float(normalized_regret(y_pred, -c_te, y_te, oracle=oracle, reduction="mean")),
+        float(normalized_regret(y_untrained, -c_te, y_te, oracle=oracle, reduction="mean")),
     )
 
 
