@@ -27,7 +27,8 @@ import math
 import pytest
 import torch
 
-from tests.conformance import EVENT, Case, Piece, abstract_bases, cases, discover, small_oracle
+from colayers.oracles import Oracle
+from tests.conformance import EVENT, Case, Piece, _auto_case, abstract_bases, cases, discover, is_abstract, small_oracle
 from tests.conftest import DEVICES
 
 PIECES = discover()
@@ -73,6 +74,28 @@ def test_every_kind_has_pieces_and_the_abstract_bases_are_excluded():
 def test_every_public_piece_can_be_built():
     errors = [piece.error for pieces in PIECES.values() for piece in pieces if piece.error is not None]
     assert not errors, "\n".join(errors)
+
+
+def test_the_abstract_rule_and_the_build_rule_on_made_up_classes():
+    class Stub(Oracle):
+        def solve(self, theta):
+            """A stub: a subclass must fill it."""
+            raise NotImplementedError
+
+    class NoForward(torch.nn.Module):
+        pass
+
+    class Concrete(Stub):
+        def __init__(self, k, oracle=None):
+            super().__init__()
+
+        def solve(self, theta):
+            raise NotImplementedError("an explanation: not a stub")
+
+    assert is_abstract(Stub) and is_abstract(NoForward) and not is_abstract(Concrete)
+    reason = _auto_case(Concrete)
+    assert isinstance(reason, str) and "k" in reason
+    assert isinstance(_auto_case(Oracle), Case)
 
 
 def test_the_table_of_constructors_names_only_public_pieces():

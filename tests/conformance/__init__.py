@@ -292,7 +292,7 @@ def is_abstract(cls: type) -> bool:
             continue
         if isinstance(attr, (staticmethod, classmethod)):
             attr = attr.__func__
-        if inspect.isfunction(attr) and attr.__module__.startswith("colayers") and _is_bare_stub(attr):
+        if inspect.isfunction(attr) and not (attr.__module__ or "").startswith("torch") and _is_bare_stub(attr):
             return True
     return False
 
