@@ -29,10 +29,12 @@ __all__ = [
     "check_int_at_least",
     "check_int_in_range",
     "check_event_shape",
+    "check_theta",
     "check_same_shape",
     "check_tensor",
     "check_generator",
     "check_reduction",
+    "reduce",
     "Constraint",
     "positive",
     "nonnegative",
@@ -243,6 +245,29 @@ def check_event_shape(
     return tuple(value.shape[: value.ndim - event_ndim])
 
 
+def check_theta(
+    theta: object, event_shape: Sequence[int] | None = None, event_ndim: int = 1, validate: bool = True
+) -> tuple[int, ...]:
+    """The one check of scores θ at a public entry point: a floating tensor ending with the event shape
+    (``event_shape``, or any shape with ``event_ndim`` dimensions) and, when ``validate``, finite; returns the batch
+    shape. Inside :func:`trusted_inputs` (a layer or loss that checked θ already) the finiteness, which costs a
+    host read-back on CUDA, is not checked again.
+
+    Example:
+        >>> check_theta(torch.zeros(4, 3), event_ndim=1)
+        (4,)
+        >>> check_theta(torch.zeros(()))
+        Traceback (most recent call last):
+        ...
+        ValueError: theta must have at least 1 dimension(s) (*batch, *event); got shape ()
+    """
+    check_tensor("theta", theta)
+    batch = check_event_shape("theta", theta, event_shape, event_ndim)
+    if validate and not inputs_trusted():
+        check_finite("theta", theta)
+    return batch
+
+
 def check_same_shape(name: str, value: torch.Tensor, ref_name: str, ref: torch.Tensor) -> None:
     """Require ``value`` to have the shape of ``ref``."""
     if value.shape != ref.shape:
@@ -272,6 +297,21 @@ def check_reduction(reduction: str) -> str:
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction must be one of {_REDUCTIONS}; got {reduction!r}")
     return reduction
+
+
+def reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Apply a checked reduction, 'mean' | 'sum' | 'none', to per-instance values ``(*batch)`` (losses and
+    metrics alike; 'mean' of an empty batch is NaN, as in torch).
+
+    Example:
+        >>> reduce(torch.tensor([1.0, 3.0]), "mean")
+        tensor(2.)
+    """
+    if reduction == "mean":
+        return values.mean()
+    if reduction == "sum":
+        return values.sum()
+    return values
 
 
 # -- constructor arguments declared once (as torch.distributions' arg_constraints) ---------------------------------

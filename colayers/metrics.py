@@ -60,18 +60,9 @@ from typing import Any
 
 import torch
 
-from ._validation import check_int_at_least, check_reduction, check_same_shape
+from ._validation import check_int_at_least, check_reduction, check_same_shape, reduce
 
 __all__ = ["regret", "normalized_regret", "cost_ratio", "exact_match", "hamming_distance", "rank_distance"]
-
-
-def _reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:
-    """Apply 'none' | 'mean' | 'sum' to per-instance values ``(*batch)``."""
-    if reduction == "mean":
-        return values.mean()
-    if reduction == "sum":
-        return values.sum()
-    return values
 
 
 def _check_tensors(**named: Any) -> None:
@@ -141,7 +132,7 @@ def regret(
         >>> regret(torch.tensor([[0.0, 1.0]]), torch.tensor([[3.0, 1.0]]), torch.tensor([[1.0, 0.0]]))
         tensor([2.])
     """
-    return _reduce(_regret(y_pred, theta_true, y_target, oracle, event_ndim, reduction)[0], reduction)
+    return reduce(_regret(y_pred, theta_true, y_target, oracle, event_ndim, reduction)[0], reduction)
 
 
 def normalized_regret(
@@ -212,7 +203,7 @@ def cost_ratio(
     Args: as :func:`regret`.
     """
     r, best = _regret(y_pred, theta_true, y_target, oracle, event_ndim, reduction)
-    return _reduce(1.0 + r / best.abs(), reduction)
+    return reduce(1.0 + r / best.abs(), reduction)
 
 
 def exact_match(
@@ -233,7 +224,7 @@ def exact_match(
     """
     r, best = _regret(y_pred, theta_true, y_target, oracle, event_ndim, reduction)
     match = r.abs() <= atol + rtol * best.abs()
-    return match if reduction == "none" else _reduce(match.to(r.dtype), reduction)
+    return match if reduction == "none" else reduce(match.to(r.dtype), reduction)
 
 
 def hamming_distance(
@@ -273,7 +264,7 @@ def hamming_distance(
                 f"hamming_distance needs 0/1 solutions; {name} has {int(bad.sum())} other entries (for rankings "
                 "use rank_distance)"
             )
-    return _reduce((y_pred - y_target).abs().mean(dim=tuple(range(-nd, 0))), reduction)
+    return reduce((y_pred - y_target).abs().mean(dim=tuple(range(-nd, 0))), reduction)
 
 
 def rank_distance(
@@ -307,4 +298,4 @@ def rank_distance(
     m = y_pred.shape[-1]
     per_ranking = (y_pred - y_target).abs().sum(dim=-1) / max(1, math.floor(m * m / 2))
     per_instance = per_ranking.mean(dim=tuple(range(-(nd - 1), 0))) if nd > 1 else per_ranking
-    return _reduce(per_instance, reduction)
+    return reduce(per_instance, reduction)

@@ -24,12 +24,9 @@ import torch
 
 from .._validation import (
     ValidateArgs,
-    check_event_shape,
-    check_finite,
     check_generator,
-    check_tensor,
+    check_theta,
     check_validate_args,
-    inputs_trusted,
     one_of,
     resolve_validate_args,
     trusted_inputs,
@@ -50,16 +47,9 @@ def check_output(output: str) -> str:
     return one_of(*OUTPUTS).check("output", output)
 
 
-def check_theta(theta: torch.Tensor, oracle: Oracle, validate: bool) -> tuple[int, ...]:
-    """Check θ against the oracle's event shape (no tensor value is read) and, when ``validate``, its finiteness
-    (one reduction and one read-back to the host); return the batch shape. Inside
-    :func:`~colayers._validation.trusted_inputs` (a loss that checked θ already) the finiteness is not checked
-    again."""
-    check_tensor("theta", theta)
-    batch = check_event_shape("theta", theta, oracle.event_shape, oracle.event_ndim)
-    if validate and not inputs_trusted():
-        check_finite("theta", theta)
-    return batch
+def _check_theta(theta: torch.Tensor, oracle: Oracle, validate: bool) -> tuple[int, ...]:
+    """:func:`~colayers._validation.check_theta` against the oracle's event shape."""
+    return check_theta(theta, oracle.event_shape, oracle.event_ndim, validate)
 
 
 def draws_noise(perturbation: Perturbation, rule: VJPRule, num_samples: int) -> bool:
@@ -188,7 +178,7 @@ def perturbed(
         if not draws_noise(perturbation, rule, s):
             _refuse_generator("perturbed", generator)
         check_generator(generator, theta.device if isinstance(theta, torch.Tensor) else "cpu")
-    check_theta(theta, oracle, resolve_validate_args(check_validate_args(validate_args)))
+    _check_theta(theta, oracle, resolve_validate_args(check_validate_args(validate_args)))
     return _run(theta, oracle, perturbation, rule, s, output, generator, None, True)
 
 
@@ -277,7 +267,7 @@ class OracleLayer(torch.nn.Module):
     def check_theta(self, theta: torch.Tensor) -> tuple[int, ...]:
         """Validate θ against the oracle's event shape (and its finiteness, see ``validate_args``); return the
         batch shape."""
-        return check_theta(theta, self.oracle, self.validate_args)
+        return _check_theta(theta, self.oracle, self.validate_args)
 
     def extra_repr(self) -> str:
         return f"oracle={self.oracle!r}" + ("" if self.seed is None else f", seed={self.seed}")
@@ -363,7 +353,7 @@ class Perturbed(OracleLayer):
 
     def _generator(self, theta: torch.Tensor, generator: torch.Generator | None) -> torch.Generator | None:
         """Check θ once and resolve the generator (refused when the layer draws no noise)."""
-        check_theta(theta, self.oracle, self.validate_args)
+        _check_theta(theta, self.oracle, self.validate_args)
         if generator is not None and self.deterministic:
             _refuse_generator(type(self).__name__, generator)
         return self.resolve_generator(generator, theta)

@@ -26,7 +26,7 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-from .._validation import ValidateArgs, check_finite, check_int_at_least, check_positive, check_tensor
+from .._validation import ValidateArgs, check_int_at_least, check_positive, check_theta
 from ..distribution import SolutionDistribution
 from ..oracles.base import Oracle
 from .active_set import ActiveSetProjection, complete_face
@@ -81,11 +81,7 @@ class RegularizedLayer(Protocol):
 
 
 def _check_vector_theta(theta: torch.Tensor, validate: bool) -> None:
-    check_tensor("theta", theta)
-    if theta.ndim < 1:
-        raise ValueError(f"theta must have at least 1 dimension (*batch, n); got shape {tuple(theta.shape)}")
-    if validate:
-        check_finite("theta", theta)
+    check_theta(theta, None, 1, validate)
 
 
 def _no_generator(layer: torch.nn.Module, generator: torch.Generator | None) -> None:

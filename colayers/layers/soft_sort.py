@@ -65,7 +65,7 @@ import math
 
 import torch
 
-from .._validation import ValidateArgs, check_finite, check_positive, check_tensor, resolve_validate_args
+from .._validation import ValidateArgs, check_positive, check_tensor, check_theta, resolve_validate_args
 
 __all__ = [
     "IsotonicRegression",
@@ -164,11 +164,7 @@ class IsotonicRegression(torch.autograd.Function):
 
 
 def _check_theta(theta: torch.Tensor, validate: bool | None) -> None:
-    check_tensor("theta", theta)
-    if theta.ndim < 1:
-        raise ValueError(f"theta must have at least 1 dimension (*batch, n); got shape {tuple(theta.shape)}")
-    if resolve_validate_args(validate):
-        check_finite("theta", theta)
+    check_theta(theta, None, 1, resolve_validate_args(validate))
 
 
 def _check_strength(strength: float) -> float:

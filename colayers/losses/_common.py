@@ -11,15 +11,6 @@ from ..oracles.base import Oracle
 __all__: list[str] = []
 
 
-def reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:
-    """Apply 'mean' | 'sum' | 'none' to per-instance loss values ``(*batch)``."""
-    if reduction == "mean":
-        return values.mean()
-    if reduction == "sum":
-        return values.sum()
-    return values
-
-
 def event_dims(event_ndim: int) -> tuple[int, ...]:
     return tuple(range(-event_ndim, 0))
 

@@ -13,8 +13,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from .._validation import ValidateArgs, check_finite, check_reduction, check_tensor, trusted_inputs
-from ._common import check_in_solution_set, check_nonnegative, reduce, sign_checkable, value_with_gradient
+from .._validation import ValidateArgs, check_finite, check_reduction, check_tensor, check_theta, reduce, trusted_inputs
+from ._common import check_in_solution_set, check_nonnegative, sign_checkable, value_with_gradient
 
 __all__ = ["StructuredLoss"]
 
@@ -92,14 +92,7 @@ class StructuredLoss(nn.Module):
     # -- checks: each input tensor once per call ------------------------------------------------------------
     def check_scores(self, theta: torch.Tensor) -> torch.Tensor:
         """θ: a floating tensor with at least ``event_ndim`` dimensions, finite while validating."""
-        check_tensor("theta", theta)
-        nd = self.event_ndim
-        if theta.ndim < nd:
-            raise ValueError(
-                f"theta must have at least {nd} dimension(s) (*batch, *event); got shape {tuple(theta.shape)}"
-            )
-        if self.validate_args:
-            check_finite("theta", theta)
+        check_theta(theta, None, self.event_ndim, self.validate_args)
         return theta
 
     def check_like_scores(self, name: str, value: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from .._validation import check_finite, check_int_at_least, check_tensor
+from .._validation import check_finite, check_tensor
 from .base import Oracle
 
 __all__ = ["EnumeratedOracle", "grid_dag_paths"]

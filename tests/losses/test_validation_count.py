@@ -119,3 +119,23 @@ def test_a_non_finite_input_is_still_caught_by_name():
         SPOPlusLoss(TopKSubset(2))(theta, bad, y)
     with pytest.raises(ValueError, match="y_target must be finite"):
         SPOPlusLoss(TopKSubset(2))(theta, theta_true, torch.full_like(y, float("inf")))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: __import__("colayers").SoftArgmax(temperature=0.5),
+        lambda: __import__("colayers").SparseArgmax(),
+        lambda: __import__("colayers").RegularizedFrankWolfe(TopKSubset(2)),
+    ],
+    ids=["SoftArgmax", "SparseArgmax", "RegularizedFrankWolfe"],
+)
+def test_fenchel_young_on_a_regularized_layer_checks_theta_once(make, finiteness_checks):
+    # the regularized layer, called by the loss on the θ it checked, does not check it a second time
+    theta, _, _ = _inputs()
+    y = torch.zeros(B, N)
+    y[:, 0] = 1.0
+    if "Frank" in type(layer := make()).__name__:
+        y[:, 1] = 1.0  # a 2-subset
+    FenchelYoungLoss(layer)(theta, y).backward()
+    assert _checked(finiteness_checks) == ["theta", "y_target"]
