@@ -560,7 +560,7 @@ def warcraft_section(devices: list[str], n_train: int, methods: list[str], *, ba
     size = config.effective_problem_params(spec)["size"]
     batch = batch or config.batch_size
     from colayers.oracles import GridVertexShortestPath
-    from colayers.studies.runner import trial_oracles
+    from colayers.studies.trial import trial_oracles
 
     results: dict[tuple[str, str], tuple[float, float, float, int]] = {}
     notes = []
