@@ -44,11 +44,16 @@ def _distribution_lists() -> tuple[set[str], set[str]]:
 
 
 def test_perturbations_page_lists_exactly_the_layers_with_a_distribution():
+    # The page names Perturbed "and every subclass": a new estimator built on Perturbed is covered without an edit
+    # of the page; every other layer class is named on one of the two lists, and each list is right.
     listed_with, listed_without = _distribution_lists()
     classes = _layer_classes()
-    assert listed_with | listed_without == set(classes), "every layer class is on one of the two lists"
+    covered = {n for n, c in classes.items() if issubclass(c, layers.Perturbed)}
+    assert "Perturbed" in listed_with and "every subclass" in _section("perturbations.md", "Distributions over solutions")
+    assert listed_with | listed_without | covered == set(classes), "every layer class is on one of the two lists"
     assert not listed_with & listed_without
-    assert listed_with == {n for n, c in classes.items() if callable(getattr(c, "distribution", None))}
+    has = {n for n, c in classes.items() if callable(getattr(c, "distribution", None))}
+    assert listed_with <= has and has - covered <= listed_with
     assert listed_without == {n for n, c in classes.items() if not hasattr(c, "distribution")}
 
 
@@ -75,7 +80,7 @@ def test_each_listed_distribution_has_the_layer_output_as_its_mean():
     # case the law's mean is the layer's forward output (same draws for the sampling layers), and its atoms are
     # solutions (one-hot rows here).
     instances = _instances()
-    assert set(instances) == _distribution_lists()[0]
+    assert _distribution_lists()[0] <= set(instances)
     theta = torch.tensor([[0.3, 1.2, -0.4, 0.9], [2.0, 0.1, 0.5, 1.1]], dtype=torch.float64)
     for name, layer in instances.items():
         sampling = isinstance(layer, layers.Perturbed) and not layer.deterministic
