@@ -22,6 +22,7 @@ Global Linear Convergence of Frank-Wolfe Optimization Variants*, NeurIPS 2015; B
 
 from __future__ import annotations
 
+import math
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -397,7 +398,8 @@ class RegularizedFrankWolfe(OracleLayer):
         r""":math:`\Omega(\mu)` (the regularizer's value) summed over the event, shape ``(*batch)``."""
         nd = self.oracle.event_ndim
         batch = mu.shape[: mu.ndim - nd]
-        return self.regularizer.value(mu.reshape(*batch, -1) if nd else mu.unsqueeze(-1))
+        size = math.prod(mu.shape[mu.ndim - nd :])  # not -1: a batch may be empty
+        return self.regularizer.value(mu.reshape(*batch, size) if nd else mu.unsqueeze(-1))
 
     def extra_repr(self) -> str:
         extra = f"max_iter={self.max_iter}, tol={self.tol}, face_completion={self.face_completion}"
