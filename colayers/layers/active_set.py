@@ -99,6 +99,22 @@ def _face_coefficients(atoms, face, ref, sqrt_h, rhs):
     return coef / norms, diff
 
 
+def _offset_frame(theta, g, atoms, weights, offset):
+    """``(theta, g, shift, s0)`` for :func:`complete_face`: instances whose active atoms share one coordinate
+    sum s0 keep the centered θ and g (``shift`` = their offset); the others get the true scores (shift 0)."""
+    b, m, _ = atoms.shape
+    active = weights > 0
+    sums = atoms.sum(-1)  # (B, m)
+    s0 = sums.gather(1, weights.argmax(-1, keepdim=True)).squeeze(1)
+    same = ((sums == s0.unsqueeze(1)) | ~active).sum(-1) == m  # the offset cancels on these instances
+    shift = theta.new_zeros(b) if offset is None else offset.to(theta.dtype)
+    if offset is not None and not bool(same.all()):
+        theta = torch.where(same.unsqueeze(-1), theta, theta + shift.unsqueeze(-1))
+        g = torch.where(same.unsqueeze(-1), g, g + shift.unsqueeze(-1))
+        shift = torch.where(same, shift, torch.zeros_like(shift))
+    return theta, g, shift, s0
+
+
 @torch.no_grad()
 def complete_face(
     theta: torch.Tensor,
@@ -109,6 +125,7 @@ def complete_face(
     generator: torch.Generator | None = None,
     max_rounds: int | None = None,
     ascent: torch.Tensor | None = None,
+    offset: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Add the vertices of the optimal face that Frank-Wolfe's minimal representation leaves out.
 
@@ -143,6 +160,13 @@ def complete_face(
     and treats vertices within :math:`\mathrm{tol}_F` of the face as on it. A miss lowers the Jacobian's
     rank; a vertex it adds is always on the face up to :math:`\mathrm{tol}_F`.
 
+    A constant offset: pass θ centered (θ less a per-instance constant c, e.g. from
+    :func:`~colayers.layers.frank_wolfe.center_scores`) and c as ``offset``. The oracle is then probed at the
+    true scores :math:`g + c\mathbf 1`; where the active atoms share one coordinate sum, the face test is made
+    with the centered g plus :math:`c(\langle\mathbf 1, v\rangle - \langle\mathbf 1, a\rangle)` (zero for
+    a vertex of the same sum), and :math:`\mathrm{tol}_F` and τ use the centered θ: an offset that cannot
+    change the face does not loosen the test. Elsewhere the true scores are used throughout.
+
     Args:
         theta: ``(B, d)`` flat scores; atoms ``(B, m, d)`` and weights ``(B, m)`` from
             :func:`frank_wolfe_projection`; oracle: a callable on flat ``(N, d)`` scores.
@@ -150,6 +174,7 @@ def complete_face(
         generator: the source of δ (on θ's device).
         max_rounds: the most rounds (``None``: d + 1, enough for any face; 0: no completion).
         ascent: :math:`\theta - \nabla\Omega(\mu)` ``(B, d)`` (``None``: :math:`\theta - \mu`).
+        offset: ``(B,)`` the constant c removed from θ and ``ascent`` (``None``: 0).
 
     Returns:
         ``(atoms, face)``: the atoms with the new face vertices appended, ``(B, m', d)`` (their weight is 0:
@@ -177,6 +202,7 @@ def complete_face(
     rows = torch.arange(b, device=device)
     mu = (weights.unsqueeze(-1) * atoms).sum(1)
     g = theta - mu if ascent is None else ascent
+    theta, g, shift, s0 = _offset_frame(theta, g, atoms, weights, offset)
     value = (g * mu).sum(-1)  # (B,) = max_y <g, y> at the projection
     root_eps = torch.finfo(dtype).eps ** 0.5
     # <g, v - mu> sums products of theta-sized and atom-sized numbers: its rounding error scales with both
@@ -217,10 +243,12 @@ def complete_face(
         delta = z - (q @ (q.transpose(1, 2) @ z.unsqueeze(-1))).squeeze(-1)
         delta = delta / torch.linalg.vector_norm(delta, dim=-1, keepdim=True).clamp(min=torch.finfo(dtype).tiny)
         step = tau[idx].unsqueeze(-1) * delta
-        answers = oracle(torch.cat([g[idx] + step, g[idx] - step])).reshape(2, n, d)
+        true_g = g[idx] + shift[idx].unsqueeze(-1)
+        answers = oracle(torch.cat([true_g + step, true_g - step])).reshape(2, n, d)
         progress = torch.zeros(n, dtype=torch.bool, device=device)
         for v in answers:
-            on_face = ((g[idx] * v).sum(-1) - value[idx]).abs() <= face_tol[idx]
+            moved = shift[idx] * (v.sum(-1) - s0[idx])  # the offset's share of <g, v - mu>: 0 for the same sum
+            on_face = ((g[idx] * v).sum(-1) + moved - value[idx]).abs() <= face_tol[idx]
             vertex = atoms.new_zeros(b, d).index_copy_(0, idx, v)
             mask = torch.zeros(b, dtype=torch.bool, device=device).index_copy_(0, idx, on_face)
             ok = add(vertex - ref, mask)

@@ -43,6 +43,7 @@ __all__ = [
     "NegativeEntropy",
     "frank_wolfe",
     "frank_wolfe_projection",
+    "center_scores",
 ]
 
 
@@ -146,7 +147,9 @@ class SquaredNorm(Regularizer):
         return torch.minimum(torch.clamp(gamma, min=0.0), gmax)
 
     def solve(self, theta, oracle, max_iter, tol):
-        return frank_wolfe_projection(theta / self.strength, oracle, max_iter, tol)
+        theta_c, offset = center_scores(theta)  # centered before the division: (theta - c) / s keeps its digits
+        s = self.strength
+        return frank_wolfe_projection(theta / s, oracle, max_iter, tol, centered=(theta_c / s, offset / s))
 
 
 class NegativeEntropy(Regularizer):
@@ -200,31 +203,75 @@ def _check_strength(strength: float) -> float:
     return strength
 
 
-def _away_step_loop(theta, oracle, ascent, line_search, polish, check_atoms, max_iter, tol, polish_every):
-    r"""The away-step Frank-Wolfe loop shared by every regularizer; ``ascent(mu)`` is
-    :math:`\theta - \nabla\Omega(\mu)`, ``polish(atoms, weights, fw_gap, tol, done)`` re-optimizes the
-    weights on the active set."""
+def center_scores(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Split flat scores ``(B, d)`` as :math:`\theta = \theta_c + c\,\mathbf 1`: ``(theta_c, c)`` with c
+    ``(B,)`` the mean of each row (0 for an empty event) and :math:`\theta_c` computed as ``theta - c``
+    (exact for the entries within a factor 2 of c, so an offset shared by all entries is removed exactly).
+
+    Example:
+        >>> center_scores(torch.tensor([[1e4 + 1.0, 1e4 - 1.0]], dtype=torch.float64))
+        (tensor([[ 1., -1.]], dtype=torch.float64), tensor([10000.], dtype=torch.float64))
+    """
+    if theta.shape[-1] == 0:
+        return theta, theta.new_zeros(theta.shape[:-1])
+    offset = theta.mean(-1)
+    return theta - offset.unsqueeze(-1), offset
+
+
+def _common_sum(atoms: torch.Tensor, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(same, s0)``: whether each instance's active atoms ``(B, m, d)`` share one coordinate sum (compared
+    exactly), and that sum (the heaviest-slot's, meaningful where ``same``)."""
+    sums = atoms.sum(-1)  # (B, m)
+    first = sums.gather(1, active.to(torch.int8).argmax(-1, keepdim=True))  # an active atom's sum
+    same = ((sums == first) | ~active).sum(-1) == atoms.shape[1]
+    return same, first.squeeze(1)
+
+
+def _away_step_loop(
+    theta, centered, offset, oracle, ascent, line_search, polish, check_atoms, max_iter, tol, polish_every
+):
+    r"""The away-step Frank-Wolfe loop shared by every regularizer; ``ascent(th, mu)`` is
+    :math:`th - \nabla\Omega(\mu)`, ``line_search(th, mu, direction, gmax)`` the step, ``polish(th, atoms,
+    weights, fw_gap, tol, done)`` re-optimizes the weights on the active set.
+
+    Shift invariance: the scores are :math:`\theta = \theta_c + c\mathbf 1` (``centered``, ``offset``). Every
+    quantity the loop computes (gaps, steps, polish) is an inner product of the scores with a direction
+    between atoms; while an instance's atoms (the active ones and the oracle's answer) share one coordinate
+    sum, those directions d have :math:`\langle\mathbf 1, d\rangle = 0` exactly, so :math:`\theta_c` gives
+    the same values as θ, without the rounding of a large offset; the instance uses θ itself from the first
+    atom with another sum on. The oracle always sees the true scores :math:`g + c\mathbf 1` (it may not be
+    shift-invariant, and it is what reveals a vertex with another sum), and the tolerance is relative to
+    :math:`1 + \|\theta_w\|^2` for the scores :math:`\theta_w` in use: it does not grow with an offset that
+    cannot change the solution."""
     b, d = theta.shape
     v = oracle(theta).reshape(b, d)
     check_atoms(v.unsqueeze(1))
     atoms = v.unsqueeze(1)
     weights = torch.ones(b, 1, dtype=theta.dtype, device=theta.device)
     done = torch.zeros(b, dtype=torch.bool, device=theta.device)
-    scale = 1.0 + (theta * theta).sum(-1)
-    # a gap below the dtype's rounding of <theta - mu, v - mu> is unreachable: never ask for less than 100 eps
-    tol_scaled = max(float(tol), 100 * torch.finfo(theta.dtype).eps) * scale
+    same, s0 = _common_sum(atoms, weights > 0)
+    floor = max(float(tol), 100 * torch.finfo(theta.dtype).eps)  # a gap below ~100 eps is not resolved
+
+    def frame(same):  # the scores each instance computes with, and the shift back to the true scores
+        th = torch.where(same.unsqueeze(-1), centered, theta)
+        return th, torch.where(same, offset, torch.zeros_like(offset)).unsqueeze(-1), floor * (1.0 + (th * th).sum(-1))
+
+    def step_answer(mu, same):  # the oracle's answer at the true gradient, the frame, the gap
+        th, shift, tol_scaled = frame(same)
+        v = oracle(ascent(th, mu) + shift).reshape(b, d)
+        same = same & (v.sum(-1) == s0)
+        th, _, tol_scaled = frame(same)
+        grad = ascent(th, mu)
+        return v, same, th, grad, (grad * (v - mu)).sum(-1), tol_scaled
+
     rows = torch.arange(b, device=theta.device)
     for it in range(max_iter):
         mu = (weights.unsqueeze(-1) * atoms).sum(1)
-        grad = ascent(mu)
-        v = oracle(grad).reshape(b, d)
-        fw_gap = (grad * (v - mu)).sum(-1)
+        v, same, th, grad, fw_gap, tol_scaled = step_answer(mu, same)
         if (it + 1) % polish_every == 0:
-            weights, done = polish(atoms, weights, fw_gap, tol_scaled, done)
+            weights, done = polish(th, atoms, weights, fw_gap, tol_scaled, done)
             mu = (weights.unsqueeze(-1) * atoms).sum(1)
-            grad = ascent(mu)
-            v = oracle(grad).reshape(b, d)
-            fw_gap = (grad * (v - mu)).sum(-1)
+            v, same, th, grad, fw_gap, tol_scaled = step_answer(mu, same)
         done = done | (fw_gap <= tol_scaled)
         if bool(done.all()):
             break
@@ -238,40 +285,52 @@ def _away_step_loop(theta, oracle, ascent, line_search, polish, check_atoms, max
         use_fw = fw_gap >= away_gap
         direction = torch.where(use_fw.unsqueeze(-1), v - mu, mu - a)
         gmax = torch.where(use_fw, torch.ones_like(w_a), w_a / torch.clamp(1 - w_a, min=1e-30))
-        gamma = line_search(mu, direction, gmax)
+        gamma = line_search(th, mu, direction, gmax)
         gamma = gamma.masked_fill(done, 0.0)
-        # FW vertex: reuse an existing slot if v is already stored, else append a new slot
-        # (torch's all/any over a last dimension are slow on the CPU: count instead, same result)
-        match = (atoms == v.unsqueeze(1)).sum(-1) == d
-        has = match.sum(-1) > 0
-        atoms = torch.cat([atoms, v.unsqueeze(1)], 1)
-        weights = torch.cat([weights, weights.new_zeros(b, 1)], 1)
-        v_idx = torch.where(has, match.to(torch.int8).argmax(-1), atoms.shape[1] - 1)
-        fw_w = (1 - gamma).unsqueeze(1) * weights
-        fw_w = fw_w.scatter_add(1, v_idx.unsqueeze(1), gamma.unsqueeze(1))
-        aw_w = (1 + gamma).unsqueeze(1) * weights
-        aw_w = aw_w.scatter_add(1, a_idx.unsqueeze(1), -gamma.unsqueeze(1))
-        drop = (~use_fw) & (gamma >= gmax)  # drop step: the away atom leaves the active set exactly
-        aw_w = aw_w.masked_fill(
-            drop.unsqueeze(1) & (torch.arange(weights.shape[1], device=theta.device) == a_idx.unsqueeze(1)), 0.0
-        )
-        weights = torch.where(use_fw.unsqueeze(1), fw_w, aw_w).clamp(min=0.0)
-        weights = weights / weights.sum(-1, keepdim=True)
-        # forget slots no instance uses any more
-        keep = (weights > 0).sum(0) > 0
-        if not bool(keep.all()):
-            atoms, weights = atoms[:, keep], weights[:, keep]
+        atoms, weights = _take_step(atoms, weights, v, gamma, use_fw, a_idx, gmax)
     mu = (weights.unsqueeze(-1) * atoms).sum(1)
-    grad = ascent(mu)
-    fw_gap = (grad * (oracle(grad).reshape(b, d) - mu)).sum(-1)
-    weights, _ = polish(atoms, weights, fw_gap, tol_scaled, torch.zeros_like(done))
+    _, same, th, _, fw_gap, tol_scaled = step_answer(mu, same)
+    weights, _ = polish(th, atoms, weights, fw_gap, tol_scaled, torch.zeros_like(done))
     keep = (weights > 0).sum(0) > 0
     return atoms[:, keep], weights[:, keep]
 
 
+def _take_step(atoms, weights, v, gamma, use_fw, a_idx, gmax):
+    """The weights after a Frank-Wolfe step of size γ toward v (``use_fw``) or an away step from atom
+    ``a_idx``; v is stored in an existing slot if present, else in a new one; unused slots are dropped."""
+    b, d = v.shape
+    # (torch's all/any over a last dimension are slow on the CPU: count instead, same result)
+    match = (atoms == v.unsqueeze(1)).sum(-1) == d
+    has = match.sum(-1) > 0
+    atoms = torch.cat([atoms, v.unsqueeze(1)], 1)
+    weights = torch.cat([weights, weights.new_zeros(b, 1)], 1)
+    v_idx = torch.where(has, match.to(torch.int8).argmax(-1), atoms.shape[1] - 1)
+    fw_w = (1 - gamma).unsqueeze(1) * weights
+    fw_w = fw_w.scatter_add(1, v_idx.unsqueeze(1), gamma.unsqueeze(1))
+    aw_w = (1 + gamma).unsqueeze(1) * weights
+    aw_w = aw_w.scatter_add(1, a_idx.unsqueeze(1), -gamma.unsqueeze(1))
+    drop = (~use_fw) & (gamma >= gmax)  # drop step: the away atom leaves the active set exactly
+    aw_w = aw_w.masked_fill(
+        drop.unsqueeze(1) & (torch.arange(weights.shape[1], device=v.device) == a_idx.unsqueeze(1)), 0.0
+    )
+    weights = torch.where(use_fw.unsqueeze(1), fw_w, aw_w).clamp(min=0.0)
+    weights = weights / weights.sum(-1, keepdim=True)
+    # forget slots no instance uses any more
+    keep = (weights > 0).sum(0) > 0
+    if not bool(keep.all()):
+        atoms, weights = atoms[:, keep], weights[:, keep]
+    return atoms, weights
+
+
 @torch.no_grad()
 def frank_wolfe_projection(
-    theta: torch.Tensor, oracle: Oracle, max_iter: int = 100, tol: float = 1e-9, polish_every: int = 5
+    theta: torch.Tensor,
+    oracle: Oracle,
+    max_iter: int = 100,
+    tol: float = 1e-9,
+    polish_every: int = 5,
+    *,
+    centered: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Project a flat batch θ ``(B, d)`` onto :math:`\mathrm{conv}(\mathcal Y)` by Frank-Wolfe with away steps.
 
@@ -285,7 +344,22 @@ def frank_wolfe_projection(
     (step toward it until a weight reaches 0, drop that atom, repeat), which also sheds affinely dependent
     atoms; an instance stops once its polished weights are non-negative and its
     Frank-Wolfe gap :math:`\langle\theta-\mu, v-\mu\rangle` is at most ``tol`` (scaled by
-    :math:`1 + \|\theta\|^2`).
+    :math:`1 + \|\theta_c\|^2`, :math:`\theta_c` θ less its mean, while the instance's atoms share one
+    coordinate sum, else :math:`1 + \|\theta\|^2`).
+
+    Where every solution has the same coordinate sum (one-hot, top-k, permutations, perfect matchings), a
+    constant added to θ does not change the projection, and the solver does not see it either: it computes
+    with :math:`\theta_c` (see :func:`center_scores`) as long as the atoms it has found share one sum, and
+    the oracle, always called at the true scores, reveals a vertex with another sum if one would be chosen.
+    The remaining effect of an offset c is the oracle's resolution: it sees scores of size |c|, so vertices
+    within about :math:`\varepsilon_{\rm dtype}|c|` of the best are ties to it.
+
+    Args:
+        theta: ``(B, d)`` flat scores; oracle: a callable on flat ``(N, d)`` scores.
+        max_iter, tol, polish_every: the iteration budget and stopping rule.
+        centered: ``(theta_c, c)`` with :math:`\theta = \theta_c + c\mathbf 1` (default
+            :func:`center_scores`\ ``(theta)``), for a caller that computes :math:`\theta_c` more accurately
+            than from θ (:class:`SquaredNorm` passes :math:`((\theta - c)/s, c/s)` for θ/s).
 
     Returns:
         ``(atoms, weights)`` of shapes ``(B, m, d)`` and ``(B, m)``: the active atoms (padded with
@@ -298,20 +372,19 @@ def frank_wolfe_projection(
         tensor([[1.0000, 0.5000, 0.5000]])
     """
 
-    def ascent(mu):
-        return theta - mu
+    theta_c, offset = center_scores(theta) if centered is None else centered
 
-    def line_search(mu, direction, gmax):
-        grad = theta - mu
+    def ascent(th, mu):
+        return th - mu
+
+    def line_search(th, mu, direction, gmax):
+        grad = th - mu
         dd = (direction * direction).sum(-1)
         gamma = torch.where(dd > 0, (grad * direction).sum(-1) / torch.where(dd > 0, dd, 1.0), 0.0)
         return torch.minimum(torch.clamp(gamma, min=0.0), gmax)
 
-    def polish(atoms, weights, fw_gap, tol_scaled, done):
-        return _polish(theta, atoms, weights, fw_gap, tol_scaled, done)
-
     return _away_step_loop(
-        theta, oracle, ascent, line_search, polish, lambda atoms: None, max_iter, tol, polish_every
+        theta, theta_c, offset, oracle, ascent, line_search, _polish, lambda atoms: None, max_iter, tol, polish_every
     )
 
 
@@ -338,7 +411,10 @@ def frank_wolfe(
 
     each followed by a line search over the longest step that keeps the weights non-negative (an atom whose
     weight reaches 0 leaves: Wolfe's minor cycle). An instance stops when its Frank-Wolfe gap
-    :math:`\langle g, v - \mu\rangle` is at most ``tol`` times :math:`1 + \|\theta\|^2`. For
+    :math:`\langle g, v - \mu\rangle` is at most ``tol`` times :math:`1 + \|\theta_c\|^2` (θ less its mean,
+    while its atoms share one coordinate sum; else :math:`1 + \|\theta\|^2`): a constant added to θ, which
+    does not change the solution where all solutions have the same coordinate sum, does not change the
+    computation either (see :func:`frank_wolfe_projection`). For
     :class:`SquaredNorm` this is :func:`frank_wolfe_projection` of θ/s, whose Newton polish is exact in one step.
 
     Args:
@@ -357,17 +433,20 @@ def frank_wolfe(
         tensor([[0.0159, 0.1173, 0.8668]], dtype=torch.float64)
     """
     reg = regularizer
+    theta_c, offset = center_scores(theta)
 
-    def ascent(mu):
-        return theta - reg.gradient(mu)
+    def ascent(th, mu):
+        return th - reg.gradient(mu)
 
-    def line_search(mu, direction, gmax):
-        return reg.line_search(theta, mu, direction, gmax)
+    def line_search(th, mu, direction, gmax):
+        return reg.line_search(th, mu, direction, gmax)
 
-    def polish(atoms, weights, fw_gap, tol_scaled, done):
-        return _newton_polish(theta, atoms, weights, reg, newton_steps), done
+    def polish(th, atoms, weights, fw_gap, tol_scaled, done):
+        return _newton_polish(th, atoms, weights, reg, newton_steps), done
 
-    return _away_step_loop(theta, oracle, ascent, line_search, polish, reg.check_atoms, max_iter, tol, polish_every)
+    return _away_step_loop(
+        theta, theta_c, offset, oracle, ascent, line_search, polish, reg.check_atoms, max_iter, tol, polish_every
+    )
 
 
 def _newton_polish(theta, atoms, weights, reg, steps):

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import torch
 
+from .._validation import ValidateArgs, check_finite, check_validate_args, resolve_validate_args
 from ..perturb import Perturbation
 from .rules import score_function_vjp
 
@@ -36,13 +37,15 @@ class _ScoreFunctionValue(torch.autograd.Function):
         return grad, None, None, None, None
 
 
-def _check_values(values: object, atoms: torch.Tensor, batch: tuple[int, ...]) -> torch.Tensor:
+def _check_values(values: object, atoms: torch.Tensor, batch: tuple[int, ...], validate: bool) -> torch.Tensor:
     if not isinstance(values, torch.Tensor) or tuple(values.shape) != (atoms.shape[0], *batch):
         got = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
         raise ValueError(
             f"cost_fn must map atoms {tuple(atoms.shape)} to values of shape (S, *batch) = "
             f"{(atoms.shape[0], *batch)}; got {got}"
         )
+    if validate:  # a NaN or inf cost would make the expectation and its gradient NaN without a word
+        check_finite("the values of cost_fn (S, *batch)", values)
     return values
 
 
@@ -60,6 +63,7 @@ def pushforward(
     cost_fn: Callable[[torch.Tensor], torch.Tensor],
     *,
     generator: torch.Generator | None = None,
+    validate_args: bool | None = None,
 ) -> torch.Tensor:
     r"""The expectation :math:`\mathbb E_{y\sim p(\cdot\mid\theta)}[\varphi(y)]` under ``layer``'s distribution.
 
@@ -78,6 +82,9 @@ def pushforward(
         layer: any layer with ``distribution(theta, *, generator=None)``.
         cost_fn: maps atoms ``(S, *batch, *solution)`` to values ``(S, *batch)``; never differentiated.
         generator: the random generator of a stochastic layer.
+        validate_args: check that cost_fn's values are finite (a NaN or inf cost raises a ValueError
+            instead of a NaN expectation and gradient); ``None`` follows
+            :func:`~colayers.set_default_validate_args`.
 
     Example:
         >>> import torch
@@ -90,17 +97,18 @@ def pushforward(
     _check_layer(layer)
     if not callable(cost_fn):
         raise TypeError(f"cost_fn must be callable; got {type(cost_fn).__name__}")
+    validate = resolve_validate_args(check_validate_args(validate_args))
     pert = getattr(layer, "perturbation", None)
     if isinstance(pert, Perturbation) and pert.has_score and callable(getattr(layer, "sample", None)):
         sample, atoms = layer.sample(theta, generator)
         batch = theta.shape[: theta.ndim - layer.oracle.event_ndim]
         with torch.no_grad():
-            values = _check_values(cost_fn(atoms), atoms, batch)
+            values = _check_values(cost_fn(atoms), atoms, batch, validate)
         return _ScoreFunctionValue.apply(theta, values.to(theta.dtype), sample, pert, bool(layer.baseline))
     dist = layer.distribution(theta) if generator is None else layer.distribution(theta, generator=generator)
     atoms = dist.atoms.detach()
     with torch.no_grad():
-        values = _check_values(cost_fn(atoms), atoms, tuple(dist.batch_shape))
+        values = _check_values(cost_fn(atoms), atoms, tuple(dist.batch_shape), validate)
     weights = dist.weights
     result = (weights.to(theta.dtype) * values.to(theta.dtype)).sum(0)
     if torch.is_grad_enabled() and theta.requires_grad and not result.requires_grad:
@@ -127,6 +135,8 @@ class Pushforward(torch.nn.Module):
     Args:
         layer: any layer with a ``distribution(theta)`` method.
         cost_fn: maps atoms ``(S, *batch, *solution)`` to values ``(S, *batch)``.
+        validate_args: check that cost_fn's values are finite (see :func:`pushforward`); ``None`` follows
+            :func:`~colayers.set_default_validate_args`.
 
     Example:
         >>> import torch
@@ -139,13 +149,22 @@ class Pushforward(torch.nn.Module):
         1
     """
 
-    def __init__(self, layer: torch.nn.Module, cost_fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
+    validate_args = ValidateArgs()  # None follows set_default_validate_args
+
+    def __init__(
+        self,
+        layer: torch.nn.Module,
+        cost_fn: Callable[[torch.Tensor], torch.Tensor],
+        *,
+        validate_args: bool | None = None,
+    ) -> None:
         super().__init__()
         _check_layer(layer)
         if not callable(cost_fn):
             raise TypeError(f"cost_fn must be callable; got {type(cost_fn).__name__}")
         self.layer = layer
         self.cost_fn = cost_fn
+        self.validate_args = validate_args
 
     def forward(self, theta: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        return pushforward(theta, self.layer, self.cost_fn, generator=generator)
+        return pushforward(theta, self.layer, self.cost_fn, generator=generator, validate_args=self.validate_args)

@@ -22,6 +22,7 @@ Global Linear Convergence of Frank-Wolfe Optimization Variants*, NeurIPS 2015; B
 
 from __future__ import annotations
 
+import math
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -36,6 +37,7 @@ from .frank_wolfe import (
     Regularizer,
     SquaredNorm,
     _FlatOracle,
+    center_scores,
     frank_wolfe,
     frank_wolfe_projection,
 )
@@ -278,12 +280,22 @@ class RegularizedFrankWolfe(OracleLayer):
     when the layer has a ``seed``, else from a fixed local generator (seed 0 on θ's device), so that the
     layer is deterministic. ``face_completion=False`` restores the Jacobian on the active atoms alone.
 
+    **A constant offset.** Where every solution has the same coordinate sum (one-hot, top-k, rankings,
+    perfect matchings), :math:`\mu(\theta + c\mathbf 1) = \mu(\theta)` and so is the Jacobian; the layer
+    computes with θ less its mean while the atoms it finds share one sum, calls the oracle at the true
+    scores (which reveals a vertex of another sum, where the polytope has one and c favours it), and scales
+    its tolerances with the centered θ. Where the sums differ, c changes μ and the layer follows it (it never
+    assumes the invariance). What remains of an offset c is the oracle's resolution: it sees scores of size
+    |c| and cannot tell apart vertices within about ε·|c| of each other (float32, c = 1e4: about 1e-3).
+
     Args:
         oracle: the maximization oracle (solutions of θ's event shape).
         regularizer: Ω (default :class:`~colayers.layers.frank_wolfe.SquaredNorm`\ ``(1.0)``).
         max_iter: the most Frank-Wolfe iterations (oracle calls) per forward.
-        tol: stopping tolerance on the Frank-Wolfe gap, relative to :math:`1 + \|\theta\|^2` (at least
-            100 ε of θ's dtype, since a smaller gap cannot be resolved: float32 stops at about 1.2e-5).
+        tol: stopping tolerance on the Frank-Wolfe gap, relative to :math:`1 + \|\theta_c\|^2` with
+            :math:`\theta_c` θ less its mean where all solutions found share one coordinate sum, else
+            :math:`1 + \|\theta\|^2` (at least 100 ε of θ's dtype, since a smaller gap cannot be resolved:
+            float32 stops at about 1.2e-5).
         face_completion: complete the face for the Jacobian (``False``: J on the active atoms only, the
             minimal representation; cheaper, and exact only where those atoms span the face).
         seed, validate_args: see :class:`~colayers.layers.core.OracleLayer`.
@@ -361,10 +373,13 @@ class RegularizedFrankWolfe(OracleLayer):
             gen = torch.Generator(device=theta.device).manual_seed(0)
         event = tuple(theta.shape[len(batch) :])
         oracle = _FlatOracle(self.oracle, event)
+        centered, offset = center_scores(flat)  # a constant offset that cannot change the face is left out
         if quadratic:  # the projection of theta / s
-            full, face = complete_face(flat / reg.strength, atoms, weights, oracle, self.tol, gen)
+            s = reg.strength
+            full, face = complete_face(centered / s, atoms, weights, oracle, self.tol, gen, offset=offset / s)
         else:
-            full, face = complete_face(flat, atoms, weights, oracle, self.tol, gen, ascent=flat - reg.gradient(mu))
+            ascent = centered - reg.gradient(mu)
+            full, face = complete_face(centered, atoms, weights, oracle, self.tol, gen, ascent=ascent, offset=offset)
         if full.shape[1] > atoms.shape[1]:
             weights = torch.cat([weights, weights.new_zeros(weights.shape[0], full.shape[1] - atoms.shape[1])], 1)
         return ActiveSetProjection.apply(theta, full, weights, face, sqrt_h, scale)
@@ -383,7 +398,8 @@ class RegularizedFrankWolfe(OracleLayer):
         r""":math:`\Omega(\mu)` (the regularizer's value) summed over the event, shape ``(*batch)``."""
         nd = self.oracle.event_ndim
         batch = mu.shape[: mu.ndim - nd]
-        return self.regularizer.value(mu.reshape(*batch, -1) if nd else mu.unsqueeze(-1))
+        size = math.prod(mu.shape[mu.ndim - nd :])  # not -1: a batch may be empty
+        return self.regularizer.value(mu.reshape(*batch, size) if nd else mu.unsqueeze(-1))
 
     def extra_repr(self) -> str:
         extra = f"max_iter={self.max_iter}, tol={self.tol}, face_completion={self.face_completion}"

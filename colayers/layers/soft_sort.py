@@ -66,6 +66,7 @@ import math
 import torch
 
 from .._validation import ValidateArgs, check_positive, check_tensor, check_theta, resolve_validate_args
+from ..oracles._membership import permutation_of_ranks
 
 __all__ = [
     "IsotonicRegression",
@@ -430,6 +431,20 @@ class SoftRank(torch.nn.Module):
         if self.regularization == "kl":
             return self.strength * torch.xlogy(mu, mu).sum(-1)
         return 0.5 * self.strength * (mu * mu).sum(-1)
+
+    def contains(self, y: torch.Tensor) -> torch.Tensor:
+        r"""Whether each row of ``y`` ``(*batch, n)`` is a rank vector, a permutation of :math:`(1, \dots, n)`:
+        the vertices of the permutahedron the layer's output lies in (a bool tensor ``(*batch)``; entries that
+        are not finite are not ranks). :class:`~colayers.losses.FenchelYoungLoss` checks its targets with it.
+
+        Example:
+            >>> SoftRank().contains(torch.tensor([[2.0, 1.0, 3.0], [1.0, 1.0, 3.0]]))
+            tensor([ True, False])
+        """
+        if not isinstance(y, torch.Tensor) or y.ndim == 0:
+            raise ValueError(f"y must be a tensor of rank vectors (*batch, n); got {type(y).__name__} "
+                             f"{tuple(getattr(y, 'shape', ()))}")
+        return permutation_of_ranks(y)
 
     def extra_repr(self) -> str:
         return f"strength={self.strength}, regularization={self.regularization!r}, descending={self.descending}"

@@ -34,7 +34,8 @@ class FenchelYoungLoss(StructuredLoss):
       InferOpt.jl). Unbiased for zero-mean noise; Gumbel noise (mean γ) shifts it by :math:`-\varepsilon\gamma
       \sum_i g(\bar y)_i` (one-hot argmax: ε·CE(θ/ε, ȳ)). ε = 0: the structured perceptron loss.
 
-    Works with: SoftArgmax, SparseArgmax, RegularizedFrankWolfe, PerturbedAdditive, PerturbedMultiplicative,
+    Works with: SoftArgmax, SparseArgmax, RegularizedFrankWolfe, SoftRank (ascending; targets are rank vectors,
+    checked by its ``contains``), PerturbedAdditive, PerturbedMultiplicative,
     Perturbed, IMLE, AIMLE, Blackbox (their perturbation defines Ω*; their VJP rule is unused), or a user's
     layer with either capability; anything else raises a :class:`TypeError` at construction.
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .._validation import trusted_inputs
+from .._validation import check_finite, trusted_inputs
 from ..oracles.base import Oracle
 from ._common import inner
 from .base import StructuredLoss
@@ -135,6 +135,8 @@ class ExperienceLoss(StructuredLoss):
         cost_fn: ``cost_fn(atoms, *args) -> (S, *batch)`` with atoms ``(S, *batch, *solution)``; ``args`` are the
             extra tensors passed to the call (e.g. true costs).
         reduction: 'mean' | 'sum' | 'none'.
+        validate_args: check that the floating tensors in ``args`` and cost_fn's values are finite (a NaN
+            raises a ValueError naming it); ``None`` follows :func:`~colayers.set_default_validate_args`.
 
     Call: ``loss(theta, *args, generator=None)``.
 
@@ -152,8 +154,15 @@ class ExperienceLoss(StructuredLoss):
         1
     """
 
-    def __init__(self, layer: nn.Module, cost_fn: Callable[..., torch.Tensor], reduction: str = "mean") -> None:
-        super().__init__(reduction)
+    def __init__(
+        self,
+        layer: nn.Module,
+        cost_fn: Callable[..., torch.Tensor],
+        reduction: str = "mean",
+        *,
+        validate_args: bool | None = None,
+    ) -> None:
+        super().__init__(reduction, validate_args=validate_args)
         from ..layers.pushforward import Pushforward
 
         if not callable(cost_fn):
@@ -166,7 +175,12 @@ class ExperienceLoss(StructuredLoss):
     def forward(
         self, theta: torch.Tensor, *args: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        push = self._pushforward_cls(self.layer, lambda atoms: self.cost_fn(atoms, *args))
+        validate = self.validate_args
+        for i, arg in enumerate(args):  # a NaN target or true cost would make the loss NaN without a word
+            if validate and isinstance(arg, torch.Tensor) and arg.is_floating_point():
+                check_finite(f"args[{i}] (the extra tensors passed to cost_fn)", arg)
+        cost = self.cost_fn
+        push = self._pushforward_cls(self.layer, lambda atoms: cost(atoms, *args), validate_args=validate)
         return self.finish(theta, push(theta, generator=generator))  # the layer checks θ, once
 
     def extra_repr(self) -> str:
