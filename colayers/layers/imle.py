@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from .._validation import boolean, check_args, nonnegative
+from .._validation import boolean, check_args, nonnegative, one_of
 from ..oracles.base import Oracle
 from ..perturb import Additive, Noise, SumOfGamma
 from .core import Perturbed
@@ -37,7 +37,7 @@ from .rules import AdaptiveLambda, FiniteDifferenceRule
 __all__ = ["IMLE", "AIMLE", "Blackbox"]
 
 
-def _additive(oracle: Oracle, noise: Noise | None, epsilon: float, k: int | None) -> Additive:
+def _additive(oracle: Oracle, noise: Noise | None, epsilon: float, k: float | None) -> Additive:
     """I-MLE's perturbation: ``Additive(noise, epsilon)``, by default Sum-of-Gamma(k) with ``k = oracle.k`` (top-k)
     or the ``k`` argument (default 1)."""
     if noise is None:
@@ -98,7 +98,7 @@ class IMLE(_FiniteDifferenceSettings, Perturbed):
         target_temperature: τ', the noise temperature of the target side (``None``: ε).
         num_target_samples: M ≥ 1 target solutions per sample.
         divide_by_lambda: divide the difference by λ (``False``: torch-imle's unscaled gradient).
-        k: Sum-of-Gamma's k when the oracle has no ``k``; ``None`` means 1.
+        k: Sum-of-Gamma's k (a real number > 0) when the oracle has no ``k``; ``None`` means 1.
         seed, validate_args: see :class:`~colayers.layers.core.OracleLayer`.
 
     Example:
@@ -128,7 +128,7 @@ class IMLE(_FiniteDifferenceSettings, Perturbed):
         target_temperature: float | None = None,
         num_target_samples: int = 1,
         divide_by_lambda: bool = True,
-        k: int | None = None,
+        k: float | None = None,
         seed: int | None = None,
         validate_args: bool | None = None,
     ) -> None:
@@ -160,7 +160,8 @@ class Blackbox(_FiniteDifferenceSettings, Perturbed):
     Args:
         oracle: the maximization oracle.
         lambda_: the interpolation step λ > 0 (the paper uses 10–20).
-        two_sided: the central difference :math:`(f(\theta + \tfrac\lambda2\bar y) - f(\theta - \tfrac\lambda2\bar y))/\lambda`.
+        two_sided: the central difference
+            :math:`(f(\theta + \tfrac\lambda2\bar y) - f(\theta - \tfrac\lambda2\bar y))/\lambda`.
         validate_args: see :class:`~colayers.layers.core.OracleLayer`.
 
     Example:
@@ -184,15 +185,27 @@ class AIMLE(IMLE):
     r"""Adaptive I-MLE (AIMLE; Minervini, Franceschi, Niepert, *Adaptive Perturbation-Based Gradient
     Estimation for Discrete Latent Variable Models*, AAAI 2023).
 
-    :class:`IMLE` whose step is chosen per sample and instance as :math:`\lambda = \beta\,\|\theta\|/\|\bar y\|`
-    (norms over the event; :class:`~colayers.layers.rules.AdaptiveLambda`), with β adapted online: after each
+    :class:`IMLE` whose step is :math:`\lambda = \beta\,\|\theta\|/\|\bar y\|`, with β adapted online: after each
     backward the per-sample number of non-zero gradient entries is averaged, smoothed by an exponential
     moving average (``decay``), and β moves by ``+step`` if this running count is below ``target`` (too sparse
     a gradient: take a larger step), by ``-step`` otherwise (plus ``momentum`` times the previous move),
     clamped at β ≥ 0. β only adapts in training mode and with ``adapt=True``; with β frozen AIMLE is IMLE
     with that λ. A zero λ (β, θ or ȳ zero) perturbs nothing: the target score is θ itself and that sample's
     gradient is exactly 0 (the zero difference is divided by 1, not 0), as in the reference implementation
-    (torch-adaptive-imle), so that β → 0 can bring the running count down to any target.
+    (torch-adaptive-imle), so that β → 0 can bring the running count down to any target. An empty batch gives
+    an empty gradient and leaves the state unchanged.
+
+    ``lambda_per`` says where the norms are taken (:class:`~colayers.layers.rules.AdaptiveLambda`):
+
+    * ``"instance"`` (default): one λ per sample and instance, :math:`\lambda_{s,b} = \beta\|\theta_b\|/
+      \|\bar y_{s,b}\|` (norms over the event), so that an instance's step does not depend on the rest of the
+      batch;
+    * ``"batch"``: one λ for the whole batch, :math:`\beta\|\theta\otimes 1_S\|/\|\bar y\|` over every entry, as
+      torch-adaptive-imle's ``aimle`` and PyEPO's ``adaptiveImplicitMLE`` compute it.
+
+    Both peers' symmetric form (``symmetric_perturbation=True``, ``two_sides=True``) solves at θ ± λȳ and
+    divides by 2λ; colayers' ``two_sided=True`` solves at θ ± λȳ/2 and divides by λ, so it matches with β (and
+    ``step``) doubled.
 
     Its state is explicit and saved by ``state_dict``: buffers ``beta``, ``target``, ``running_nnz``,
     ``previous_update``. Device and dtype rule: the state lives on the module's device (``.to(device)`` moves
@@ -206,6 +219,7 @@ class AIMLE(IMLE):
         oracle, noise, epsilon, num_samples, two_sided, output, alpha, target_temperature, num_target_samples,
             k, seed, validate_args: see :class:`IMLE`.
         beta: initial β ≥ 0.
+        lambda_per: ``"instance"`` (default) or ``"batch"``, as above.
         target: the target mean number of non-zero gradient entries per sample.
         step: β's step size; momentum: momentum of β's moves; decay: the moving average's decay.
         adapt: adapt β (set to ``False`` to freeze it).
@@ -222,7 +236,12 @@ class AIMLE(IMLE):
         True
     """
 
-    arg_constraints = {"beta": nonnegative, "target": nonnegative, "adapt": boolean}
+    arg_constraints = {
+        "beta": nonnegative,
+        "target": nonnegative,
+        "adapt": boolean,
+        "lambda_per": one_of("instance", "batch"),
+    }
 
     def __init__(
         self,
@@ -242,13 +261,16 @@ class AIMLE(IMLE):
         momentum: float = 0.0,
         decay: float = 0.9,
         adapt: bool = True,
-        k: int | None = None,
+        lambda_per: str = "instance",
+        k: float | None = None,
         seed: int | None = None,
         validate_args: bool | None = None,
     ) -> None:
-        beta, target, adapt = check_args(self, beta=beta, target=target, adapt=adapt).values()
+        beta, target, adapt, lambda_per = check_args(
+            self, beta=beta, target=target, adapt=adapt, lambda_per=lambda_per
+        ).values()
         rule = FiniteDifferenceRule(
-            AdaptiveLambda(step, momentum, decay),
+            AdaptiveLambda(step, momentum, decay, per=lambda_per),
             two_sided=two_sided,
             alpha=alpha,
             target_temperature=target_temperature,
@@ -267,6 +289,10 @@ class AIMLE(IMLE):
     @property
     def lambda_(self) -> None:
         return None  # adaptive
+
+    @property
+    def lambda_per(self) -> str:
+        return self.rule.lambda_.per
 
     @property
     def step(self) -> float:
@@ -300,4 +326,5 @@ class AIMLE(IMLE):
         }
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, beta={float(self.beta):.4g}, target={float(self.target)}, adapt={self.adapt}"
+        state = f"beta={float(self.beta):.4g}, target={float(self.target)}, adapt={self.adapt}"
+        return f"{super().extra_repr()}, {state}, lambda_per={self.lambda_per!r}"

@@ -16,12 +16,23 @@ Each rule is an object with the hooks of :class:`VJPRule`; the plain-tensor func
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from .._validation import boolean, check_args, integer_at_least, nonnegative, optional, positive, real, trusted_inputs
+from .._validation import (
+    boolean,
+    check_args,
+    integer_at_least,
+    nonnegative,
+    one_of,
+    optional,
+    positive,
+    real,
+    trusted_inputs,
+)
 from ..oracles.base import Oracle
 from ..perturb import Perturbation, PerturbedSample
 
@@ -270,40 +281,76 @@ class ScoreFunctionRule(VJPRule):
 
 
 class AdaptiveLambda:
-    r"""AIMLE's adaptive finite-difference step :math:`\lambda = \beta\,\|\theta\|/\|\bar y_s\|` with β adapted
+    r"""AIMLE's adaptive finite-difference step :math:`\lambda = \beta\,\|\theta\|/\|\bar y\|` with β adapted
     online (Minervini, Franceschi, Niepert, AAAI 2023), for :class:`FiniteDifferenceRule`.
+
+    Where the norms are taken is ``per``:
+
+    * ``"instance"`` (the default): one λ per sample s and instance b,
+      :math:`\lambda_{s,b} = \beta\,\|\theta_b\|/\|\bar y_{s,b}\|` (norms over the event), the paper's
+      per-instance formula applied to each instance of the batch;
+    * ``"batch"``: ONE λ for the whole call, :math:`\lambda = \beta\,\|\theta\otimes 1_S\|/\|\bar y\|` with the
+      norms over every entry, :math:`\bar y` of shape ``(S, *batch, *event)`` (each sample's incoming gradient;
+      with ``output="mean"`` every sample gets :math:`\bar y`, and λ is :math:`\beta\|\theta\|/\|\bar y\|`) and
+      θ repeated S times. This is what torch-adaptive-imle's ``aimle`` (its target side) and PyEPO's
+      ``adaptiveImplicitMLE`` compute.
 
     β and its statistics are the layer's state (``state["beta"]``, ``"target"``, ``"running_nnz"``,
     ``"previous_update"``, float64 tensors); after each backward with ``state["adapt"]`` true, the mean
-    number of non-zero gradient entries per sample is smoothed by an exponential moving average (``decay``)
-    and β moves by ``+step`` below ``target`` and ``-step`` otherwise (plus ``momentum`` times its previous
-    move), clamped at β ≥ 0. A zero λ perturbs nothing and its difference, exactly zero, is divided by 1.
+    number of non-zero gradient entries per sample (over the S·B sample-instance pairs) is smoothed by an
+    exponential moving average (``decay``) and β moves by ``+step`` below ``target`` and ``-step`` otherwise
+    (plus ``momentum`` times its previous move), clamped at β ≥ 0. An empty batch carries no statistic and leaves
+    the state unchanged. A zero λ perturbs nothing and its difference, exactly zero, is divided by 1.
 
     Args:
         step: β's step size ≥ 0; momentum: ≥ 0; decay: the moving average's decay in [0, 1).
+        per: ``"instance"`` or ``"batch"``, as above.
+
+    Example:
+        >>> theta = torch.tensor([[3.0, 4.0], [0.0, 1.0]])   # two instances, norms 5 and 1
+        >>> dy = torch.tensor([[[1.0, 0.0], [0.0, 2.0]]])    # one sample, norms 1 and 2
+        >>> state = {"beta": torch.tensor(0.5, dtype=torch.float64)}
+        >>> AdaptiveLambda().lambdas(theta, dy, 1, state)   # 0.5 * 5 / 1, 0.5 * 1 / 2
+        tensor([[2.5000, 0.2500]])
+        >>> AdaptiveLambda(per="batch").lambdas(theta, dy, 1, state)   # 0.5 * sqrt(26) / sqrt(5)
+        tensor([[1.1402, 1.1402]])
     """
 
-    arg_constraints = {"step": nonnegative, "momentum": nonnegative, "decay": nonnegative}
+    arg_constraints = {
+        "step": nonnegative,
+        "momentum": nonnegative,
+        "decay": nonnegative,
+        "per": one_of("instance", "batch"),
+    }
 
-    def __init__(self, step: float = 1e-3, momentum: float = 0.0, decay: float = 0.9) -> None:
-        vars(self).update(check_args(self, step=step, momentum=momentum, decay=decay))
+    def __init__(self, step: float = 1e-3, momentum: float = 0.0, decay: float = 0.9, per: str = "instance") -> None:
+        vars(self).update(check_args(self, step=step, momentum=momentum, decay=decay, per=per))
         if self.decay >= 1:
             raise ValueError(f"decay must be in [0, 1); got {decay!r}")
 
     def lambdas(self, theta: torch.Tensor, dy: torch.Tensor, event_ndim: int, state: dict[str, Any]) -> torch.Tensor:
-        """λ = β‖θ‖/‖ȳ_s‖ ≥ 0 of shape ``(S, *batch)`` (0 where β, θ or ȳ_s is 0)."""
+        """λ ≥ 0 of shape ``(S, *batch)`` for ``dy`` of shape ``(S, *batch, *event)`` (0 where β, θ or ȳ is 0)."""
+        beta = state["beta"].to(device=theta.device, dtype=theta.dtype)  # state may live on another device
+        if self.per == "batch":  # one lambda: the norms of theta repeated S times and of every sample's dy
+            norm_theta = torch.linalg.vector_norm(theta) * math.sqrt(dy.shape[0])
+            norm_dy = torch.linalg.vector_norm(dy)
+            lam = beta * norm_theta / torch.where(norm_dy > 0, norm_dy, 1.0)
+            return lam.expand(dy.shape[: dy.ndim - event_ndim])
         dims = tuple(range(-event_ndim, 0))
         norm_theta = torch.linalg.vector_norm(theta, dim=dims).unsqueeze(0)
         norm_dy = torch.linalg.vector_norm(dy, dim=dims)
-        beta = state["beta"].to(device=theta.device, dtype=theta.dtype)  # state may live on another device
         return beta * norm_theta / torch.where(norm_dy > 0, norm_dy, 1.0)
 
     def update(self, diff: torch.Tensor, batch_ndim: int, state: dict[str, Any]) -> None:
-        """β's online update from the per-sample number of non-zero entries of ``diff`` (no read-back)."""
+        """β's online update from the per-sample number of non-zero entries of ``diff`` (no read-back); an empty
+        batch leaves the state unchanged."""
+        lead = diff.shape[: 1 + batch_ndim]
+        if math.prod(lead) == 0:
+            return
         running = state["running_nnz"]
-        per_sample = diff.reshape(diff.shape[: 1 + batch_ndim] + (-1,)).ne(0).sum(-1)
+        per_sample = diff.reshape(lead + (math.prod(diff.shape[1 + batch_ndim :]),)).ne(0).sum(-1)
         total = per_sample.sum().to(device=running.device, dtype=running.dtype)
-        nnz = total / max(per_sample.numel(), 1)
+        nnz = total / per_sample.numel()
         running.mul_(self.decay).add_((1.0 - self.decay) * nnz)
         step = (1.0 - 2.0 * (running >= state["target"]).to(running.dtype)) * self.step  # +step below target
         upd = self.momentum * state["previous_update"] + step
@@ -311,7 +358,8 @@ class AdaptiveLambda:
         state["previous_update"].copy_(upd)
 
     def __repr__(self) -> str:
-        return f"AdaptiveLambda(step={self.step}, momentum={self.momentum}, decay={self.decay})"
+        per = "" if self.per == "instance" else f", per={self.per!r}"
+        return f"AdaptiveLambda(step={self.step}, momentum={self.momentum}, decay={self.decay}{per})"
 
 
 class FiniteDifferenceRule(VJPRule):

@@ -96,6 +96,31 @@ def _gs_round(alpha, b, m, generator, device, dtype):
     return x, torch.masked_select(special, ok.logical_not_())
 
 
+def _standard_gamma_large(
+    alpha: float, n: int, generator: torch.Generator | None, device, dtype: torch.dtype
+) -> torch.Tensor:
+    r"""``n`` i.i.d. draws of :math:`\mathrm{Gamma}(\alpha, 1)`, :math:`\alpha > 1`, exact in law: the rejection
+    sampler of Marsaglia & Tsang (*A simple method for generating gamma variables*, ACM TOMS 26, 2000). With
+    :math:`d = \alpha - 1/3`, :math:`c = 1/\sqrt{9d}`, :math:`X` standard normal, :math:`V = (1 + cX)^3` and
+    :math:`U` uniform, :math:`dV` is accepted where :math:`V > 0` and :math:`\log U < X^2/2 + d - dV + d\log V`
+    (acceptance probability above 0.95 for every α ≥ 1). As in :func:`standard_gamma_small`, proposals are drawn
+    in bulk with ``generator`` and only the rejected entries are drawn again."""
+    d = alpha - 1.0 / 3.0
+    c = 1.0 / math.sqrt(9.0 * d)
+    out = torch.empty(n, device=device, dtype=dtype)
+    todo = torch.arange(n, device=device)
+    while todo.numel():
+        m = int(todo.numel() * 1.1) + 16
+        x = torch.randn(m, generator=generator, device=device, dtype=dtype)
+        log_u = torch.rand(m, generator=generator, device=device, dtype=dtype).log()
+        v = (1.0 + c * x) ** 3
+        ok = (v > 0) & (log_u < 0.5 * x * x + d - d * v + d * torch.log(v.clamp(min=torch.finfo(dtype).tiny)))
+        accepted = torch.masked_select(d * v, ok)[: todo.numel()]
+        out.index_copy_(0, todo[: accepted.numel()], accepted)
+        todo = todo[accepted.numel() :]
+    return out
+
+
 def _power(p: torch.Tensor, exponent: float) -> torch.Tensor:
     """``p ** exponent`` for p >= 0: by repeated squaring when the exponent is a small integer (as 1/alpha = k
     is for Sum-of-Gamma noise; a few multiplications instead of a logarithm and an exponential)."""
@@ -229,18 +254,24 @@ class SumOfGamma(Noise):
 
     .. math::  \mathrm{SoG}(k, \tau, s) = \frac{\tau}{k} \Big[\sum_{i=1}^{s} \mathrm{Gamma}(1/k,\, k/i) - \log s\Big]
 
-    (shape 1/k, scale k/i). The sum of k independent draws is approximately a Gumbel(0, τ) variable
-    (exactly as ``terms`` → ∞), so that perturb-and-MAP with SoG noise on a k-subset problem
-    approximates a Gumbel perturbation of the k-subset distribution. It has no closed-form density.
+    (shape 1/k, scale k/i; torch-imle writes the same law with rate i/k). For every real k > 0 one draw has mean
+    :math:`\frac\tau k(H_s - \log s)` and variance :math:`\frac{\tau^2}{k^2}\sum_{i\le s} k/i^2`
+    (:attr:`mean`, :attr:`variance`), since :math:`\mathrm{Gamma}(1/k, k/i)` has mean 1/i and variance
+    :math:`k/i^2`. For an integer k the sum of k independent draws is approximately a Gumbel(0, τ) variable
+    (exactly as ``terms`` → ∞), so that perturb-and-MAP with SoG noise on a k-subset problem approximates a
+    Gumbel perturbation of the k-subset distribution; a real k (torch-imle's path example uses
+    :math:`k = 1.3 \cdot 16 = 20.8`) keeps the law above. It has no closed-form density.
 
-    Sampling is exact in law and vectorised: for k ≥ 2 the s·(entries) Gamma(1/k) draws come from
-    :func:`standard_gamma_small` (bulk rejection sampling); for k = 1 the terms are Exp(1)/i and their sum
-    has the law of the maximum of s i.i.d. Exp(1) (Rényi's representation), drawn from one uniform per
-    entry as :math:`-\log(1 - U^{1/s})`. (For k = 1 and s → ∞ the law tends to Gumbel(0, τ); with finite s
-    it is not Gumbel, and this class keeps the truncated law.)
+    Sampling is exact in law and vectorised: for k > 1 the s·(entries) Gamma(1/k) draws come from
+    :func:`standard_gamma_small` (bulk rejection sampling), for k < 1 (shape 1/k > 1) from the rejection sampler
+    of Marsaglia & Tsang; for k = 1 the terms are Exp(1)/i and their sum has the law of the maximum of s i.i.d.
+    Exp(1) (Rényi's representation), drawn from one uniform per entry as :math:`-\log(1 - U^{1/s})`. (For
+    k = 1 and s → ∞ the law tends to Gumbel(0, τ); with finite s it is not Gumbel, and this class keeps the
+    truncated law.)
 
     Args:
-        k: the number of summands that together follow a Gumbel law (the subset size in I-MLE), ≥ 1.
+        k: the shape parameter, a real number > 0 (the subset size in I-MLE, where k summands together follow
+            a Gumbel law).
         terms: the number s of Gamma terms in the truncated series, ≥ 1.
         temperature: τ > 0.
 
@@ -249,18 +280,22 @@ class SumOfGamma(Noise):
         >>> g = torch.Generator().manual_seed(0)
         >>> SumOfGamma(k=5, terms=10).sample((4,), generator=g).shape
         torch.Size([4])
+        >>> noise = SumOfGamma(k=20.8, terms=100)  # torch-imle's path example
+        >>> z = noise.sample((20000,), generator=g, dtype=torch.float64)
+        >>> abs(z.mean().item() - noise.mean) < 5 * (noise.variance / 20000) ** 0.5
+        True
     """
 
     has_score = False
 
-    arg_constraints = {"k": integer_at_least(1), "terms": integer_at_least(1), "temperature": positive}
+    arg_constraints = {"k": positive, "terms": integer_at_least(1), "temperature": positive}
 
-    def __init__(self, k: int, terms: int = 10, temperature: float = 1.0) -> None:
+    def __init__(self, k: float, terms: int = 10, temperature: float = 1.0) -> None:
         vars(self).update(check_args(self, k=k, terms=terms, temperature=temperature))
         harmonic = sum(1.0 / i for i in range(1, self.terms + 1))
         # E[Gamma(1/k, k/i)] = 1/i, so one draw has mean (tau/k)(H_s - log s); k draws sum to ~ tau * gamma
         self.mean = self.temperature / self.k * (harmonic - math.log(self.terms))
-        # Var[Gamma(1/k, k/i)] = k/i^2
+        # Var[Gamma(1/k, k/i)] = (1/k)(k/i)^2 = k/i^2
         self.variance = (self.temperature / self.k) ** 2 * sum(self.k / i**2 for i in range(1, self.terms + 1))
 
     def sample(self, shape, *, generator=None, device=None, dtype=torch.float32):
@@ -275,11 +310,15 @@ class SumOfGamma(Noise):
             total = torch.log(u).div_(s).expm1_().neg_().log_().neg_()
         else:
             n = math.prod(shape)
-            gammas = standard_gamma_small(1.0 / self.k, s * n, generator=generator, device=device, dtype=work)
+            shape_1k = 1.0 / self.k
+            if shape_1k <= 1.0:
+                gammas = standard_gamma_small(shape_1k, s * n, generator=generator, device=device, dtype=work)
+            else:
+                gammas = _standard_gamma_large(shape_1k, s * n, generator, device, work)
             scale = self.k / torch.arange(1, s + 1, device=device, dtype=work)  # Gamma(1/k, k/i) = (k/i) Gamma(1/k)
             total = (scale @ gammas.view(s, n)).view(shape)
         total = (total - math.log(s)) * (self.temperature / self.k)
         return total if work == dtype else total.to(dtype)
 
     def __repr__(self) -> str:
-        return f"SumOfGamma(k={self.k}, terms={self.terms}, temperature={self.temperature})"
+        return f"SumOfGamma(k={self.k:g}, terms={self.terms}, temperature={self.temperature})"

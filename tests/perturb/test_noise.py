@@ -122,8 +122,10 @@ def test_bad_arguments_name_themselves():
         Additive(Normal(), 1.0, antithetic=True).sample(theta, 3)
     with pytest.raises(ValueError, match="num_samples must be an integer ≥ 1; got 0"):
         Additive(Normal(), 1.0).sample(theta, 0)
-    with pytest.raises(ValueError, match="k must be an integer ≥ 1; got 0"):
+    with pytest.raises(ValueError, match="k must be > 0; got 0"):
         SumOfGamma(0)
+    with pytest.raises(ValueError, match="k must be a finite number > 0; got inf"):
+        SumOfGamma(math.inf)
     with pytest.raises(ValueError, match="terms must be an integer ≥ 1; got 0"):
         SumOfGamma(2, terms=0)
     with pytest.raises(ValueError, match="temperature must be > 0"):
@@ -213,3 +215,43 @@ def test_power_helper_matches_pow(exponent):
     rtol = 1e-13 if exponent == round(exponent) and exponent <= 256 else 1e-11
     assert torch.allclose(_power(p, exponent), p**exponent, rtol=rtol, atol=0)
     assert torch.equal(p, p_before)  # the input is not modified
+
+
+# --- Sum-of-Gamma with a real k (torch-imle's path example uses k = 1.3 * 16 = 20.8) ----------------------------
+
+
+@pytest.mark.parametrize("alpha", [1.5, 3.3, 10.0])
+def test_standard_gamma_large_matches_torch_sampler(alpha):
+    # the Marsaglia-Tsang sampler behind SumOfGamma(k < 1) (shape 1/k > 1), against torch's own Gamma sampler
+    from scipy.stats import ks_2samp
+
+    from colayers.perturb.noise import _standard_gamma_large
+
+    n = 20_000
+    x = _standard_gamma_large(alpha, n, gen(seed=13), None, torch.float64)
+    ref = torch._standard_gamma(torch.full((n,), alpha, dtype=torch.float64), generator=gen(seed=14))
+    assert x.shape == (n,) and bool((x > 0).all())
+    assert ks_2samp(x.numpy(), ref.numpy()).pvalue > 1e-3
+    assert_moments(x, alpha, alpha, 3 + 6 / alpha)  # Gamma(alpha, 1): mean = variance = alpha
+
+
+@pytest.mark.parametrize("k", [0.3, 2.5, 20.8])
+def test_sum_of_gamma_with_a_real_k_matches_its_definition(k):
+    from scipy.stats import ks_2samp
+
+    s, tau = 20, 1.5
+    noise = SumOfGamma(k, terms=s, temperature=tau)
+    assert noise.k == k
+    # moments from the definition (tau/k)[sum_i Gamma(1/k, k/i) - log s]: Gamma(shape a, scale b) has cumulants
+    # k2 = a b^2, k4 = 6 a b^4; with a = 1/k, b = k/i: mean 1/i, variance k/i^2, fourth cumulant 6 k^3/i^4
+    mean = tau / k * (sum(1 / i for i in range(1, s + 1)) - math.log(s))
+    var = (tau / k) ** 2 * sum(k / i**2 for i in range(1, s + 1))
+    kurtosis = 3 + 6 * k * sum(i**-4.0 for i in range(1, s + 1)) / sum(i**-2.0 for i in range(1, s + 1)) ** 2
+    assert noise.mean == pytest.approx(mean, rel=1e-12) and noise.variance == pytest.approx(var, rel=1e-12)
+    z = noise.sample((N,), generator=gen(seed=31), dtype=torch.float64)
+    assert_moments(z, mean, var, kurtosis)
+    # and the whole law, against the definition drawn term by term with torch's Gamma sampler
+    ref = _reference_sum_of_gamma(noise, (20_000,), gen(seed=32), torch.float64)
+    assert ks_2samp(z[:20_000].numpy(), ref.numpy()).pvalue > 1e-3
+    a = noise.sample((3, 4), generator=gen(seed=5))
+    assert torch.equal(a, noise.sample((3, 4), generator=gen(seed=5))) and a.dtype == torch.float32
