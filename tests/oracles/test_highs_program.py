@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import colayers
-from colayers.oracles import LinearProgram, OracleError
+from colayers.oracles import Knapsack, LinearProgram, OracleError
 from colayers.oracles.highs import HighsProgram
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -159,3 +159,15 @@ def test_every_tie_of_a_small_program_is_reproduced_by_a_fresh_model():
         assert torch.equal(lp(pair), reference[[a, b]])
     with pytest.raises(OracleError, match="Unbounded"):  # an unbounded instance is still an error, not a vertex
         LinearProgram(2, A_ub=[[1.0, -1.0]], b_ub=[1.0])(torch.tensor([1.0, 1.0]))
+
+
+def test_the_knapsack_milp_certificate_follows_the_knapsacks_switch(monkeypatch):
+    # non-integer weights: the knapsack solves a MILP on HiGHS, certified like any LinearProgram while validating
+    certified = []
+    original = HighsProgram._certify
+    monkeypatch.setattr(HighsProgram, "_certify", lambda self, *a: (certified.append(1), original(self, *a))[1])
+    theta = torch.tensor([[3.0, 4.0, 5.0]], dtype=torch.float64)
+    assert Knapsack([1.5, 2.5, 3.0], 4.0)(theta).tolist() == [[1.0, 1.0, 0.0]]  # 7 > 5 (item 3 alone) > 3
+    assert len(certified) == 1
+    Knapsack([1.5, 2.5, 3.0], 4.0, validate_args=False)(theta)
+    assert len(certified) == 1
