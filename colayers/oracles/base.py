@@ -42,6 +42,8 @@ class OracleError(RuntimeError):
 
 def _check_shape(name: str, value: object) -> tuple[int, ...]:
     """A shape: a sequence of integers ≥ 0 (a dimension of size 0 is an empty event, -1 is no size)."""
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        value = value.tolist()
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
         raise TypeError(f"{name} must be a sequence of integers ≥ 0 (a shape); got {type(value).__name__} {value!r}")
     if not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0 for d in value):

@@ -33,6 +33,7 @@ def test_solver_oracle_keeps_valid_shapes():
     oracle = SolverOracle(first_entry, event_shape=torch.Size([3]), deterministic=False)
     assert oracle.event_shape == (3,) and oracle.deterministic is False
     assert SolverOracle(first_entry, event_shape=[np.int64(3)]).event_shape == (3,)
+    assert SolverOracle(first_entry, event_shape=np.array([3])).event_shape == (3,)
     assert oracle(torch.tensor([[0.0, 1.0, 2.0]])).tolist() == [[1.0, 0.0, 0.0]]
 
 
