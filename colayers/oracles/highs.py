@@ -24,7 +24,7 @@ __all__ = ["HighsProgram"]
 # Options for many small solves: one thread (HiGHS' own thread pool costs more than it saves on small
 # models, and an executor gives the parallelism), no presolve on LPs (on the small LPs of this library it doubles
 # the time per solve), and a zero relative MIP gap (HiGHS' default 1e-4 accepts a slightly suboptimal incumbent
-# as "optimal"). ``output_flag`` off: the library writes nothing to stdout (see _quiet_highs for the banner).
+# as "optimal"). ``output_flag`` off: the library writes nothing to stdout (_quiet_highs: the banner too).
 _DEFAULT_OPTIONS: dict[str, Any] = {"output_flag": False, "threads": 1, "mip_rel_gap": 0.0}
 _LP_OPTIONS: dict[str, Any] = {"presolve": "off"}
 _INTEGER_TOL = 1e-6  # HiGHS' mip_feasibility_tolerance: integer variables come back within it of an integer
@@ -40,11 +40,13 @@ def _power_of_two_scale(theta: np.ndarray) -> np.ndarray:
 
 
 def _quiet_highs() -> Any:
-    """A new ``highspy.Highs`` that has written nothing: its logging is off before its first HiGHS call.
+    """A new ``highspy.Highs`` that writes nothing to the console, banner included.
 
     ``highspy.Highs()`` calls HiGHS once in its constructor (``enableCallbacks``), and HiGHS prints its two-line
-    banner on stdout, from C++, at the first call of a process made with logging on; switching the option off
-    right after the constructor is too late. This subclass switches it off first.
+    banner on stdout, from C++, at the first call of a process made with console logging on: setting an option
+    after the constructor is too late. This subclass switches console logging off first. HiGHS then counts the
+    banner as written (to no console) and prints it no more in this process, so the first such model also
+    silences the models that other libraries build later (cvxpy's HIGHS interface: see :func:`silence_banner`).
     """
     return _quiet_highs_class()()
 
@@ -55,10 +57,17 @@ def _quiet_highs_class() -> type:
 
     class QuietHighs(highspy.Highs):
         def enableCallbacks(self) -> Any:  # noqa: N802 - highspy's name
-            self.setOptionValue("output_flag", False)
+            self.setOptionValue("log_to_console", False)  # output_flag stays on here, so the banner counts as written
             return super().enableCallbacks()
 
     return QuietHighs
+
+
+@functools.cache
+def silence_banner() -> None:
+    """Keep HiGHS from printing its banner in this process (once per process; called before a solver from another
+    library, such as cvxpy's HIGHS interface, builds its own ``highspy.Highs``)."""
+    _quiet_highs()
 
 
 def _run(highs: Any) -> Any:

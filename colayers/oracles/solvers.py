@@ -20,7 +20,7 @@ import torch
 from .._validation import check_int_at_least
 from . import _membership
 from .base import OracleError, SolverOracle
-from .highs import HighsProgram, _power_of_two_scale
+from .highs import HighsProgram, _power_of_two_scale, silence_banner
 
 __all__ = ["LinearProgram", "CvxpyOracle"]
 
@@ -208,6 +208,7 @@ class _CvxpySolver:
     def __call__(self, theta: np.ndarray) -> np.ndarray:
         import cvxpy as cp
 
+        silence_banner()  # in this process (a worker's too): a HiGHS model built by cvxpy would print the banner
         value = np.asarray(theta, dtype=np.float64)
         if self.scale:
             value = _power_of_two_scale(value)

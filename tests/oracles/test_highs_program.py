@@ -123,7 +123,7 @@ def test_highs_program_refuses_a_theta_of_the_wrong_shape(shape):
     assert program(np.arange(6.0)).tolist() == [0.0, 0.0, 0.0, 0.0, 1.0, 1.0]
 
 
-def test_linear_program_writes_nothing_to_stdout():
+def test_linear_program_and_cvxpy_oracle_write_nothing_to_stdout():
     # HiGHS prints a two-line banner from C++ when its first model is made with logging on; a fresh interpreter
     # (the banner is printed once per process) whose file descriptor 1 is captured sees every byte written
     code = (
@@ -135,10 +135,19 @@ def test_linear_program_writes_nothing_to_stdout():
         "z = knap(torch.tensor([[3.0, 4.0, 5.0]]))\n"
         "assert y.tolist() == [[1.0, 0.0, 1.0]] and z.tolist() == [[1.0, 1.0, 0.0]]\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == ""
-    assert "HiGHS" not in proc.stderr
+    cvxpy = (  # cvxpy's HIGHS interface builds its own highspy model, which printed the banner too
+        "import cvxpy as cp, torch\n"
+        "from colayers import CvxpyOracle\n"
+        "theta, y = cp.Parameter(3), cp.Variable(3, boolean=True)\n"
+        "oracle = CvxpyOracle(cp.Problem(cp.Maximize(theta @ y), [[2, 3, 4] @ y <= 5]), theta, y)\n"
+        "assert oracle.solver.solver == 'HIGHS'\n"
+        "assert oracle(torch.tensor([[3.0, 4.0, 5.0]])).tolist() == [[1.0, 1.0, 0.0]]\n"
+    )
+    for program in (code, cvxpy):
+        proc = subprocess.run([sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout == ""
+        assert "HiGHS" not in proc.stderr
 
 
 def test_linear_program_writes_nothing_to_the_file_descriptors_in_this_process(capfd):
