@@ -65,7 +65,15 @@ import math
 
 import torch
 
-from .._validation import ValidateArgs, check_positive, check_tensor, check_theta, resolve_validate_args
+from .._validation import (
+    ValidateArgs,
+    boolean,
+    check_args,
+    check_positive,
+    check_tensor,
+    check_theta,
+    resolve_validate_args,
+)
 from ..oracles._membership import permutation_of_ranks
 
 __all__ = [
@@ -343,7 +351,7 @@ class SoftSort(torch.nn.Module):
     Args:
         strength: the regularization strength ε > 0.
         regularization: ``"l2"`` or ``"kl"``.
-        descending: sort from the largest value down (default: ascending).
+        descending: sort from the largest value down (default: ascending), a bool.
         validate_args: check that θ is finite on every call.
 
     Example:
@@ -353,6 +361,7 @@ class SoftSort(torch.nn.Module):
     """
 
     validate_args = ValidateArgs()  # None follows set_default_validate_args
+    arg_constraints = {"descending": boolean}
 
     def __init__(
         self, *, strength: float = 1.0, regularization: str = "l2", descending: bool = False, validate_args: bool | None = None
@@ -360,7 +369,7 @@ class SoftSort(torch.nn.Module):
         super().__init__()
         self.strength = _check_strength(strength)
         self.regularization = _check_regularization(regularization)
-        self.descending = bool(descending)
+        self.descending = check_args(self, descending=descending)["descending"]
         self.validate_args = validate_args
 
     def forward(self, theta: torch.Tensor) -> torch.Tensor:
@@ -388,7 +397,7 @@ class SoftRank(torch.nn.Module):
     Args:
         strength: the regularization strength ε > 0.
         regularization: ``"l2"`` or ``"kl"``.
-        descending: rank 1 for the largest θ (default: the largest θ gets rank n).
+        descending: rank 1 for the largest θ (default: the largest θ gets rank n), a bool.
         validate_args: check that θ is finite on every call.
 
     Example:
@@ -401,6 +410,7 @@ class SoftRank(torch.nn.Module):
     """
 
     validate_args = ValidateArgs()  # None follows set_default_validate_args
+    arg_constraints = {"descending": boolean}
 
     def __init__(
         self, *, strength: float = 1.0, regularization: str = "l2", descending: bool = False, validate_args: bool | None = None
@@ -408,7 +418,7 @@ class SoftRank(torch.nn.Module):
         super().__init__()
         self.strength = _check_strength(strength)
         self.regularization = _check_regularization(regularization)
-        self.descending = bool(descending)
+        self.descending = check_args(self, descending=descending)["descending"]
         self.validate_args = validate_args
 
     def forward(self, theta: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,6 @@
 r"""A plain batched torch function as an oracle, and as a layer in one call (torch-imle's ``@imle`` decorator).
 
-:class:`FunctionOracle` turns ``fn: (N, *event) -> (N, *solution)`` into an :class:`~colayers.oracles.Oracle`
+:class:`FunctionOracle` turns ``fn: (N, *event) -> (N, *event)`` into an :class:`~colayers.oracles.Oracle`
 (batching over any leading shape, validation, no autograd); :func:`oracle_layer` builds a layer on it:
 
 .. code-block:: python
@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from .._validation import check_int_at_least
-from ..oracles.base import Oracle
+from .._validation import boolean, check_args, integer_at_least, optional
+from ..oracles.base import Oracle, OracleError, shape
 from .core import Perturbed
 
 __all__ = ["FunctionOracle", "oracle_layer"]
@@ -30,15 +30,25 @@ __all__ = ["FunctionOracle", "oracle_layer"]
 class FunctionOracle(Oracle):
     r"""An oracle from a batched function: :math:`f(\theta)` = ``fn(theta)`` on a flat batch.
 
-    ``fn`` receives ``(N, *event)`` scores (detached, under ``torch.no_grad``) and must return the N solutions
-    ``(N, *solution)`` on θ's device and in its dtype (checked while ``validate_args`` is on). It must solve
-    the *maximization* problem :math:`\max_y\langle\theta, y\rangle` (for a minimizer, wrap ``lambda t: solve(-t)``).
+    ``fn`` receives ``(N, *event)`` scores (a detached copy of the caller's θ, under ``torch.no_grad``) and must
+    return the N solutions, one per instance, **with the shape of its input** ``(N, *event)``, on θ's device and
+    in its dtype. That is what every layer needs: a layer pairs y with θ (⟨θ, y⟩, the finite-difference targets
+    θ − λ·dy, the Fenchel-Young gradient μ − ȳ), so a solution of another shape could not serve one (for a
+    per-instance solver whose solution has another shape and a statistic ``g``, use
+    :class:`~colayers.oracles.SolverOracle`). It must solve the *maximization* problem
+    :math:`\max_y\langle\theta, y\rangle` (for a minimizer, wrap ``lambda t: solve(-t)``).
+
+    ``fn`` gets a copy: an ``fn`` that works in place (``t.neg_()``, ``t.scatter_(...)``) cannot change the
+    caller's θ, and the solution it returns never shares memory with θ (the copy costs one pass over θ per call).
+    While ``validate_args`` is on, the solution is checked: a tensor of the input's shape, θ's dtype and device,
+    and finite — a NaN or inf raises :class:`~colayers.oracles.OracleError` naming the instance, instead of flowing
+    into a layer's output and gradient.
 
     Args:
         fn: the batched solver.
-        event_ndim: the number of trailing dimensions of one instance (1 for vectors, 2 for grids).
-        event_shape: the exact event shape, or ``None`` for any.
-        deterministic: whether equal inputs give equal outputs (enables caching).
+        event_ndim: the number of trailing dimensions of one instance (1 for vectors, 2 for grids), an integer ≥ 0.
+        event_shape: the exact event shape (``event_ndim`` integers ≥ 0), or ``None`` for any.
+        deterministic: whether equal inputs give equal outputs (enables caching), a bool.
         validate_args: see :class:`~colayers.oracles.Oracle`.
 
     Example:
@@ -47,7 +57,16 @@ class FunctionOracle(Oracle):
         >>> oracle(torch.tensor([[0.0, 2.0, 1.0], [5.0, 0.0, 0.0]]))
         tensor([[0., 1., 0.],
                 [1., 0., 0.]])
+        >>> theta = torch.tensor([[1.0, -2.0]])
+        >>> FunctionOracle(lambda t: t.clamp_(min=0.0).sign_())(theta), theta  # in place on a copy
+        (tensor([[1., 0.]]), tensor([[ 1., -2.]]))
+        >>> FunctionOracle(lambda t: t / 0.0)(torch.ones(2, 3))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        colayers.oracles.base.OracleError: fn <lambda> returned 0 NaN and 6 inf entries (first in instance 0 of 2); ...
     """
+
+    arg_constraints = {"event_ndim": integer_at_least(0), "event_shape": optional(shape), "deterministic": boolean}
 
     def __init__(
         self,
@@ -61,20 +80,32 @@ class FunctionOracle(Oracle):
         super().__init__(validate_args=validate_args)
         if not callable(fn):
             raise TypeError(f"fn must be callable; got {type(fn).__name__}")
+        checked = check_args(self, event_ndim=event_ndim, event_shape=event_shape, deterministic=deterministic)
         self.fn = fn
-        self.event_ndim = check_int_at_least("event_ndim", event_ndim, 0)
-        if event_shape is not None:
-            event_shape = tuple(int(d) for d in event_shape)
-            if len(event_shape) != self.event_ndim:
-                raise ValueError(f"event_shape must have event_ndim = {event_ndim} entries; got {event_shape}")
-        self.event_shape = event_shape
-        self.deterministic = bool(deterministic)
+        self.event_ndim = checked["event_ndim"]
+        if checked["event_shape"] is not None and len(checked["event_shape"]) != self.event_ndim:
+            raise ValueError(f"event_shape must have event_ndim = {event_ndim} entries; got {event_shape}")
+        self.event_shape = checked["event_shape"]
+        self.deterministic = checked["deterministic"]
 
     def solve(self, theta: torch.Tensor) -> torch.Tensor:
-        return self.fn(theta)
+        y = self.fn(theta.clone())  # fn may work in place: on a copy, never on the caller's θ
+        if self.validate_args and isinstance(y, torch.Tensor) and y.is_floating_point() and y.ndim > 0:
+            finite = torch.isfinite(y)
+            if not bool(finite.all()):
+                first = int((~finite).reshape(y.shape[0], -1).any(dim=1).nonzero()[0])
+                raise OracleError(
+                    f"fn {_name(self.fn)} returned {int(torch.isnan(y).sum())} NaN and {int(torch.isinf(y).sum())} "
+                    f"inf entries (first in instance {first} of {y.shape[0]}); a solution must be finite"
+                )
+        return y
 
     def __repr__(self) -> str:
-        return f"FunctionOracle({getattr(self.fn, '__name__', type(self.fn).__name__)})"
+        return f"FunctionOracle({_name(self.fn)})"
+
+
+def _name(fn: Callable) -> str:
+    return getattr(fn, "__name__", type(fn).__name__)
 
 
 def oracle_layer(

@@ -6,7 +6,9 @@ from .combinatorial import BipartiteMatching, Knapsack, SpanningTree
 from .counting import CountingOracle
 from .enumerated import EnumeratedOracle, grid_dag_paths
 from .grid import GridDAGShortestPath, GridVertexShortestPath
+from .packing import PackingOracle
 from .pool import SolutionPool
+from .pyepo import PyEPOOracle  # imports the optional pyepo package only when a PyEPOOracle is built
 from .simplex import ArgmaxOneHot, Ranking, TopKSubset
 from .solvers import CvxpyOracle, LinearProgram
 
@@ -22,6 +24,7 @@ __all__ = [
     "GridVertexShortestPath",
     "LinearProgram",
     "CvxpyOracle",
+    "PyEPOOracle",
     "BipartiteMatching",
     "SpanningTree",
     "Knapsack",
@@ -30,4 +33,5 @@ __all__ = [
     "SolutionPool",
     "EnumeratedOracle",
     "grid_dag_paths",
+    "PackingOracle",
 ]

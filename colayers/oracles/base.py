@@ -21,13 +21,37 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._validation import ValidateArgs, check_event_shape, check_finite, check_tensor, inputs_trusted
+from .._validation import (
+    Constraint,
+    ValidateArgs,
+    boolean,
+    check_args,
+    check_event_shape,
+    check_finite,
+    check_tensor,
+    inputs_trusted,
+    optional,
+)
 
 __all__ = ["Oracle", "OracleWrapper", "SolverOracle", "OracleError"]
 
 
 class OracleError(RuntimeError):
     """An oracle failed on one instance, returned a malformed solution, or its executor broke."""
+
+
+def _check_shape(name: str, value: object) -> tuple[int, ...]:
+    """A shape: a sequence of integers ≥ 0 (a dimension of size 0 is an empty event, -1 is no size)."""
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        value = value.tolist()
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise TypeError(f"{name} must be a sequence of integers ≥ 0 (a shape); got {type(value).__name__} {value!r}")
+    if not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0 for d in value):
+        raise ValueError(f"{name} must be a sequence of integers ≥ 0 (a shape); got {tuple(value)!r}")
+    return tuple(int(d) for d in value)
+
+
+shape = Constraint(_check_shape, "a sequence of integers ≥ 0", (-1,))
 
 
 class Oracle:
@@ -339,6 +363,8 @@ class SolverOracle(Oracle):
         colayers.oracles.base.OracleError: solver <lambda> returned 3 NaN and 0 inf entries on instance 0 of 2; ...
     """
 
+    arg_constraints = {"event_shape": shape, "solution_shape": optional(shape), "deterministic": boolean}
+
     def __init__(
         self,
         solver: Callable[[np.ndarray], Any],
@@ -361,13 +387,14 @@ class SolverOracle(Oracle):
             if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
                 raise ValueError(f"timeout must be a number of seconds > 0 or None; got {timeout!r}")
             timeout = float(timeout)
+        checked = check_args(self, event_shape=event_shape, solution_shape=solution_shape, deterministic=deterministic)
         self.solver = solver
-        self.event_shape = tuple(int(d) for d in event_shape)
+        self.event_shape = checked["event_shape"]
         self.event_ndim = len(self.event_shape)
-        self._solution_shape = None if solution_shape is None else tuple(int(d) for d in solution_shape)
+        self._solution_shape = checked["solution_shape"]
         self.executor = executor
         self.timeout = timeout
-        self.deterministic = deterministic
+        self.deterministic = checked["deterministic"]
         self._g = g
         self._h = h
         self._worker: _DaemonWorker | None = None
@@ -395,7 +422,7 @@ class SolverOracle(Oracle):
         expected = self.solution_shape(tuple(batch.shape[1:]))
         out = np.empty((n, *expected), dtype=np.float64)
         name = _name(self.solver)
-        results = self._run(batch)
+        results = self._run(batch, self._instance_solver())
         try:
             for i, (ok, value) in results:
                 if not ok:
@@ -421,18 +448,23 @@ class SolverOracle(Oracle):
         out += 0.0  # no signed zeros in a solution: -0.0 + 0.0 is +0.0 (solvers round, negate and scale)
         return torch.from_numpy(out).to(device=theta.device, dtype=theta.dtype)
 
-    def _run(self, batch: np.ndarray) -> Iterator[tuple[int, tuple[bool, Any]]]:
+    def _instance_solver(self) -> Callable[[np.ndarray], Any]:
+        """The per-instance callable of this call: ``solver`` (a subclass binds settings read at call time, which
+        then travel with each instance to threads, processes and dask workers)."""
+        return self.solver
+
+    def _run(self, batch: np.ndarray, solver: Callable) -> Iterator[tuple[int, tuple[bool, Any]]]:
         """Yield ``(i, (ok, value))`` in instance order; the caller stops at the first failure."""
         n = batch.shape[0]
         if self.executor is None and self.timeout is None:
             for i in range(n):
-                yield i, _solve_one(self.solver, batch[i])
+                yield i, _solve_one(solver, batch[i])
             return
         if self.executor is None:  # serial with a timeout: one instance at a time on the daemon worker
             for i in range(n):
                 if self._worker is None:
                     self._worker = _DaemonWorker()
-                future = self._worker.submit(_solve_one, self.solver, batch[i])
+                future = self._worker.submit(_solve_one, solver, batch[i])
                 try:
                     result = future.result(timeout=self.timeout)
                 except concurrent.futures.TimeoutError:
@@ -448,7 +480,7 @@ class SolverOracle(Oracle):
         try:
             for i in range(n):
                 try:
-                    futures.append(self.executor.submit(_solve_one, self.solver, batch[i]))
+                    futures.append(self.executor.submit(_solve_one, solver, batch[i]))
                 except Exception as exc:  # shut down, or broken by an earlier failure
                     raise OracleError(
                         f"executor {ex_name} cannot run instances (submitting instance {i} of {n} failed): "

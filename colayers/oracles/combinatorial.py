@@ -236,7 +236,7 @@ class Knapsack(Oracle):
                 integrality=True,
                 executor=executor,
                 timeout=timeout,
-                validate_args=False,
+                validate_args=validate_args,  # the certificate of optimality follows the knapsack's own switch
             )
 
     def solve(self, theta: torch.Tensor) -> torch.Tensor:

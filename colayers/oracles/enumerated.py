@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from .._validation import check_finite, check_tensor
+from .._validation import check_finite, check_int_at_least, check_tensor
 from .base import Oracle
 
 __all__ = ["EnumeratedOracle", "grid_dag_paths"]
@@ -87,28 +87,50 @@ class EnumeratedOracle(Oracle):
         return f"EnumeratedOracle(num_solutions={self.num_solutions}, event_shape={self.event_shape})"
 
 
-def grid_dag_paths(height: int, width: int) -> torch.Tensor:
+def grid_dag_paths(height: int, width: int, *, max_paths: int = 100_000) -> torch.Tensor:
     r"""All :math:`\binom{h+w-2}{h-1}` top-left → bottom-right paths of the grid DAG, as 0/1 edge vectors.
 
     Rows are in the edge order of :class:`~colayers.oracles.GridDAGShortestPath` (PyEPO's), so
     ``EnumeratedOracle(grid_dag_paths(h, w))`` and ``GridDAGShortestPath(h, w)`` solve the same problem.
 
+    The number of paths grows like :math:`4^{\min(h, w)}`: 70 for 5 × 5, 48,620 for 10 × 10, 155,117,520 for
+    16 × 16 (300 GB as float32). A grid with more than ``max_paths`` paths is refused before anything is allocated,
+    with the count; :class:`~colayers.oracles.GridDAGShortestPath` solves any grid without listing its paths.
+
+    Args:
+        height, width: the grid's size (integers ≥ 1, at least 2 vertices).
+        max_paths: the most paths to list (an integer ≥ 1; raise it knowingly: the result takes
+            ``4 · paths · edges`` bytes).
+
     Example:
         >>> grid_dag_paths(2, 2)  # down-right, then right-down; edges (0,1), (0,2), (1,3), (2,3)
         tensor([[0., 1., 0., 1.],
                 [1., 0., 1., 0.]])
+        >>> grid_dag_paths(16, 16)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: grid_dag_paths(16, 16) would list 155117520 paths of 480 edges (297.8 GB as float32), ...
     """
     from .grid import GridDAGShortestPath
 
-    edges = {edge: k for k, edge in enumerate(GridDAGShortestPath(height, width).edges)}
-    h, w = height, width
-    rows = []
-    for downs in itertools.combinations(range(h + w - 2), h - 1):  # which steps go down
-        y = [0.0] * len(edges)
+    grid = GridDAGShortestPath(height, width)  # checks height and width
+    limit = check_int_at_least("max_paths", max_paths, 1)
+    h, w = grid.height, grid.width
+    count, num_edges = math.comb(h + w - 2, h - 1), len(grid.edges)
+    if count > limit:
+        raise ValueError(
+            f"grid_dag_paths({h}, {w}) would list {count} paths of {num_edges} edges "
+            f"({4 * count * num_edges / 1e9:.1f} GB as float32), more than max_paths={limit}; use "
+            f"GridDAGShortestPath({h}, {w}), which solves the grid without listing its paths, or raise max_paths"
+        )
+    edges = {edge: k for k, edge in enumerate(grid.edges)}
+    steps = h + w - 2
+    used = []  # the edges of each path, path after path
+    for downs in itertools.combinations(range(steps), h - 1):  # which steps go down
         v = 0
-        for step in range(h + w - 2):
+        for step in range(steps):
             nxt = v + w if step in downs else v + 1
-            y[edges[(v, nxt)]] = 1.0
+            used.append(edges[(v, nxt)])
             v = nxt
-        rows.append(y)
-    return torch.tensor(rows, dtype=torch.float32)
+    index = torch.tensor(used, dtype=torch.long).reshape(count, steps)
+    return torch.zeros((count, num_edges), dtype=torch.float32).scatter_(1, index, 1.0)

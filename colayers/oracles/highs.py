@@ -2,14 +2,16 @@ r"""A persistent HiGHS model for linear and mixed-integer programs whose objecti
 
 :class:`HighsProgram` is the per-instance solver behind :class:`~colayers.oracles.LinearProgram`: the
 constraints are passed to HiGHS (through ``highspy``) once per thread or worker process, and each instance
-only replaces the objective (``changeColsCost``) and re-runs the solver, which starts from the previous
-optimal basis (a warm start: the basis stays primal feasible when only the costs change). The object holds
-the configuration alone (arrays and options), so it pickles to process pools and dask workers, which build
-their own model on first use.
+only replaces the objective (``changeColsCost``), clears the previous solve (``clearSolver``: no warm start)
+and re-runs the solver from the same starting basis, so that an instance's answer, ties included, depends on
+its θ alone — not on the instance solved before it, nor on the thread or process that solves it. The object
+holds the configuration alone (arrays and options), so it pickles to process pools and dask workers, which
+build their own model on first use. HiGHS writes nothing: its logging is switched off before its first call.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 from typing import Any
 
@@ -20,8 +22,9 @@ from .base import OracleError
 __all__ = ["HighsProgram"]
 
 # Options for many small solves: one thread (HiGHS' own thread pool costs more than it saves on small
-# models, and an executor gives the parallelism), no presolve on LPs (it would discard the warm-start basis),
-# and a zero relative MIP gap (HiGHS' default 1e-4 accepts a slightly suboptimal incumbent as "optimal").
+# models, and an executor gives the parallelism), no presolve on LPs (on the small LPs of this library it doubles
+# the time per solve), and a zero relative MIP gap (HiGHS' default 1e-4 accepts a slightly suboptimal incumbent
+# as "optimal"). ``output_flag`` off: the library writes nothing to stdout (_quiet_highs: the banner too).
 _DEFAULT_OPTIONS: dict[str, Any] = {"output_flag": False, "threads": 1, "mip_rel_gap": 0.0}
 _LP_OPTIONS: dict[str, Any] = {"presolve": "off"}
 _INTEGER_TOL = 1e-6  # HiGHS' mip_feasibility_tolerance: integer variables come back within it of an integer
@@ -34,6 +37,37 @@ def _power_of_two_scale(theta: np.ndarray) -> np.ndarray:
     if top == 0.0:
         return theta
     return np.ldexp(theta, -np.frexp(top)[1])
+
+
+def _quiet_highs() -> Any:
+    """A new ``highspy.Highs`` that writes nothing to the console, banner included.
+
+    ``highspy.Highs()`` calls HiGHS once in its constructor (``enableCallbacks``), and HiGHS prints its two-line
+    banner on stdout, from C++, at the first call of a process made with console logging on: setting an option
+    after the constructor is too late. This subclass switches console logging off first. HiGHS then counts the
+    banner as written (to no console) and prints it no more in this process, so the first such model also
+    silences the models that other libraries build later (cvxpy's HIGHS interface: see :func:`silence_banner`).
+    """
+    return _quiet_highs_class()()
+
+
+@functools.cache
+def _quiet_highs_class() -> type:
+    import highspy
+
+    class QuietHighs(highspy.Highs):
+        def enableCallbacks(self) -> Any:  # noqa: N802 - highspy's name
+            self.setOptionValue("log_to_console", False)  # output_flag stays on here, so the banner counts as written
+            return super().enableCallbacks()
+
+    return QuietHighs
+
+
+@functools.cache
+def silence_banner() -> None:
+    """Keep HiGHS from printing its banner in this process (once per process; called before a solver from another
+    library, such as cvxpy's HIGHS interface, builds its own ``highspy.Highs``)."""
+    _quiet_highs()
 
 
 def _run(highs: Any) -> Any:
@@ -60,6 +94,14 @@ class HighsProgram:
     get the same answer. Integer variables are rounded to the nearest integer (and checked to be within
     HiGHS' feasibility tolerance of it), continuous values within 1e-9 of an integer are snapped to it.
 
+    **Ties.** When several vertices are optimal, the answer is the one HiGHS' simplex method (branch and bound for
+    a MILP) reaches from its fixed starting basis (the slack basis), after the scaling above: each solve starts
+    from that basis (``clearSolver``, no warm start), on a model built the same way in every thread and worker
+    process, and HiGHS is deterministic in a single thread. So the answer is a function of θ alone (for given
+    constraints, options and HiGHS version): it is the answer of a model just built for that θ, whatever was
+    solved before and whichever executor solves it. Which of the tied vertices that is follows no simpler rule
+    (it is not, say, the lowest index); break ties in θ itself where a particular one is wanted.
+
     With ``check_optimality`` the solution is certified after each solve: for an LP, the primal objective
     must match the dual objective (strong duality) to 1e-9 relative, and HiGHS must report the primal and the
     dual solutions feasible; for a MILP, the gap between the incumbent and HiGHS' dual bound must be within
@@ -72,7 +114,24 @@ class HighsProgram:
         integrality: ``n`` flags, 1 for an integer variable, or ``None`` for an LP.
         options: HiGHS options, applied over colayers' defaults (``threads=1``, ``mip_rel_gap=0``, and
             ``presolve="off"`` for LPs).
-        check_optimality: certify every solution (see above).
+        check_optimality: certify every solution (see above); a call may override it
+            (``program(theta, check_optimality=...)``, as :class:`~colayers.oracles.LinearProgram` does with its
+            ``validate_args`` read at each call).
+
+    Example:
+        >>> import numpy as np
+        >>> one_of_three = HighsProgram(np.ones((1, 3)), [-np.inf], [1.0], np.zeros(3), np.ones(3))
+        >>> one_of_three(np.array([0.5, 2.0, 1.0]))
+        array([0., 1., 0.])
+        >>> tie = np.array([1.0, 1.0, 0.0])
+        >>> before = one_of_three(tie)
+        >>> _ = one_of_three(np.array([1.0, 0.0, 0.5]))
+        >>> bool((one_of_three(tie) == before).all())  # the same vertex, whatever was solved in between
+        True
+        >>> one_of_three(np.ones(4))
+        Traceback (most recent call last):
+        ...
+        ValueError: theta must have shape (3,) (one score per variable); got shape (4,)
     """
 
     def __init__(
@@ -97,7 +156,10 @@ class HighsProgram:
         self.num_variables = self.col_lower.shape[0]
         self.integrality = None if integrality is None or not np.any(integrality) else np.asarray(integrality) > 0
         self.options = {**_DEFAULT_OPTIONS, **({} if self.integrality is not None else _LP_OPTIONS), **(options or {})}
-        self.check_optimality = bool(check_optimality)
+        if not isinstance(check_optimality, bool):
+            got = f"{type(check_optimality).__name__} {check_optimality!r}"
+            raise TypeError(f"check_optimality must be a bool; got {got}")
+        self.check_optimality = check_optimality
         self._local = threading.local()
 
     # -- pickling: the configuration travels, the model is rebuilt where it is used ---------------------------
@@ -115,7 +177,7 @@ class HighsProgram:
         import highspy
         from scipy.sparse import csc_matrix
 
-        highs = highspy.Highs()
+        highs = _quiet_highs()
         for key, value in self.options.items():
             if highs.setOptionValue(key, value) != highspy.HighsStatus.kOk:
                 raise ValueError(f"HiGHS rejected the option {key}={value!r}")
@@ -159,19 +221,25 @@ class HighsProgram:
         return status != highspy.HighsModelStatus.kInfeasible, highs.modelStatusToString(status)
 
     # -- one instance -------------------------------------------------------------------------------------------
-    def __call__(self, theta: np.ndarray) -> np.ndarray:
+    def __call__(self, theta: np.ndarray, *, check_optimality: bool | None = None) -> np.ndarray:
+        """Solve for one θ of shape ``(n,)``; ``check_optimality`` (``None``: the constructor's) certifies it."""
         import highspy
 
-        cost = _power_of_two_scale(np.asarray(theta, dtype=np.float64).reshape(-1))
+        theta = np.asarray(theta, dtype=np.float64)
+        if theta.shape != (self.num_variables,):
+            raise ValueError(
+                f"theta must have shape ({self.num_variables},) (one score per variable); got shape {theta.shape}"
+            )
+        cost = _power_of_two_scale(theta)
         highs = self._model()
         highs.changeColsCost(self.num_variables, self._local.index, cost)
+        highs.clearSolver()  # no warm start: every instance starts from the same basis (ties depend on θ alone)
         _run(highs)
         status = highs.getModelStatus()
         if status != highspy.HighsModelStatus.kOptimal:
-            highs.clearSolver()  # start the next instance from scratch, not from a failed state
             raise OracleError(f"HiGHS model status {int(status)} ({highs.modelStatusToString(status)})")
         x = np.array(highs.getSolution().col_value, dtype=np.float64)
-        if self.check_optimality:
+        if self.check_optimality if check_optimality is None else check_optimality:
             self._certify(highs, cost, x)
         if self.integrality is not None:
             gap = np.abs(x - np.rint(x))[self.integrality]

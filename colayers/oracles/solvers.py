@@ -9,16 +9,18 @@ processes.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
 from .._validation import check_int_at_least
 from . import _membership
 from .base import OracleError, SolverOracle
-from .highs import HighsProgram, _power_of_two_scale
+from .highs import HighsProgram, _power_of_two_scale, silence_banner
 
 __all__ = ["LinearProgram", "CvxpyOracle"]
 
@@ -53,17 +55,23 @@ class LinearProgram(SolverOracle):
 
     Maximization, like every oracle: a cost-minimization LP is served by ``theta = -cost``. The constraints
     are fixed; only θ changes between instances, so each thread (or worker process) keeps one HiGHS model
-    and only replaces its objective, warm-started from the previous basis
-    (:class:`~colayers.oracles.highs.HighsProgram`). Each instance's θ is scaled by a power of two so that
-    the answer does not depend on the magnitude of θ (θ and 1e-8·θ give the same y). Without integrality the
-    returned point is a vertex of the polytope found by HiGHS; integer variables are rounded to the nearest
-    integer (HiGHS returns them within its feasibility tolerance).
+    and only replaces its objective (:class:`~colayers.oracles.highs.HighsProgram`). Each instance's θ is
+    scaled by a power of two so that the answer does not depend on the magnitude of θ (θ and 1e-8·θ give the
+    same y). Without integrality the returned point is a vertex of the polytope found by HiGHS; integer
+    variables are rounded to the nearest integer (HiGHS returns them within its feasibility tolerance).
+
+    Ties: when several vertices are optimal, the answer is the one HiGHS reaches from its fixed starting basis
+    — every instance is solved from that basis, with no warm start from the previous one — so it is a
+    function of θ alone: the same whatever was solved before, serially or on any executor (it equals the
+    answer of a model just built for that θ; see :class:`~colayers.oracles.highs.HighsProgram`). HiGHS writes
+    nothing to stdout.
 
     Constraints that no point satisfies (the feasible set does not depend on θ) are rejected at
     construction, with HiGHS' verdict on the LP (for a MILP, on its relaxation). An unbounded or otherwise
     failed instance raises :class:`~colayers.oracles.OracleError` with the HiGHS status and the instance's
-    index in the batch. With ``validate_args`` every solution is also certified optimal (primal against dual
-    objective for an LP, incumbent against dual bound for a MILP).
+    index in the batch. With ``validate_args`` (read at each call: ``None``, the default, follows
+    :func:`colayers.set_default_validate_args`, which is on unless switched off) every solution is also certified
+    optimal (primal against dual objective for an LP, incumbent against dual bound for a MILP).
 
     Args:
         num_variables: the dimension n of θ and y.
@@ -88,6 +96,9 @@ class LinearProgram(SolverOracle):
         >>> at_most_two = LinearProgram(5, A_ub=[[1.0] * 5], b_ub=[2], bounds=(0, 1))
         >>> at_most_two(theta), at_most_two(1e-8 * theta)  # the same at every scale
         (tensor([0., 0., 1., 0., 1.], dtype=torch.float64), tensor([0., 0., 1., 0., 1.], dtype=torch.float64))
+        >>> tie = torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0])
+        >>> torch.equal(at_most_two(tie), at_most_two(torch.stack([-tie, tie]))[1])  # not the previous call's
+        True
     """
 
     def __init__(
@@ -138,7 +149,6 @@ class LinearProgram(SolverOracle):
             ub,
             integ if integ.any() else None,
             options,
-            check_optimality=validate_args,
         )
         ok, verdict = program.feasible()
         if not ok:
@@ -151,6 +161,11 @@ class LinearProgram(SolverOracle):
 
     def __repr__(self) -> str:
         return f"LinearProgram(num_variables={self.num_variables})"
+
+    def _instance_solver(self) -> Callable[[np.ndarray], np.ndarray]:
+        # the certificate follows validate_args as read now (the global switch for None), in this process: a worker
+        # process's own switch would not see the caller's
+        return functools.partial(self.solver, check_optimality=bool(self.validate_args))
 
     def contains(self, y: torch.Tensor, atol: float | None = None) -> torch.Tensor:
         r"""Solutions of the program (see :meth:`~colayers.oracles.Oracle.contains`), within a tolerance.
@@ -193,6 +208,7 @@ class _CvxpySolver:
     def __call__(self, theta: np.ndarray) -> np.ndarray:
         import cvxpy as cp
 
+        silence_banner()  # in this process (a worker's too): a HiGHS model built by cvxpy would print the banner
         value = np.asarray(theta, dtype=np.float64)
         if self.scale:
             value = _power_of_two_scale(value)
