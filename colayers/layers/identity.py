@@ -1,4 +1,5 @@
-r"""Identity relaxation (straight-through): the oracle's output forward, the incoming gradient passed through backward."""
+r"""Identity relaxation (straight-through): the oracle's output forward, the incoming gradient passed through
+backward."""
 
 from __future__ import annotations
 

@@ -364,7 +364,12 @@ class SoftSort(torch.nn.Module):
     arg_constraints = {"descending": boolean}
 
     def __init__(
-        self, *, strength: float = 1.0, regularization: str = "l2", descending: bool = False, validate_args: bool | None = None
+        self,
+        *,
+        strength: float = 1.0,
+        regularization: str = "l2",
+        descending: bool = False,
+        validate_args: bool | None = None,
     ) -> None:
         super().__init__()
         self.strength = _check_strength(strength)
@@ -413,7 +418,12 @@ class SoftRank(torch.nn.Module):
     arg_constraints = {"descending": boolean}
 
     def __init__(
-        self, *, strength: float = 1.0, regularization: str = "l2", descending: bool = False, validate_args: bool | None = None
+        self,
+        *,
+        strength: float = 1.0,
+        regularization: str = "l2",
+        descending: bool = False,
+        validate_args: bool | None = None,
     ) -> None:
         super().__init__()
         self.strength = _check_strength(strength)
