@@ -126,3 +126,25 @@ def test_the_length_check_counts_a_long_function():
     body = "\n".join(f"    x{i} = {i}" for i in range(81))
     # the def line and 81 statements; the three docstring lines are not counted
     assert [length for *_, length in _function_lengths(f'def f():\n    """doc\n    more"""\n{body}\n')] == [82]
+
+
+@pytest.mark.parametrize("package", ["oracles", "perturb", "layers", "losses"])
+def test_each_public_name_is_declared_once_and_reaches_the_package(package):
+    # a module's __all__ is the one declaration of its public names: the subpackage re-exports every public
+    # module's __all__ (a new module that is not re-exported fails here, naming it), and nothing else
+    import importlib
+    import pkgutil
+
+    face = importlib.import_module(f"colayers.{package}")
+    declared = []
+    for info in pkgutil.iter_modules(face.__path__):
+        if info.name.startswith("_") or info.name == "functional":  # colayers.layers.functional stays a namespace
+            continue
+        module = importlib.import_module(f"colayers.{package}.{info.name}")
+        names = getattr(module, "__all__", None)
+        assert names is not None, f"colayers.{package}.{info.name} declares no __all__"
+        missing = [n for n in names if n not in face.__all__]
+        assert not missing, f"colayers.{package} does not re-export {missing} of its module {info.name}"
+        declared += names
+    assert sorted(face.__all__) == sorted(declared)
+    assert len(set(declared)) == len(declared), "a public name is declared by two modules"

@@ -6,64 +6,41 @@ regularized layers; ``docs/estimators.md`` has the formulas, the table of named 
 one.
 """
 
-from . import functional as functional  # the functional twins: colayers.layers.functional
-from .active_set import active_set_vjp
-from .core import OracleLayer, Perturbed, draws_noise, perturbed
-from .frank_wolfe import NegativeEntropy, Regularizer, SquaredNorm
-from .identity import IdentityRelaxation
-from .imle import AIMLE, IMLE, Blackbox
-from .perturbed import PerturbedAdditive, PerturbedMultiplicative
-from .pushforward import Pushforward, pushforward
-from .regularized import RegularizedFrankWolfe, RegularizedLayer, SoftArgmax, SparseArgmax
-from .rules import (
-    AdaptiveLambda,
-    BackwardContext,
-    FiniteDifferenceRule,
-    IdentityRule,
-    ScoreFunctionRule,
-    VJPRule,
-    finite_difference_vjp,
-    identity_vjp,
-    score_function_vjp,
-)
-from .soft_sort import SoftRank, SoftSort, isotonic_regression, soft_rank, soft_sort
-from .wrap import FunctionOracle, oracle_layer
+from . import active_set as _active_set
+from . import core as _core
+from . import frank_wolfe as _frank_wolfe
+from . import functional as functional  # the functional twins: colayers.layers.functional, not re-exported
+from . import identity as _identity
+from . import imle as _imle
+from . import perturbed as _perturbed
+from . import pushforward as _pushforward
+from . import regularized as _regularized
+from . import rules as _rules
+from . import soft_sort as _soft_sort
+from . import wrap as _wrap
+from .active_set import *  # noqa: F403
+from .core import *  # noqa: F403
+from .frank_wolfe import *  # noqa: F403
+from .identity import *  # noqa: F403
+from .imle import *  # noqa: F403
+from .perturbed import *  # noqa: F403
+from .pushforward import *  # noqa: F403
+from .regularized import *  # noqa: F403
+from .rules import *  # noqa: F403
+from .soft_sort import *  # noqa: F403
+from .wrap import *  # noqa: F403
 
+# the public names are declared once, in each module's __all__; the package re-exports them all
 __all__: list[str] = [
-    "OracleLayer",
-    "Perturbed",
-    "perturbed",
-    "draws_noise",
-    "VJPRule",
-    "BackwardContext",
-    "ScoreFunctionRule",
-    "FiniteDifferenceRule",
-    "AdaptiveLambda",
-    "IdentityRule",
-    "PerturbedAdditive",
-    "PerturbedMultiplicative",
-    "IMLE",
-    "AIMLE",
-    "Blackbox",
-    "IdentityRelaxation",
-    "SoftArgmax",
-    "SparseArgmax",
-    "RegularizedFrankWolfe",
-    "RegularizedLayer",
-    "Regularizer",
-    "SquaredNorm",
-    "NegativeEntropy",
-    "SoftSort",
-    "SoftRank",
-    "soft_sort",
-    "soft_rank",
-    "isotonic_regression",
-    "Pushforward",
-    "pushforward",
-    "FunctionOracle",
-    "oracle_layer",
-    "score_function_vjp",
-    "finite_difference_vjp",
-    "identity_vjp",
-    "active_set_vjp",
+    *_core.__all__,
+    *_rules.__all__,
+    *_perturbed.__all__,
+    *_imle.__all__,
+    *_identity.__all__,
+    *_regularized.__all__,
+    *_frank_wolfe.__all__,
+    *_active_set.__all__,
+    *_soft_sort.__all__,
+    *_pushforward.__all__,
+    *_wrap.__all__,
 ]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["pinv_psd", "active_set_vjp", "complete_face", "ActiveSetProjection"]
+__all__ = ["active_set_vjp"]
 
 
 def pinv_psd(gram: torch.Tensor) -> torch.Tensor:

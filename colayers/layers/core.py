@@ -36,7 +36,7 @@ from ..oracles.base import Oracle
 from ..perturb import Perturbation, PerturbedSample
 from .rules import BackwardContext, ScoreFunctionRule, VJPRule
 
-__all__ = ["OracleLayer", "Perturbed", "perturbed", "draws_noise", "OUTPUTS"]
+__all__ = ["OracleLayer", "Perturbed", "perturbed", "draws_noise"]
 
 #: the forward modes of every stochastic layer
 OUTPUTS = ("mean", "samples")

@@ -37,14 +37,7 @@ from .._validation import check_positive
 from ..oracles.base import Oracle
 from .active_set import _face_coefficients, pinv_psd
 
-__all__ = [
-    "Regularizer",
-    "SquaredNorm",
-    "NegativeEntropy",
-    "frank_wolfe",
-    "frank_wolfe_projection",
-    "center_scores",
-]
+__all__ = ["Regularizer", "SquaredNorm", "NegativeEntropy"]
 
 
 class Regularizer:

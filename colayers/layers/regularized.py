@@ -42,20 +42,7 @@ from .frank_wolfe import (
     frank_wolfe_projection,
 )
 
-__all__ = [
-    "RegularizedLayer",
-    "SoftArgmax",
-    "SparseArgmax",
-    "RegularizedFrankWolfe",
-    "Sparsemax",
-    "ActiveSetProjection",
-    "frank_wolfe",
-    "frank_wolfe_projection",
-    "complete_face",
-    "Regularizer",
-    "SquaredNorm",
-    "NegativeEntropy",
-]
+__all__ = ["RegularizedLayer", "SoftArgmax", "SparseArgmax", "RegularizedFrankWolfe"]
 
 
 @runtime_checkable

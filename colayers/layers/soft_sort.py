@@ -77,7 +77,6 @@ from .._validation import (
 from ..oracles._membership import permutation_of_ranks
 
 __all__ = [
-    "IsotonicRegression",
     "isotonic_regression",
     "soft_sort",
     "soft_rank",

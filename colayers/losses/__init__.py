@@ -4,25 +4,28 @@ Every loss is a :class:`StructuredLoss` (a :class:`torch.nn.Module`) called as `
 ``reduction`` in ``{'mean', 'sum', 'none'}``; values and hand-written gradients follow θ's device and dtype.
 """
 
-from .base import StructuredLoss
-from .contrastive import MAPContrastiveLoss, NCELoss
-from .fenchel_young import FenchelYoungLoss
-from .imitation import ImitationLoss
-from .regret import ExperienceLoss, RegretLoss
-from .spo import SPOPlusLoss, spo_plus_loss
-from .ssvm import StructuredSVMLoss, hamming_augmented_oracle, hamming_margin
+from . import base as _base
+from . import contrastive as _contrastive
+from . import fenchel_young as _fenchel_young
+from . import imitation as _imitation
+from . import regret as _regret
+from . import spo as _spo
+from . import ssvm as _ssvm
+from .base import *  # noqa: F403
+from .contrastive import *  # noqa: F403
+from .fenchel_young import *  # noqa: F403
+from .imitation import *  # noqa: F403
+from .regret import *  # noqa: F403
+from .spo import *  # noqa: F403
+from .ssvm import *  # noqa: F403
 
-__all__ = [
-    "StructuredLoss",
-    "FenchelYoungLoss",
-    "SPOPlusLoss",
-    "spo_plus_loss",
-    "StructuredSVMLoss",
-    "hamming_margin",
-    "hamming_augmented_oracle",
-    "ImitationLoss",
-    "NCELoss",
-    "MAPContrastiveLoss",
-    "RegretLoss",
-    "ExperienceLoss",
+# the public names are declared once, in each module's __all__; the package re-exports them all
+__all__: list[str] = [
+    *_base.__all__,
+    *_fenchel_young.__all__,
+    *_spo.__all__,
+    *_ssvm.__all__,
+    *_imitation.__all__,
+    *_regret.__all__,
+    *_contrastive.__all__,
 ]

@@ -1,37 +1,42 @@
 """Combinatorial oracles: the :class:`Oracle` abstraction, the per-instance solver wrapper, built-in solvers."""
 
-from .base import Oracle, OracleError, OracleWrapper, SolverOracle
-from .cache import CachedOracle
-from .combinatorial import BipartiteMatching, Knapsack, SpanningTree
-from .counting import CountingOracle
-from .enumerated import EnumeratedOracle, grid_dag_paths
-from .grid import GridDAGShortestPath, GridVertexShortestPath
-from .packing import PackingOracle
-from .pool import SolutionPool
-from .pyepo import PyEPOOracle  # imports the optional pyepo package only when a PyEPOOracle is built
-from .simplex import ArgmaxOneHot, Ranking, TopKSubset
-from .solvers import CvxpyOracle, LinearProgram
+from . import base as _base
+from . import cache as _cache
+from . import combinatorial as _combinatorial
+from . import counting as _counting
+from . import enumerated as _enumerated
+from . import grid as _grid
+from . import highs as _highs
+from . import packing as _packing
+from . import pool as _pool
+from . import pyepo as _pyepo
+from . import simplex as _simplex
+from . import solvers as _solvers
+from .base import *  # noqa: F403
+from .cache import *  # noqa: F403
+from .combinatorial import *  # noqa: F403
+from .counting import *  # noqa: F403
+from .enumerated import *  # noqa: F403
+from .grid import *  # noqa: F403
+from .highs import *  # noqa: F403
+from .packing import *  # noqa: F403
+from .pool import *  # noqa: F403
+from .pyepo import *  # noqa: F403
+from .simplex import *  # noqa: F403
+from .solvers import *  # noqa: F403
 
-__all__ = [
-    "Oracle",
-    "OracleError",
-    "OracleWrapper",
-    "SolverOracle",
-    "ArgmaxOneHot",
-    "TopKSubset",
-    "Ranking",
-    "GridDAGShortestPath",
-    "GridVertexShortestPath",
-    "LinearProgram",
-    "CvxpyOracle",
-    "PyEPOOracle",
-    "BipartiteMatching",
-    "SpanningTree",
-    "Knapsack",
-    "CachedOracle",
-    "CountingOracle",
-    "SolutionPool",
-    "EnumeratedOracle",
-    "grid_dag_paths",
-    "PackingOracle",
+# the public names are declared once, in each module's __all__; the package re-exports them all
+__all__: list[str] = [
+    *_base.__all__,
+    *_simplex.__all__,
+    *_grid.__all__,
+    *_enumerated.__all__,
+    *_combinatorial.__all__,
+    *_packing.__all__,
+    *_solvers.__all__,
+    *_highs.__all__,
+    *_cache.__all__,
+    *_counting.__all__,
+    *_pool.__all__,
+    *_pyepo.__all__,
 ]

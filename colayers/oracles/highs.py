@@ -19,7 +19,7 @@ import numpy as np
 
 from .base import OracleError
 
-__all__ = ["HighsProgram"]
+__all__ = []
 
 # Options for many small solves: one thread (HiGHS' own thread pool costs more than it saves on small
 # models, and an executor gives the parallelism), no presolve on LPs (on the small LPs of this library it doubles

@@ -22,7 +22,7 @@ import torch
 from . import _membership
 from .base import Oracle
 
-__all__ = ["PackingOracle", "feasible_packings"]
+__all__ = ["PackingOracle"]
 
 
 def feasible_packings(weights: np.ndarray, capacity: np.ndarray, limit: int) -> np.ndarray | None:

@@ -1,24 +1,12 @@
 """Noise laws and perturbations of scores: the randomness behind perturbed layers and I-MLE."""
 
-from .noise import Gumbel, Noise, Normal, SumOfGamma
-from .perturbation import (
-    Additive,
-    Multiplicative,
-    Perturbation,
-    PerturbedSample,
-    leave_group_out_centered,
-    leave_one_out_centered,
-)
+from . import noise as _noise
+from . import perturbation as _perturbation
+from .noise import *  # noqa: F403
+from .perturbation import *  # noqa: F403
 
-__all__ = [
-    "Noise",
-    "Normal",
-    "Gumbel",
-    "SumOfGamma",
-    "Perturbation",
-    "PerturbedSample",
-    "Additive",
-    "Multiplicative",
-    "leave_one_out_centered",
-    "leave_group_out_centered",
+# the public names are declared once, in each module's __all__; the package re-exports them all
+__all__: list[str] = [
+    *_noise.__all__,
+    *_perturbation.__all__,
 ]

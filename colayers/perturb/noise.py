@@ -13,7 +13,7 @@ import torch
 
 from .._validation import check_args, integer_at_least, positive
 
-__all__ = ["Noise", "Normal", "Gumbel", "SumOfGamma", "standard_gamma_small"]
+__all__ = ["Noise", "Normal", "Gumbel", "SumOfGamma"]
 
 EULER_GAMMA = 0.5772156649015329
 
