@@ -8,7 +8,8 @@ Problems:
 
 Rows (median time per instance over interleaved repetitions, one thread):
   scipy.milp        a new HiGHS model per instance through scipy (LinearProgram's former path);
-  HighsProgram      the persistent model: only the objective changes, warm-started (the solver alone);
+  HighsProgram      the persistent model: only the objective changes, each solve from the same initial basis
+                    (the solver alone; no warm start from the previous instance, so ties do not depend on history);
   LinearProgram     the oracle on a batch: torch -> numpy, the solver, per-instance checks, back to torch
                     (validate_args=False; and =True, which also certifies optimality by duality).
   Gurobi            PyEPO's own persistent Gurobi model (setObj + solve), when pyepo and gurobipy import.
@@ -106,7 +107,7 @@ def main() -> None:
         agree = np.isclose((theta[:50] * y_ref).sum(1), (theta[:50] * y_new).sum(1), atol=1e-9).all()
         rows = {
             "scipy.milp (new model per instance)": lambda b: [scipy_solve(t) for t in b.numpy()],
-            "HighsProgram (persistent, warm)": lambda b: [program(t) for t in b.numpy()],
+            "HighsProgram (persistent)": lambda b: [program(t) for t in b.numpy()],
             "LinearProgram oracle, validate_args=False": lp_fast,
             "LinearProgram oracle, validate_args=True": lp_checked,
         }
