@@ -272,6 +272,10 @@ def main(argv: list[str] | None = None) -> int:
     except StudyError as exc:
         print(f"colayers: error: {exc}", file=sys.stderr)
         return 1
+    except SystemExit as exc:  # user code (a plugin's builder) called sys.exit: never end a study in silence
+        print(f"colayers: error: the study was stopped by sys.exit({exc.code!r}) in a plugin's code; the trials "
+              "completed so far are saved", file=sys.stderr)
+        return 1
     except (ValueError, TypeError) as exc:
         print(f"colayers: error: {exc}", file=sys.stderr)
         return 2
