@@ -22,6 +22,12 @@ was running.
 
 **Interruptions.** Ctrl-C stops every trial at once and raises :class:`StudyInterrupted`; a failed trial or
 a dead worker raises :class:`StudyError` naming the trial (see :mod:`colayers.studies.workers`).
+
+**Time limits.** A trial gets ``config.trial_timeout`` seconds; past it, it is stopped (its worker process
+killed and replaced, or ``SIGALRM`` in this process), recorded with the reason in ``failures.jsonl``, and the
+other trials go on; :class:`StudyError` names the failed trials at the end and a rerun retries them. Every
+``status_every`` seconds a line through ``log`` (stderr by default) names the trials running, their phase and
+for how long.
 """
 
 from __future__ import annotations

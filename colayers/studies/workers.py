@@ -9,8 +9,10 @@ instance ``dask.distributed.Client(...).get_executor()``): a remote trial return
 completes, so a retried task writes nothing twice. Plugin modules and the problems and methods registered in
 the parent are carried to every worker (:mod:`colayers.studies.registry`).
 
-Both take the trials to run and two callbacks from the runner: ``write(record)`` for each epoch's record and
-``on_done(spec)`` when a trial completes.
+Both take the trials to run and the runner's callbacks (:class:`Hooks`): each epoch's record, a completed
+trial, a trial past its time limit, a trial's phase. In the pool a trial gets a time limit, counted from when its
+worker is ready; past it the worker is killed (and replaced while trials are queued), and the trial is reported
+failed while the others go on. An executor gets no limit: it neither says when a task starts nor can stop one.
 """
 
 from __future__ import annotations
