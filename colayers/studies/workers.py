@@ -186,8 +186,11 @@ class _Pool:
         self.ctx = multiprocessing.get_context("spawn")
         self.queue = deque(todo)
         self.hooks, self.plugins, self.entries, self.limit = hooks, plugins, entries, limit
+        self.workers = workers
         self.pool: list[_Worker] = []
-        for _ in range(min(workers, len(todo))):
+
+    def start(self) -> None:
+        for _ in range(min(self.workers, len(self.queue))):
             self._spawn()
 
     def _spawn(self) -> None:
@@ -283,6 +286,7 @@ def run_pool(todo: list[TrialSpec], workers: int, hooks: Hooks, plugins, entries
     """
     pool = _Pool(todo, workers, hooks, plugins, entries, limit)
     try:
+        pool.start()
         pool.run()
     finally:
         pool.stop()
