@@ -16,7 +16,8 @@ Examples::
     colayers study --list                              # problems, methods, presets and their defaults
     colayers report runs/small                         # rebuild table and figures from results.jsonl
 
-Exit status: 0 done; 1 a trial failed or its worker died (the trial is named); 2 a bad option or
+Exit status: 0 done; 1 a trial failed, ran past its time limit (--trial-timeout) or its worker died (the trial
+is named; the others are saved); 2 a bad option or
 configuration (before any training), or an output directory in use by another study; 130 interrupted by
 Ctrl-C (the completed trials are saved: rerun the same command to resume).
 """
@@ -74,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--device", default=None, help="cpu (default), cuda or cuda:N")
     st.add_argument("--workers", type=int, default=None, help="trials run at once (a process pool when > 1)")
     st.add_argument("--threads", type=int, default=None, help="torch threads per trial (default 1)")
+    st.add_argument("--trial-timeout", type=float, default=None, metavar="SECONDS",
+                    help="time limit of each trial (default 3600); past it the trial is recorded as failed, the "
+                    "others go on, and a rerun retries it")
     st.add_argument("--executor", choices=["process", "dask"], default="process",
                     help="parallel backend when --workers > 1: a process pool or a local dask.distributed cluster")
     st.add_argument("--scheduler", default=None, help="address of a running dask scheduler (implies --executor dask)")
@@ -127,12 +131,13 @@ def _study_config(args: argparse.Namespace):
         except ValueError:
             raise ValueError(f"lr_milestones must be comma-separated integers; got {args.lr_milestones!r}") from None
     if args.plugin:
-        data["plugins"] = list(data.get("plugins") or []) + [p for p in args.plugin if p not in (data.get("plugins") or [])]
+        known = list(data.get("plugins") or [])
+        data["plugins"] = known + [p for p in args.plugin if p not in known]
     from .studies.registry import load_plugins
 
     load_plugins(data.get("plugins") or [], where="--plugin" if args.plugin else "plugins")
     for key in ("epochs", "batch_size", "lr", "lr_decay", "device", "workers", "threads", "output", "optimizer",
-                "select"):
+                "select", "trial_timeout"):
         v = getattr(args, key)
         if v is not None:
             data[key] = v
@@ -271,6 +276,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except StudyError as exc:
         print(f"colayers: error: {exc}", file=sys.stderr)
+        return 1
+    except SystemExit as exc:  # user code (a plugin's builder) called sys.exit: never end a study in silence
+        print(f"colayers: error: the study was stopped by sys.exit({exc.code!r}) in a plugin's code; the trials "
+              "completed so far are saved", file=sys.stderr)
         return 1
     except (ValueError, TypeError) as exc:
         print(f"colayers: error: {exc}", file=sys.stderr)

@@ -14,6 +14,7 @@ File format (TOML shown; JSON has the same keys)::
     seeds = [0, 1, 2]
     device = "cpu"
     workers = 1                 # > 1: trials run in that many worker processes
+    trial_timeout = 3600        # seconds a trial may take; past it, it is recorded as failed (see below)
     output = "runs/default"
     plugins = []                # modules (or .py files) registering problems and methods
     optimizer = "Adam"          # any torch.optim class, with optimizer_params = {...}
@@ -99,6 +100,10 @@ class StudyConfig:
             this process and in every worker.
         device: ``"cpu"`` or ``"cuda"`` (``"cuda:1"``...).
         workers: number of trials run at once (a process pool when > 1, or pass any executor to the runner).
+        trial_timeout: seconds a trial may take (default 3600, far above any built-in preset's trial; ``inf``:
+            no limit). Past it, the trial is stopped (its worker process killed and replaced), recorded as failed
+            with the reason in ``failures.jsonl``, and the other trials go on; a rerun retries it. A worker's
+            set-up (importing the plugins) gets as long. Not part of a trial's settings (like ``workers``).
         threads: torch intra-op threads inside each trial.
         output: the study directory (results.jsonl, tables, figures).
         name: a label for the study.
@@ -115,6 +120,7 @@ class StudyConfig:
     lr_decay: float = 0.1
     device: str = "cpu"
     workers: int = 1
+    trial_timeout: float = 3600.0
     threads: int = 1
     output: str = "colayers-study"
     name: str = "study"
@@ -191,6 +197,9 @@ class StudyConfig:
             raise ValueError(
                 f"lr_milestones must list epochs in [1, epochs) = [1, {self.epochs}); got {self.lr_milestones!r}"
             )
+        t = self.trial_timeout
+        if isinstance(t, bool) or not isinstance(t, numbers.Real) or not t > 0:  # NaN fails `t > 0` too
+            raise ValueError(f"trial_timeout must be a number of seconds > 0 (inf: no limit); got {t!r}")
         if isinstance(self.lr_decay, bool) or not isinstance(self.lr_decay, numbers.Real) or not 0 < self.lr_decay <= 1:
             raise ValueError(f"lr_decay must be a number in (0, 1]; got {self.lr_decay!r}")
 
@@ -415,8 +424,8 @@ def _as_method(entry: Any, i: int) -> MethodSpec:
 
 
 _FIELDS = {"problems", "methods", "seeds", "epochs", "batch_size", "lr", "weight_decay", "lr_milestones", "lr_decay",
-           "device", "workers", "threads", "output", "name", "plugins", "optimizer", "optimizer_params", "scheduler",
-           "scheduler_params", "select"}
+           "device", "workers", "trial_timeout", "threads", "output", "name", "plugins", "optimizer",
+           "optimizer_params", "scheduler", "scheduler_params", "select"}
 
 
 def config_from_dict(data: dict[str, Any]) -> StudyConfig:

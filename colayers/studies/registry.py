@@ -208,13 +208,19 @@ def load_plugins(plugins: Iterable[str], *, where: str = "plugins") -> None:
     """Import every plugin module (names or ``.py`` paths); a failing import is a ``ValueError`` naming it.
 
     Importing a plugin twice is a no-op. A plugin that registers a name already taken by another builder
-    fails with the registry's ``ValueError``, prefixed by ``where``.
+    fails with the registry's ``ValueError``, prefixed by ``where``; so does one that calls ``sys.exit`` on
+    import (which would otherwise end the study, or a worker, without a word).
     """
     for i, spec in enumerate(plugins or ()):
         try:
             _import_plugin(spec)
         except ValueError as exc:
             raise ValueError(f"{where}[{i}]: {exc}") from None
+        except SystemExit as exc:  # a script's exit, run on import: it would end the study in silence
+            raise ValueError(
+                f"{where}[{i}]: plugin {spec!r} called sys.exit({exc.code!r}) on import; a plugin module must only "
+                "register problems and methods (put a script's own code under `if __name__ == \"__main__\":`)"
+            ) from None
         except Exception as exc:  # an error inside the plugin's own code
             raise ValueError(f"{where}[{i}]: plugin {spec!r} failed on import: {type(exc).__name__}: {exc}") from None
 

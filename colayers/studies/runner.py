@@ -22,6 +22,12 @@ was running.
 
 **Interruptions.** Ctrl-C stops every trial at once and raises :class:`StudyInterrupted`; a failed trial or
 a dead worker raises :class:`StudyError` naming the trial (see :mod:`colayers.studies.workers`).
+
+**Time limits.** A trial gets ``config.trial_timeout`` seconds; past it, it is stopped (its worker process
+killed and replaced, or ``SIGALRM`` in this process), recorded with the reason in ``failures.jsonl``, and the
+other trials go on; :class:`StudyError` names the failed trials at the end and a rerun retries them. Every
+``status_every`` seconds a line through ``log`` (stderr by default) names the trials running, their phase and
+for how long.
 """
 
 from __future__ import annotations
@@ -29,9 +35,13 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import json
+import math
 import os
+import signal
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -49,7 +59,7 @@ from .results import (
     scan_results,
 )
 from .trial import TrialSpec, _get_problem, iter_trial, trial_oracles
-from .workers import StudyError, run_executor, run_pool
+from .workers import Hooks, StudyError, run_executor, run_pool
 
 __all__ = [
     "TrialSpec",
@@ -66,10 +76,13 @@ __all__ = [
     "StudyInterrupted",
     "StudyLocked",
     "RESULTS_FILE",
+    "FAILURES_FILE",
     "LOCK_FILE",
 ]
 
 LOCK_FILE = ".colayers.lock"
+#: One JSON line per trial that ran past its time limit (kept as history; a later complete run supersedes it).
+FAILURES_FILE = "failures.jsonl"
 
 
 class StudyLocked(ValueError):
@@ -214,37 +227,128 @@ def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def run_study(
-    config: StudyConfig,
-    *,
-    executor: concurrent.futures.Executor | None = None,
-    progress: bool = True,
-    log: Callable[[str], None] | None = None,
-) -> list[dict[str, Any]]:
-    """Run (or resume) a study; return the records of all its trials, in trial order.
+# ----------------------------------------------------------------------------------------------------------
+# time limits and the status line
 
-    The configuration is validated, its plugins imported and every problem generated once (first seed)
-    before any training, so a bad field fails fast with a message naming it.
 
-    Args:
-        config: the study (:class:`~colayers.studies.config.StudyConfig`); results go to
-            ``config.output/results.jsonl``, the effective configuration to ``config.output/config.json``.
-        executor: run trials on this executor (dask's ``Client.get_executor()``...). If ``None`` and
-            ``config.workers > 1``, that many worker processes; otherwise trials run in this process.
-        progress: show tqdm progress bars (trials, and epochs when serial).
-        log: where one-line messages go (the start summary, skipped malformed lines); default stderr.
+class _Status:
+    """The trials running now (with their phase and since when), and a thread that says so every ``every``
+    seconds through ``emit``: ``colayers: 3 of 12 trials complete; running: <trial> (running, epoch 2 of 20
+    done, 41 s); ...``."""
 
-    Returns:
-        the per-epoch records of every trial of this study (complete trials only).
+    def __init__(self, emit: Callable[[str], None], every: float, total: int, finished: list[int]) -> None:
+        self.emit, self.every, self.total, self.finished = emit, every, total, finished
+        self.running: dict[tuple, list] = {}  # key -> [spec, phase, since, last epoch]
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        self.thread: threading.Thread | None = None
 
-    Raises:
-        ValueError: a bad configuration, a changed setting in an existing study directory, or
-            :class:`StudyLocked`; :class:`StudyError`: a trial failed or its worker died;
-            :class:`StudyInterrupted`: Ctrl-C (the completed trials are saved).
-    """
-    log = _stderr if log is None else log
-    config.validate()
-    for i, prob in enumerate(config.problems):  # fail before training on bad generator parameters
+    def phase(self, spec: TrialSpec, text: str) -> None:
+        with self.lock:
+            self.running[spec.key] = [spec, text, time.monotonic(), self.running.get(spec.key, [0, 0, 0, 0])[3]]
+
+    def epoch(self, rec: dict[str, Any]) -> None:
+        with self.lock:
+            if _key(rec) in self.running:
+                self.running[_key(rec)][3] = rec.get("epoch", 0)
+
+    def end(self, spec: TrialSpec) -> None:
+        with self.lock:
+            self.running.pop(spec.key, None)
+
+    def line(self) -> str:
+        now = time.monotonic()
+        with self.lock:
+            items = [list(v) for v in self.running.values()]
+        parts = [
+            f"{spec.label} ({text}{f', epoch {ep} of {spec.epochs} done' if ep else ''}, {now - since:.0f} s)"
+            for spec, text, since, ep in items
+        ]
+        return f"colayers: {self.finished[0]} of {self.total} trials complete; running: {'; '.join(parts) or 'none'}"
+
+    def __enter__(self) -> _Status:
+        if 0 < self.every < math.inf:
+            self.thread = threading.Thread(target=self._loop, name="colayers-status", daemon=True)
+            self.thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self.stopped.wait(self.every):
+            self.emit(self.line())
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stopped.set()
+        if self.thread is not None:
+            self.thread.join()
+
+
+class _TrialTimeout(BaseException):
+    """Raised in the main thread when an in-process trial runs past its limit (a BaseException, so that a
+    method's ``except Exception`` cannot swallow it)."""
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float) -> Iterator[bool]:
+    """Raise :class:`_TrialTimeout` in the block after ``seconds`` (``SIGALRM``); yields whether it can: only in
+    the main thread of a POSIX process, and only where the trial's code gets back to the interpreter."""
+    if not math.isfinite(seconds) or threading.current_thread() is not threading.main_thread() or not hasattr(
+            signal, "setitimer"):  # fmt: skip
+        yield False
+        return
+
+    def alarm(signum, frame):
+        raise _TrialTimeout
+
+    old = signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield True
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def _run_serial(todo: list[TrialSpec], hooks: Hooks, limit: float, progress: bool, log) -> None:
+    """The trials one after the other in this process, each within ``limit`` seconds (see :func:`_time_limit`)."""
+    for spec in todo:
+        hooks.phase(spec, "running")
+        last = 0
+        try:
+            with _time_limit(limit) as limited, _progress(
+                    progress, total=spec.epochs, desc="  epochs", leave=False, unit="ep") as eb:  # fmt: skip
+                if not limited and math.isfinite(limit) and spec is todo[0]:
+                    log("colayers: trial_timeout is not enforced here (in-process trials outside the main thread); "
+                        "use workers > 1 for a time limit")
+                for rec in iter_trial(spec):
+                    hooks.write(rec)
+                    last = rec["epoch"]
+                    if eb is not None:
+                        eb.set_postfix(regret=f"{rec['normalized_regret']:.4f}")
+                        eb.update()
+        except _TrialTimeout:
+            hooks.failed(spec, f"it did not finish within its time limit of {limit:g} s (trial_timeout; epoch "
+                               f"{last} of {spec.epochs} was the last complete)")
+            continue
+        hooks.done(spec)
+
+
+def _failed_message(failures: list[tuple[TrialSpec, str]], total: int, out: Path) -> str:
+    shown = "; ".join(f"{spec.label}: {why}" for spec, why in failures[:3])
+    more = f"; and {len(failures) - 3} more" if len(failures) > 3 else ""
+    return (
+        f"{len(failures)} of {total} trials failed ({shown}{more}; all listed in {out / FAILURES_FILE}); the other "
+        "trials are complete and saved: rerun the same command to retry the failed ones (with a longer "
+        "trial_timeout, --trial-timeout, if they were just slow)"
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# a study
+
+
+def _check_problems(config: StudyConfig) -> None:
+    """Generate every problem once (first seed) before any training, so a bad parameter fails fast."""
+    for i, prob in enumerate(config.problems):
         try:
             built = _get_problem(prob, int(config.seeds[0]), config.device)
         except (TypeError, ValueError) as exc:
@@ -252,6 +356,49 @@ def run_study(
         if config.select == "best" and getattr(built, "x_val", None) is None:
             raise ValueError(f"select = 'best' needs a validation split; problems[{i}] ({prob.name!r}) has none "
                              "(n_val = 0)")
+
+
+def run_study(
+    config: StudyConfig,
+    *,
+    executor: concurrent.futures.Executor | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+    status_every: float = 60.0,
+) -> list[dict[str, Any]]:
+    """Run (or resume) a study; return the records of all its trials, in trial order.
+
+    The configuration is validated, its plugins imported and every problem generated once (first seed)
+    before any training, so a bad field fails fast with a message naming it.
+
+    Each trial gets ``config.trial_timeout`` seconds. In worker processes (``config.workers > 1``) a trial past
+    it has its worker killed (and replaced); in this process (``workers = 1``) it is interrupted by
+    ``SIGALRM`` (main thread only; code that never returns to the interpreter cannot be interrupted there).
+    Either way the trial is recorded as failed, with the reason, in ``failures.jsonl``, the other trials go
+    on, and :class:`StudyError` is raised at the end; a rerun retries it. On an ``executor`` no limit applies.
+
+    Args:
+        config: the study (:class:`~colayers.studies.config.StudyConfig`); results go to
+            ``config.output/results.jsonl``, the effective configuration to ``config.output/config.json``.
+        executor: run trials on this executor (dask's ``Client.get_executor()``...). If ``None`` and
+            ``config.workers > 1``, that many worker processes; otherwise trials run in this process.
+        progress: show tqdm progress bars (trials, and epochs when serial).
+        log: where one-line messages go (the start summary, skipped malformed lines, failed trials, the status
+            line); default stderr (nothing is written to stdout).
+        status_every: every this many seconds, a line through ``log`` names the trials running, their phase
+            and for how long (``inf``: never).
+
+    Returns:
+        the per-epoch records of every trial of this study (complete trials only).
+
+    Raises:
+        ValueError: a bad configuration, a changed setting in an existing study directory, or
+            :class:`StudyLocked`; :class:`StudyError`: a trial failed, ran past its time limit, or its worker
+            died; :class:`StudyInterrupted`: Ctrl-C (the completed trials are saved).
+    """
+    log = _stderr if log is None else log
+    config.validate()
+    _check_problems(config)
     entries_blob = b""
     if executor is not None or config.workers > 1:  # carry the registrations to the workers
         import pickle
@@ -263,6 +410,7 @@ def run_study(
     path = out / RESULTS_FILE
     _check_results_path(path)
     specs = trial_specs(config)
+    failures: list[tuple[TrialSpec, str]] = []
     with study_lock(out, log):
         config.write_effective(out)  # refuses changed settings of existing trials (ValueError naming them)
         done, partial = _prune(path, {s.key for s in specs}, log)
@@ -273,32 +421,44 @@ def run_study(
         )
         finished = [len(done)]
         with _progress(progress, total=len(specs), initial=len(done), desc="trials", unit="trial") as bar:
+            emit = log if bar is None or log is not _stderr else (lambda m: bar.write(m, file=sys.stderr))
+            status = _Status(emit, status_every, len(specs), finished)
 
             def write(rec: dict[str, Any]) -> None:
                 append_jsonl(path, rec)
+                status.epoch(rec)
 
             def on_done(spec: TrialSpec) -> None:
                 finished[0] += 1
+                status.end(spec)
                 if bar is not None:
                     bar.set_postfix_str(spec.label)
                     bar.update()
 
+            def on_fail(spec: TrialSpec, why: str) -> None:
+                failures.append((spec, why))
+                status.end(spec)
+                append_jsonl(out / FAILURES_FILE, {
+                    "study": spec.study, "trial": spec.trial_id, "problem": spec.problem.name,
+                    "method": spec.method.label, "seed": spec.seed, "settings": spec.settings, "reason": why,
+                    "trial_timeout_s": config.trial_timeout, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                })  # fmt: skip
+                emit(f"colayers: trial {spec.label} failed: {why}; the other trials go on")
+
+            hooks = Hooks(write, on_done, on_fail, status.phase)
             try:
-                if executor is not None:
-                    run_executor(executor, todo, write, on_done, config.plugins, entries_blob)
-                elif config.workers > 1 and len(todo) > 1:
-                    run_pool(todo, config.workers, write, on_done, config.plugins, entries_blob)
-                else:
-                    for spec in todo:
-                        with _progress(progress, total=spec.epochs, desc="  epochs", leave=False, unit="ep") as eb:
-                            for rec in iter_trial(spec):
-                                write(rec)
-                                if eb is not None:
-                                    eb.set_postfix(regret=f"{rec['normalized_regret']:.4f}")
-                                    eb.update()
-                        on_done(spec)
+                with status:
+                    if executor is not None:
+                        if math.isfinite(config.trial_timeout):
+                            log("colayers: trial_timeout is not enforced on an executor (it cannot stop a task)")
+                        run_executor(executor, todo, hooks, config.plugins, entries_blob)
+                    elif config.workers > 1 and todo:
+                        run_pool(todo, config.workers, hooks, config.plugins, entries_blob, config.trial_timeout)
+                    else:
+                        _run_serial(todo, hooks, config.trial_timeout, progress, log)
             except KeyboardInterrupt:
                 raise StudyInterrupted(finished[0], len(specs)) from None
+    if failures:
+        raise StudyError(_failed_message(failures, len(specs), out))
     complete = complete_trials(read_results(path))
     return [rec for s in specs if s.key in complete for rec in complete[s.key]]
-

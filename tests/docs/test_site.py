@@ -8,6 +8,11 @@ directory), for a person to look at.
 
 Chromium comes from the system (Debian's ``chromium`` package: ``apt-get install -y chromium``; ``$CHROMIUM``
 names another executable). Without one the test is skipped, except under CI (``$CI`` set), where it fails.
+
+The browser check and the tutorials' figures need the site built with its tutorials run: they are marked
+``slow`` and run with ``pytest --runslow tests/docs`` (a line of its own in ``.ci/run``); plain ``pytest``
+builds the site with the tutorials shown, not run, and checks the pages, the navigation and the API reference
+(tests/docs/conftest.py).
 """
 
 import functools
@@ -15,6 +20,8 @@ import http.server
 import os
 import pathlib
 import re
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -108,16 +115,23 @@ TUTORIALS = sorted(p.relative_to(DOCS).as_posix() for p in (DOCS / "tutorials").
 
 
 @pytest.mark.parametrize("tutorial", TUTORIALS)
+def test_tutorial_has_build_time_code_and_no_committed_image(tutorial):
+    text = (DOCS / tutorial).read_text()
+    assert 'exec="true"' in text, f"{tutorial} has no block that runs at build time"
+    committed = re.search(r"!\[[^]]*\]\((?!data:)[^)]*\.(png|svg|gif|jpg)\)", text)
+    assert not committed, f"{tutorial} links a committed image: {committed[0]}"
+
+
+@pytest.mark.slow  # needs the build that runs the tutorials (--runslow)
+@pytest.mark.parametrize("tutorial", TUTORIALS)
 def test_tutorial_runs_at_build_time_and_draws_its_figures(tutorial, site):
     # A tutorial's code runs in the build (markdown-exec) and its figures are the PNGs that code drew, embedded
     # in the page: none is a file committed by hand.
-    text = (DOCS / tutorial).read_text()
-    assert 'exec="true"' in text, f"{tutorial} has no block that runs at build time"
-    assert not re.search(r"!\[[^]]*\]\((?!data:)[^)]*\.(png|svg|gif|jpg)\)", text), f"{tutorial} links a committed image"
     html = (site / tutorial.replace(".md", ".html")).read_text()
     assert html.count('src="data:image/png;base64,') >= 1, f"{tutorial}: no figure drawn by its code"
 
 
+@pytest.mark.slow  # the published site: the build that runs the tutorials (--runslow)
 @pytest.mark.parametrize("scheme", ["file", "http"])
 @pytest.mark.parametrize("page_name", PAGES)
 def test_page_renders_offline(page_name, scheme, site, server, browser, screenshots):
@@ -171,3 +185,18 @@ def test_api_top_level_page_links_every_name(site):
     html = (site / "api" / "colayers.html").read_text()
     missing = [n for n in colayers.__all__ if f"<code>{n}</code>" not in html and f"colayers.{n}" not in html]
     assert not missing, f"api/colayers.html does not list {missing}"
+
+
+def test_a_docs_build_past_its_time_limit_says_so_and_names_its_log(tmp_path):
+    # The fixture's own limit ($COLAYERS_DOCS_TIMEOUT; by default 30 s under pytest's per-test timeout) ends the
+    # build and names it, instead of pytest's timeout naming only a test.
+    env = {**os.environ, "COLAYERS_DOCS_TIMEOUT": "0.01", "COLAYERS_DOCS_SITE": str(tmp_path / "site")}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--no-header",
+         "tests/docs/test_site.py::test_every_page_is_built_and_in_the_nav"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert ("the docs build (mkdocs build --strict, tutorials shown, not run) did not finish within 0.01 s "
+            f"($COLAYERS_DOCS_TIMEOUT); its output so far: {tmp_path / 'site.log'}") in done.stdout, done.stdout
+    assert (tmp_path / "site.log").exists()

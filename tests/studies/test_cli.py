@@ -121,6 +121,8 @@ def test_toml_config_and_flags_override(tmp_path):
         (["--select", "best", "-P", "n_val=0"], "select"),
         (["-M", "nomethod.x=1"], "nomethod"),
         (["-P", "deg=0"], "deg"),
+        (["--trial-timeout", "0"], "trial_timeout"),
+        (["--trial-timeout", "nan"], "trial_timeout"),
     ],
 )
 def test_bad_flags_fail_with_the_field_named(tmp_path, capsys, argv, field):

@@ -222,3 +222,54 @@ def test_progress_bars_only_on_a_terminal(tmp_path, capsys):
     assert "\r" not in err and "\x1b" not in err
     assert err.splitlines()[0].startswith("colayers study 'tiny': 2 trials: 0 complete (skipped), 0 incomplete")
     assert torch.get_num_threads() >= 1
+
+
+_EXITING_PLUGIN = """
+import multiprocessing, sys
+
+if {where} == "everywhere" or multiprocessing.parent_process() is not None:
+    sys.exit({code})
+"""
+
+
+@pytest.mark.parametrize("code", ["", "0", "3", "'bye'"])
+def test_a_plugin_calling_sys_exit_on_import_is_an_error_naming_it(tmp_path, capsys, clean_registry, code):
+    plugin = tmp_path / "exiting_plugin.py"
+    plugin.write_text(_EXITING_PLUGIN.format(where="'everywhere'", code=code))
+    assert main(["study", "--plugin", str(plugin), "-o", str(tmp_path / "o"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("colayers: error: --plugin[0]: "), err
+    assert f"plugin {str(plugin)!r} called sys.exit(" in err
+    assert not (tmp_path / "o" / RESULTS_FILE).exists()
+
+
+def test_the_command_does_not_exit_0_in_silence_when_a_plugin_exits(tmp_path):
+    plugin = tmp_path / "exiting_plugin.py"
+    plugin.write_text(_EXITING_PLUGIN.format(where="'everywhere'", code="0"))
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = subprocess.run([sys.executable, "-m", "colayers", "study", "--plugin", str(plugin), "--preset", "tiny",
+                           "-o", str(tmp_path / "o"), "--no-progress"], capture_output=True, text=True, timeout=300,
+                          env=env)
+    assert done.returncode == 2 and done.stdout == ""
+    assert "exiting_plugin.py' called sys.exit(0) on import" in done.stderr
+
+
+def test_a_plugin_exiting_only_in_the_workers_is_an_error_naming_it(tmp_path, capsys, clean_registry):
+    plugin = tmp_path / "worker_exit_plugin.py"
+    plugin.write_text(_EXITING_PLUGIN.format(where="'workers'", code="0"))
+    argv = ["study", "--plugin", str(plugin), "--preset", "tiny", "-P", "n=40", "-P", "n_test=20", "-P", "n_val=10",
+            "--workers", "2", "-o", str(tmp_path / "o"), "--no-progress", "--no-figures"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("colayers: error: trial shortest_path / ") and "worker set-up failed" in err, err
+    assert f"plugin {str(plugin)!r} called sys.exit(0) on import" in err
+
+
+def test_a_builder_calling_sys_exit_during_the_study_is_an_error(tmp_path, capsys, clean_registry):
+    plugin = tmp_path / "exiting_builder.py"
+    plugin.write_text("import sys\nfrom colayers.studies import register_problem\n\n"
+                      "@register_problem('quits')\ndef quits(*, seed=0, device='cpu'):\n    sys.exit(0)\n")
+    assert main(["study", "--plugin", str(plugin), "--problems", "quits", "--methods", "spo+",
+                 "-o", str(tmp_path / "o"), "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("colayers: error: the study was stopped by sys.exit(0) in a plugin's code"), err
