@@ -48,7 +48,7 @@ def active_set_vjp(
     At :math:`\mu = \sum_j w_j a_j`, let :math:`F` be the atoms that span the face of the polytope on which
     the projection is locally an affine projection (by default the active atoms :math:`\{a_j : w_j > 0\}`;
     ``face`` can add zero-weight atoms of the same face, see
-    :func:`~colayers.layers.regularized.complete_face`). The projection is locally the projection onto
+    :func:`complete_face`). The projection is locally the projection onto
     their affine hull, whose Jacobian is the orthogonal projector onto the span of the differences
     :math:`D = [a_j - a_r]_{j\in F}` (:math:`a_r` the heaviest atom):
 

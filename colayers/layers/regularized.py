@@ -33,13 +33,10 @@ from ..oracles.base import Oracle
 from .active_set import ActiveSetProjection, complete_face
 from .core import OracleLayer
 from .frank_wolfe import (
-    NegativeEntropy,
     Regularizer,
     SquaredNorm,
     _FlatOracle,
     center_scores,
-    frank_wolfe,
-    frank_wolfe_projection,
 )
 
 __all__ = ["RegularizedLayer", "SoftArgmax", "SparseArgmax", "RegularizedFrankWolfe"]
@@ -296,6 +293,7 @@ class RegularizedFrankWolfe(OracleLayer):
         >>> d = layer.distribution(torch.tensor([0.0, 1.5, 1.0], dtype=torch.float64))
         >>> sorted(round(w, 4) for w in d.weights.tolist() if w > 0)
         [0.25, 0.75]
+        >>> from colayers.layers import NegativeEntropy
         >>> entropic = RegularizedFrankWolfe(ArgmaxOneHot(), regularizer=NegativeEntropy(0.5))
         >>> entropic(torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64))  # = softmax(theta / 0.5)
         tensor([0.0159, 0.1173, 0.8668], dtype=torch.float64)

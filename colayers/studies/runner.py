@@ -58,13 +58,12 @@ from .results import (
     read_results,
     scan_results,
 )
-from .trial import TrialSpec, _get_problem, iter_trial, trial_oracles
+from .trial import TrialSpec, _get_problem, iter_trial
 from .workers import Hooks, StudyError, run_executor, run_pool
 
 __all__ = [
     "TrialSpec",
     "iter_trial",
-    "trial_oracles",  # benchmarks/gpu_check.py builds a trial's oracles through the runner
     "trial_specs",
     "run_study",
     "append_jsonl",

@@ -49,7 +49,8 @@ def test_perturbations_page_lists_exactly_the_layers_with_a_distribution():
     listed_with, listed_without = _distribution_lists()
     classes = _layer_classes()
     covered = {n for n, c in classes.items() if issubclass(c, layers.Perturbed)}
-    assert "Perturbed" in listed_with and "every subclass" in _section("perturbations.md", "Distributions over solutions")
+    assert "Perturbed" in listed_with
+    assert "every subclass" in _section("perturbations.md", "Distributions over solutions")
     assert listed_with | listed_without | covered == set(classes), "every layer class is on one of the two lists"
     assert not listed_with & listed_without
     has = {n for n, c in classes.items() if callable(getattr(c, "distribution", None))}

@@ -3,8 +3,9 @@
 The blocks of one page run in order in one namespace (a page may build on its earlier blocks), in a
 temporary working directory. A block whose info string is ``python no-run`` is shown but not run (for
 fragments that need a GPU or an outside service). The tutorials' ``python exec="true"`` blocks are not run here:
-markdown-exec runs them when the site is built (tests/docs/conftest.py), and an exception or a failed assertion in
-one fails the strict build. ``NOT_RUN`` below names the few blocks that are not run,
+markdown-exec runs them when the site is built with them executed (``mkdocs build``, and the CI line
+``pytest --runslow tests/docs/test_site.py``; tests/docs/conftest.py), and an exception or a failed assertion in
+one fails that strict build. ``NOT_RUN`` below names the few blocks that are not run,
 each with the reason and the test that covers what it shows.
 """
 

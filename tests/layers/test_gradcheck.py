@@ -126,7 +126,7 @@ def test_frank_wolfe_converges_on_a_degenerate_ranking_instance(theta):
     # with 9 affinely dependent atoms (R^5, affine dimension 4): the affine re-projection alone then has negative
     # minimum-norm weights and was rejected every time, leaving an error of 1e-4 after 100 iterations (and 1e-7
     # after 1000). Wolfe's minor cycles shed the superfluous atoms: the gap must reach the stopping tolerance.
-    from colayers.layers.regularized import _FlatOracle, frank_wolfe_projection
+    from colayers.layers.frank_wolfe import _FlatOracle, frank_wolfe_projection
 
     th = torch.tensor([theta], dtype=torch.float64)
     oracle = _FlatOracle(Ranking(), (5,))
