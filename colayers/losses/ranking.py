@@ -1,5 +1,5 @@
-r"""Learning-to-rank losses over a solution pool (Mandi et al., ICML 2022; PyEPO's ``listwiseLTR``, ``pairwiseLTR``,
-``pointwiseLTR``).
+r"""Learning-to-rank losses over a solution pool (Mandi et al., ICML 2022; PyEPO's ``listwiseLearningToRank``,
+``pairwiseLearningToRank``, ``pointwiseLearningToRank``, aliased ``lsLTR``, ``prLTR``, ``ptLTR``).
 
 Each loss ranks the members :math:`w` of a pool :math:`\Gamma` (a :class:`~colayers.oracles.SolutionPool`) by their
 objective under the predicted scores, :math:`f(\theta, w) = \langle\theta, g(w)\rangle + h(w)`, and compares that
@@ -81,7 +81,8 @@ class _RankingLoss(StructuredLoss):
 
 
 class ListwiseRankingLoss(_RankingLoss):
-    r"""Listwise learning-to-rank loss: cross-entropy between the pool's softmax rankings (PyEPO's ``listwiseLTR``).
+    r"""Listwise learning-to-rank loss: cross-entropy between the pool's softmax rankings (PyEPO's
+    ``listwiseLearningToRank``, ``lsLTR``).
 
     With :math:`s_w = f(\theta, w)`, :math:`\bar s_w = f(\bar\theta, w)` over the pool Γ and a temperature τ,
 
@@ -137,7 +138,8 @@ class ListwiseRankingLoss(_RankingLoss):
 
 
 class PairwiseRankingLoss(_RankingLoss):
-    r"""Pairwise learning-to-rank loss: the pool's true best beats every other member (PyEPO's ``pairwiseLTR``).
+    r"""Pairwise learning-to-rank loss: the pool's true best beats every other member (PyEPO's
+    ``pairwiseLearningToRank``, ``prLTR``).
 
     With :math:`b = \operatorname{argmax}_{w\in\Gamma} f(\bar\theta, w)` (the first in the pool's order on a tie)
     and a margin m ≥ 0,
@@ -187,7 +189,7 @@ class PairwiseRankingLoss(_RankingLoss):
 
 class PointwiseRankingLoss(_RankingLoss):
     r"""Pointwise learning-to-rank loss: each pool member's objective regressed on its true one (PyEPO's
-    ``pointwiseLTR``).
+    ``pointwiseLearningToRank``, ``ptLTR``).
 
     .. math::  \ell(\theta;\bar\theta) = \frac{1}{|\Gamma|}\sum_{w\in\Gamma} \big(f(\theta, w) - f(\bar\theta, w)\big)^2
         = \frac{1}{|\Gamma|}\sum_{w\in\Gamma} \langle\theta-\bar\theta, g(w)\rangle^2,
