@@ -125,8 +125,23 @@ class ListwiseRankingLoss(_RankingLoss):
 
     arg_constraints = {**_RankingLoss.arg_constraints, "temperature": positive}
 
-    def __init__(self, pool: SolutionPool, temperature: float = 1.0, reduction: str = "mean", **kwargs) -> None:
-        super().__init__(pool, reduction, **kwargs)
+    def __init__(
+        self,
+        pool: SolutionPool,
+        temperature: float = 1.0,
+        reduction: str = "mean",
+        *,
+        add_targets: bool = True,
+        allow_relaxed_targets: bool = False,
+        validate_args: bool | None = None,
+    ) -> None:
+        super().__init__(
+            pool,
+            reduction,
+            add_targets=add_targets,
+            allow_relaxed_targets=allow_relaxed_targets,
+            validate_args=validate_args,
+        )
         self.temperature = check_args(self, temperature=temperature)["temperature"]
 
     def rank(self, pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:  # noqa: D102
@@ -173,8 +188,23 @@ class PairwiseRankingLoss(_RankingLoss):
 
     arg_constraints = {**_RankingLoss.arg_constraints, "margin": nonnegative}
 
-    def __init__(self, pool: SolutionPool, margin: float = 0.0, reduction: str = "mean", **kwargs) -> None:
-        super().__init__(pool, reduction, **kwargs)
+    def __init__(
+        self,
+        pool: SolutionPool,
+        margin: float = 0.0,
+        reduction: str = "mean",
+        *,
+        add_targets: bool = True,
+        allow_relaxed_targets: bool = False,
+        validate_args: bool | None = None,
+    ) -> None:
+        super().__init__(
+            pool,
+            reduction,
+            add_targets=add_targets,
+            allow_relaxed_targets=allow_relaxed_targets,
+            validate_args=validate_args,
+        )
         self.margin = check_args(self, margin=margin)["margin"]
 
     def rank(self, pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:  # noqa: D102
