@@ -1,4 +1,5 @@
-"""Structured losses: Fenchel-Young, SPO+, structured SVM, imitation, regret, contrastive.
+"""Structured losses: Fenchel-Young, SPO+, structured SVM, imitation, regret, contrastive, learning to rank;
+robust (kNN) targets.
 
 Every loss is a :class:`StructuredLoss` (a :class:`torch.nn.Module`) called as ``loss(theta, target, ...)`` with a
 ``reduction`` in ``{'mean', 'sum', 'none'}``; values and hand-written gradients follow θ's device and dtype.
@@ -8,16 +9,20 @@ from . import base as _base
 from . import contrastive as _contrastive
 from . import fenchel_young as _fenchel_young
 from . import imitation as _imitation
+from . import ranking as _ranking
 from . import regret as _regret
 from . import spo as _spo
 from . import ssvm as _ssvm
+from . import targets as _targets
 from .base import *  # noqa: F403
 from .contrastive import *  # noqa: F403
 from .fenchel_young import *  # noqa: F403
 from .imitation import *  # noqa: F403
+from .ranking import *  # noqa: F403
 from .regret import *  # noqa: F403
 from .spo import *  # noqa: F403
 from .ssvm import *  # noqa: F403
+from .targets import *  # noqa: F403
 
 # the public names are declared once, in each module's __all__; the package re-exports them all
 __all__: list[str] = [
@@ -28,4 +33,6 @@ __all__: list[str] = [
     *_imitation.__all__,
     *_regret.__all__,
     *_contrastive.__all__,
+    *_ranking.__all__,
+    *_targets.__all__,
 ]

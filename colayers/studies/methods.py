@@ -15,6 +15,9 @@ scalar loss, and says how to decode a prediction :math:`\hat y` from :math:`\the
 * ``blackbox`` — a task loss of :math:`f(\theta)` with the blackbox-differentiation VJP (``lambda_``, ``task_loss``);
 * ``identity`` — a task loss of :math:`f(\theta)` with the straight-through VJP (``task_loss``);
 * ``two-stage`` — :math:`\|\theta - \bar\theta\|^2` (mean squared error), then solve;
+* ``ltr-listwise``, ``ltr-pairwise``, ``ltr-pointwise`` — the learning-to-rank losses of
+  :mod:`colayers.losses.ranking` over a solution pool of the batches' targets and the training oracle's solutions
+  (``solve_ratio``, PyEPO's default 1; ``temperature`` of the listwise loss);
 * ``direct`` — binary cross-entropy of per-entry logits to :math:`\bar y`, no oracle in training; decoded by
   the oracle at the predicted probabilities (``decode="oracle"``) or by thresholding (``"threshold"``).
 
@@ -42,8 +45,8 @@ scale λ/B.
 Example:
     >>> import torch
     >>> from colayers.studies.methods import METHODS, method_defaults
-    >>> sorted(METHODS)
-    ['aimle', 'blackbox', 'direct', 'fy', 'identity', 'imle', 'spo+', 'two-stage']
+    >>> {"spo+", "fy", "imle", "two-stage", "ltr-listwise"} <= set(METHODS)
+    True
     >>> method_defaults("imle")["task_loss"]
     'regret'
 """
@@ -302,6 +305,53 @@ def _build_two_stage(ctx):
 )
 def _build_direct(ctx, *, decode):
     return _Direct(ctx, decode=decode)
+
+
+class _Ranking(TrainingObjective):
+    """A learning-to-rank loss over a solution pool that grows by the batches' targets and, with probability
+    ``solve_ratio``, by the training oracle's solutions (PyEPO seeds its pool with the whole training set)."""
+
+    def __init__(self, ctx: MethodContext, make: Any, *, solve_ratio: float) -> None:
+        super().__init__(ctx.oracle, ctx.event_ndim)
+        from colayers.oracles import SolutionPool
+
+        self.fn = make(SolutionPool(ctx.training_oracle, solve_ratio=solve_ratio, seed=ctx.seed))
+
+    def loss(self, theta, theta_true, y_true):
+        return self.fn(theta, theta_true, y_true)
+
+
+@register_method(
+    "ltr-listwise",
+    defaults={"solve_ratio": 1.0, "temperature": 1.0},
+    summary="Listwise learning-to-rank loss over a solution pool (Mandi et al. 2022); needs true scores",
+)
+def _build_ltr_listwise(ctx, *, solve_ratio, temperature):
+    from colayers.losses import ListwiseRankingLoss
+
+    return _Ranking(ctx, lambda pool: ListwiseRankingLoss(pool, temperature), solve_ratio=solve_ratio)
+
+
+@register_method(
+    "ltr-pairwise",
+    defaults={"solve_ratio": 1.0},
+    summary="Pairwise learning-to-rank loss over a solution pool (Mandi et al. 2022); needs true scores",
+)
+def _build_ltr_pairwise(ctx, *, solve_ratio):
+    from colayers.losses import PairwiseRankingLoss
+
+    return _Ranking(ctx, PairwiseRankingLoss, solve_ratio=solve_ratio)
+
+
+@register_method(
+    "ltr-pointwise",
+    defaults={"solve_ratio": 1.0},
+    summary="Pointwise learning-to-rank loss over a solution pool (Mandi et al. 2022); needs true scores",
+)
+def _build_ltr_pointwise(ctx, *, solve_ratio):
+    from colayers.losses import PointwiseRankingLoss
+
+    return _Ranking(ctx, PointwiseRankingLoss, solve_ratio=solve_ratio)
 
 
 # Hyper-parameters tuned on tuning seeds 100-102 (other data sets than the reported seeds 0-2); see

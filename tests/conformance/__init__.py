@@ -200,6 +200,17 @@ def _oracle_cases() -> dict[str, Case]:
     }
 
 
+def _ranking_cases() -> dict[str, Case]:
+    from colayers.losses import ListwiseRankingLoss, PairwiseRankingLoss, PointwiseRankingLoss
+
+    args = lambda theta_true, target: (theta_true, target)  # noqa: E731 - loss(theta, theta_true, y_target)
+    return {  # the listwise loss is a cross-entropy (≥ the true ranking's entropy), not ≥ 0 at its minimum only
+        "ListwiseRankingLoss": Case(lambda **kw: ListwiseRankingLoss(_pool(), 0.8, **kw), loss_args=args),
+        "PairwiseRankingLoss": Case(lambda **kw: PairwiseRankingLoss(_pool(), 0.3, **kw), loss_args=args),
+        "PointwiseRankingLoss": Case(lambda **kw: PointwiseRankingLoss(_pool(), **kw), loss_args=args),
+    }
+
+
 def _other_cases() -> dict[str, Case]:
     from colayers.layers import Perturbed, Pushforward
     from colayers.losses import ExperienceLoss, FenchelYoungLoss, ImitationLoss, MAPContrastiveLoss, NCELoss, RegretLoss
@@ -216,6 +227,7 @@ def _other_cases() -> dict[str, Case]:
         "ImitationLoss": Case(lambda **kw: ImitationLoss(lambda theta, target: small_oracle()(theta), **kw)),
         "NCELoss": Case(lambda **kw: NCELoss(_pool(), **kw), nonnegative=False),  # a pool's mean score, not a max
         "MAPContrastiveLoss": Case(lambda **kw: MAPContrastiveLoss(_pool(), **kw)),
+        **_ranking_cases(),
         "RegretLoss": Case(lambda **kw: RegretLoss(_seeded_layer(), **kw)),
         "ExperienceLoss": Case(lambda **kw: ExperienceLoss(_seeded_layer(), _regret_cost, **kw),
                                loss_args=lambda theta_true, target: (theta_true,)),
