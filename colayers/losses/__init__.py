@@ -8,6 +8,7 @@ from . import base as _base
 from . import contrastive as _contrastive
 from . import fenchel_young as _fenchel_young
 from . import imitation as _imitation
+from . import perturbation_gradient as _perturbation_gradient
 from . import regret as _regret
 from . import spo as _spo
 from . import ssvm as _ssvm
@@ -15,6 +16,7 @@ from .base import *  # noqa: F403
 from .contrastive import *  # noqa: F403
 from .fenchel_young import *  # noqa: F403
 from .imitation import *  # noqa: F403
+from .perturbation_gradient import *  # noqa: F403
 from .regret import *  # noqa: F403
 from .spo import *  # noqa: F403
 from .ssvm import *  # noqa: F403
@@ -28,4 +30,5 @@ __all__: list[str] = [
     *_imitation.__all__,
     *_regret.__all__,
     *_contrastive.__all__,
+    *_perturbation_gradient.__all__,
 ]
