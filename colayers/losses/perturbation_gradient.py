@@ -109,9 +109,7 @@ class PerturbationGradientLoss(StructuredLoss):
         return self.finish(theta, value, grad)
 
     def extra_repr(self) -> str:
-        return (
-            f"oracle={self.oracle!r}, sigma={self.sigma}, two_sided={self.two_sided}, reduction={self.reduction!r}"
-        )
+        return f"oracle={self.oracle!r}, sigma={self.sigma}, two_sided={self.two_sided}, reduction={self.reduction!r}"
 
 
 def perturbation_gradient_loss(

@@ -56,8 +56,9 @@ def test_small_step_gives_the_decision_loss_and_the_one_sided_loss_bounds_it():
     theta_true = 2.0 * torch.randn(64, N, generator=g, dtype=DT)
     decision_loss = -(theta_true * _max_by_enumeration(theta)[1]).sum(-1)
     for two_sided in (False, True):
-        tiny = perturbation_gradient_loss(theta, theta_true, TopKSubset(K), sigma=1e-7, two_sided=two_sided,
-                                          reduction="none")
+        tiny = perturbation_gradient_loss(
+            theta, theta_true, TopKSubset(K), sigma=1e-7, two_sided=two_sided, reduction="none"
+        )
         torch.testing.assert_close(tiny, decision_loss, atol=1e-6, rtol=0)
     for sigma in (0.2, 1.7):
         pgb = perturbation_gradient_loss(theta, theta_true, TopKSubset(K), sigma=sigma, reduction="none")
