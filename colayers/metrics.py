@@ -6,6 +6,11 @@ as the losses' ``(theta, target, ...)``::
     metric(y_pred, theta_true, y_target=None, *, oracle=None, event_ndim=None, reduction="none")
     hamming_distance(y_pred, y_target, *, oracle=None, event_ndim=None, reduction="none")
     rank_distance(y_pred, y_target, *, oracle=None, event_ndim=None, reduction="none")
+    unambiguous_regret(theta_pred, theta_true, y_target=None, *, oracle, tolerance=1e-5, reduction="none")
+    spo_error(theta_pred, theta_true, y_target=None, *, oracle, event_ndim=None, reduction="none")
+
+The two metrics of predicted *scores* (``theta_pred``, the model's output, where the tie set of the decision
+matters) decode it with the oracle themselves.
 
 * ``y_pred``: predicted solutions ``(*batch, *event)``;
 * ``theta_true``: the true scores (for a cost-minimization problem :math:`\bar\theta = -c`);
@@ -32,7 +37,11 @@ The per-instance values:
 * Hamming distance (0/1 solutions): the mean over the event's entries of :math:`|\hat y - y^\star|`, a
   fraction in [0, 1];
 * rank distance (rankings, rank vectors of 1..m along the last dimension): the normalized Spearman footrule
-  :math:`\sum_j |\hat r_j - r_j| / \lfloor m^2/2 \rfloor \in [0, 1]` (0: the same order, 1: reversed).
+  :math:`\sum_j |\hat r_j - r_j| / \lfloor m^2/2 \rfloor \in [0, 1]` (0: the same order, 1: reversed);
+* unambiguous regret: the regret of the *worst* solution among the maximizers of the predicted scores
+  (PyEPO's ``unambRegret``, the SPO loss of Elmachtoub & Grigas);
+* SPO error: the normalized regret of the decision :math:`f(\hat\theta)`, whose ``"mean"`` is PyEPO's
+  ``SPOError``.
 
 Example:
     >>> import torch
@@ -60,9 +69,18 @@ from typing import Any
 
 import torch
 
-from ._validation import check_int_at_least, check_reduction, check_same_shape, reduce
+from ._validation import check_int_at_least, check_positive, check_reduction, check_same_shape, reduce
 
-__all__ = ["regret", "normalized_regret", "cost_ratio", "exact_match", "hamming_distance", "rank_distance"]
+__all__ = [
+    "regret",
+    "normalized_regret",
+    "cost_ratio",
+    "exact_match",
+    "hamming_distance",
+    "rank_distance",
+    "unambiguous_regret",
+    "spo_error",
+]
 
 
 def _check_tensors(**named: Any) -> None:
@@ -299,3 +317,113 @@ def rank_distance(
     per_ranking = (y_pred - y_target).abs().sum(dim=-1) / max(1, math.floor(m * m / 2))
     per_instance = per_ranking.mean(dim=tuple(range(-(nd - 1), 0))) if nd > 1 else per_ranking
     return reduce(per_instance, reduction)
+
+
+def unambiguous_regret(
+    theta_pred: torch.Tensor,
+    theta_true: torch.Tensor,
+    y_target: torch.Tensor | None = None,
+    *,
+    oracle: Any,
+    tolerance: float = 1e-5,
+    event_ndim: int | None = None,
+    reduction: str = "none",
+) -> torch.Tensor:
+    r"""Tie-aware ("unambiguous") regret: the worst regret over the maximizers of the predicted scores.
+
+    .. math::
+
+        \max_{y \in Y^\star(\hat\theta)} \langle\bar\theta, g(y^\star)\rangle - \langle\bar\theta, g(y)\rangle,
+        \qquad Y^\star(\hat\theta) = \operatorname{argmax}_{y\in\mathcal Y} \langle\hat\theta, g(y)\rangle + h(y),
+
+    which is :func:`regret` of :math:`f(\hat\theta)` whatever tie the oracle breaks to (the SPO loss of
+    Elmachtoub & Grigas; a model that predicts :math:`\hat\theta = 0` gets the worst regret, not a lucky one).
+    The worst tie is found with one more oracle call, at :math:`\hat\theta - \delta\bar\theta` with
+    :math:`\delta = \mathrm{tolerance} / \|\bar\theta\|_1` (per instance): among exact ties it maximizes
+    :math:`-\langle\bar\theta, g(y)\rangle`, and for 0/1 solutions it cannot leave the ties by more than
+    ``tolerance`` in objective. The solution found is checked: it must attain the optimum of
+    :math:`\hat\theta` within ``tolerance`` (else a ``ValueError`` asks for a smaller one), and the step must
+    change every entry of :math:`\hat\theta` it touches (else float64 cannot resolve it: a ``ValueError``
+    asks for a larger tolerance). Solutions within ``tolerance`` of the optimum count as ties. This tie step
+    runs in float64 whatever θ's dtype (float32 cannot resolve a step of 10⁻⁵/‖θ̄‖₁ on scores of size 1), so the
+    oracle must accept float64 scores on θ's device; the regret is then computed in θ̄'s dtype.
+
+    **PyEPO** (``pyepo.metric.calUnambRegret(optmodel, pred_cost, true_cost, true_obj, tolerance)``, costs
+    minimized): with :math:`\hat\theta = -\hat c` and :math:`\bar\theta = -c` the per-instance values are equal;
+    ``unambRegret``'s data-set value is the ``"sum"`` of these over :math:`\sum_i |z^*(c_i)|`.
+
+    Args:
+        theta_pred: predicted scores ``(*batch, *event)`` (maximization; ``-cost`` for costs).
+        theta_true: true scores, same shape.
+        y_target: optimal solutions for ``theta_true`` (default ``oracle(theta_true)``).
+        oracle: the maximization oracle (needed to find the ties): called on scores, gives ``objective``.
+        tolerance: the objective gap under which two solutions tie, > 0 (PyEPO's default 10⁻⁵).
+        event_ndim, reduction: as :func:`regret`.
+
+    Example:
+        >>> import torch
+        >>> from colayers import ArgmaxOneHot
+        >>> theta_true = torch.tensor([[3.0, 1.0, 2.0]])
+        >>> unambiguous_regret(torch.tensor([[1.0, 1.0, 0.0]]), theta_true, oracle=ArgmaxOneHot())  # ties 0, 1
+        tensor([2.])
+        >>> regret(ArgmaxOneHot()(torch.tensor([[1.0, 1.0, 0.0]])), theta_true, oracle=ArgmaxOneHot())
+        tensor([0.])
+    """
+    check_reduction(reduction)
+    _check_tensors(theta_pred=theta_pred, theta_true=theta_true, y_target=y_target)
+    if oracle is None or not callable(oracle):
+        raise ValueError("unambiguous_regret needs oracle= (a callable oracle finds the ties of theta_pred)")
+    tolerance = check_positive("tolerance", tolerance)
+    check_same_shape("theta_pred", theta_pred, "theta_true", theta_true)
+    dims = tuple(range(-_event_ndim(oracle, event_ndim, theta_true), 0))
+    pred, true = theta_pred.double(), theta_true.double()  # the tie step, in float64 (see the docstring)
+    l1 = true.abs().sum(dim=dims, keepdim=True)
+    delta = torch.where(l1 > 0, tolerance / l1.clamp_min(torch.finfo(l1.dtype).tiny), torch.zeros_like(l1))
+    lowered = pred - delta * true
+    if bool(((lowered == pred) & (true != 0)).any()):
+        raise ValueError(
+            f"unambiguous_regret: tolerance={tolerance} is too small for theta_pred's magnitude (theta_pred - "
+            "tolerance * theta_true / |theta_true|_1 rounds back to theta_pred in float64); give a larger tolerance"
+        )
+    y_worst = oracle(lowered)
+    gap = _objective(oracle, pred, oracle(pred), event_ndim) - _objective(oracle, pred, y_worst, event_ndim)
+    if bool((gap > tolerance).any()):
+        raise ValueError(
+            f"unambiguous_regret: the worst tie found is {float(gap.max()):.3g} below the optimum of theta_pred, "
+            f"more than tolerance={tolerance}; give a smaller tolerance"
+        )
+    y_worst = y_worst.to(theta_true.dtype)
+    return reduce(_regret(y_worst, theta_true, y_target, oracle, event_ndim, reduction)[0], reduction)
+
+
+def spo_error(
+    theta_pred: torch.Tensor,
+    theta_true: torch.Tensor,
+    y_target: torch.Tensor | None = None,
+    *,
+    oracle: Any,
+    event_ndim: int | None = None,
+    reduction: str = "none",
+) -> torch.Tensor:
+    r""":func:`normalized_regret` of the decision :math:`f(\hat\theta)` of the predicted scores.
+
+    ``reduction="mean"`` is :math:`\sum_i \mathrm{regret}_i / \sum_i |\langle\bar\theta_i, g(y^\star_i)\rangle|`,
+    PyEPO's ``SPOError(pred_cost, true_cost, optmodel)`` with :math:`\hat\theta = -\hat c`, :math:`\bar\theta = -c`
+    (pass the whole evaluation set in one call). The decision is the oracle's tie-break; for the worst tie, see
+    :func:`unambiguous_regret`.
+
+    Args: as :func:`unambiguous_regret` (``oracle`` required), without ``tolerance``.
+
+    Example:
+        >>> import torch
+        >>> from colayers import ArgmaxOneHot
+        >>> theta_pred = torch.tensor([[0.0, 1.0], [2.0, 1.0]])
+        >>> spo_error(theta_pred, torch.tensor([[3.0, 1.0], [1.0, 0.0]]), oracle=ArgmaxOneHot(), reduction="mean")
+        tensor(0.5000)
+    """
+    _check_tensors(theta_pred=theta_pred, theta_true=theta_true)
+    if oracle is None or not callable(oracle):
+        raise ValueError("spo_error needs oracle= (a callable oracle decodes theta_pred)")
+    check_same_shape("theta_pred", theta_pred, "theta_true", theta_true)
+    y_pred = oracle(theta_pred)
+    return normalized_regret(y_pred, theta_true, y_target, oracle=oracle, event_ndim=event_ndim, reduction=reduction)

@@ -222,3 +222,82 @@ def test_mean_normalized_regret_is_pyepo_ratio_of_sums(seed, n):
     torch.testing.assert_close(per.mean(), pyepo)
     torch.testing.assert_close(normalized_regret(y_pred, -cost, oracle=oracle, reduction="mean"), pyepo)
     torch.testing.assert_close(normalized_regret(y_pred, -cost, oracle=oracle, reduction="sum"), n * pyepo)
+
+
+# -- metrics of predicted scores: unambiguous (tie-aware) regret and SPO error ---------------------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_unambiguous_regret_is_the_worst_tie_by_enumeration(seed):
+    """Integer costs ×1.5 on the 3×3 grid tie often; the reference enumerates the 6 paths and their ties."""
+    from colayers.metrics import unambiguous_regret
+
+    oracle = GridDAGShortestPath(3, 3)
+    paths = all_paths_3x3(oracle)
+    g = torch.Generator().manual_seed(seed)
+    theta_pred = -1.5 * torch.randint(1, 3, (40, oracle.num_edges), generator=g).double()
+    theta_true = -(torch.rand(40, oracle.num_edges, generator=g, dtype=torch.float64) * 2.5 + 0.2)
+    pred_values, true_values = theta_pred @ paths.T, theta_true @ paths.T  # (40, 6)
+    ties = pred_values >= pred_values.max(-1, keepdim=True).values - 1e-12
+    worst = torch.where(ties, true_values, torch.inf).min(-1).values
+    reference = true_values.max(-1).values - worst
+    ours = unambiguous_regret(theta_pred, theta_true, oracle=oracle)
+    torch.testing.assert_close(ours, reference, atol=1e-12, rtol=0)
+    realized = regret(oracle(theta_pred), theta_true, oracle=oracle)
+    assert bool((ours >= realized - 1e-12).all()) and bool((ours > realized + 1e-3).any())  # ties matter here
+    assert (ties.sum(-1) > 1).any()
+    torch.testing.assert_close(unambiguous_regret(theta_pred, theta_true, oracle=oracle, reduction="sum"), ours.sum())
+
+
+def test_unambiguous_regret_without_ties_is_the_regret():
+    from colayers.metrics import unambiguous_regret
+
+    g = torch.Generator().manual_seed(5)
+    theta_pred, theta_true = torch.randn(30, 6, generator=g), torch.randn(30, 6, generator=g)
+    oracle = TopKSubset(3)
+    torch.testing.assert_close(
+        unambiguous_regret(theta_pred, theta_true, oracle=oracle), regret(oracle(theta_pred), theta_true, oracle=oracle)
+    )
+
+
+def test_unambiguous_regret_says_when_it_cannot_be_sure():
+    from colayers.metrics import unambiguous_regret
+
+    oracle = ArgmaxOneHot()
+    with pytest.raises(ValueError, match="oracle="):
+        unambiguous_regret(torch.zeros(1, 3), torch.ones(1, 3), oracle=None)
+    with pytest.raises(ValueError, match="tolerance"):
+        unambiguous_regret(torch.zeros(1, 3), torch.ones(1, 3), oracle=oracle, tolerance=0.0)
+    # scores of size 1e12 cannot move by 1e-5 / |θ̄|_1 even in float64: refused instead of a lucky tie-break
+    with pytest.raises(ValueError, match="too small"):
+        unambiguous_regret(torch.full((1, 3), 1e12), torch.ones(1, 3), oracle=oracle)
+
+    class ScaledArgmax:  # solutions 1000 e_i: the tie step can leave the ties by more than the tolerance
+        event_ndim = 1
+
+        def __call__(self, theta):
+            return 1000.0 * torch.nn.functional.one_hot(theta.argmax(-1), theta.shape[-1]).to(theta.dtype)
+
+    theta_pred = torch.tensor([[1.0, 1.0 - 2e-6]], dtype=torch.float64)
+    with pytest.raises(ValueError, match="smaller tolerance"):
+        unambiguous_regret(theta_pred, torch.tensor([[1.0, 0.0]], dtype=torch.float64), oracle=ScaledArgmax())
+
+
+def test_spo_error_is_pyepo_normalized_regret_of_the_decision():
+    """PyEPO's SPOError: sum_i (c_i.w*(ĉ_i) - z*(c_i)) / sum_i |z*(c_i)|, with θ̂ = -ĉ, θ̄ = -c (costs ×2.5)."""
+    from colayers.metrics import spo_error
+
+    oracle = GridDAGShortestPath(3, 3)
+    paths = all_paths_3x3(oracle)
+    g = torch.Generator().manual_seed(11)
+    c_hat = torch.rand(25, oracle.num_edges, generator=g, dtype=torch.float64) * 2.5 + 0.1
+    c = torch.rand(25, oracle.num_edges, generator=g, dtype=torch.float64) * 2.5 + 0.1
+    decided = paths[(c_hat @ paths.T).argmin(-1)]
+    z = (c @ paths.T).min(-1).values
+    reference = ((c * decided).sum(-1) - z).sum() / z.abs().sum()
+    torch.testing.assert_close(spo_error(-c_hat, -c, oracle=oracle, reduction="mean"), reference)
+    assert spo_error(-c_hat, -c, oracle=oracle).shape == (25,)
+    with pytest.raises(ValueError, match="oracle="):
+        spo_error(-c_hat, -c, oracle=None)
+    with pytest.raises(ValueError, match="theta_pred"):
+        spo_error(-c_hat[:, :3], -c, oracle=oracle)

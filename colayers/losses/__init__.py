@@ -10,6 +10,7 @@ from . import contrastive as _contrastive
 from . import fenchel_young as _fenchel_young
 from . import imitation as _imitation
 from . import ranking as _ranking
+from . import perturbation_gradient as _perturbation_gradient
 from . import regret as _regret
 from . import spo as _spo
 from . import ssvm as _ssvm
@@ -19,6 +20,7 @@ from .contrastive import *  # noqa: F403
 from .fenchel_young import *  # noqa: F403
 from .imitation import *  # noqa: F403
 from .ranking import *  # noqa: F403
+from .perturbation_gradient import *  # noqa: F403
 from .regret import *  # noqa: F403
 from .spo import *  # noqa: F403
 from .ssvm import *  # noqa: F403
@@ -35,4 +37,5 @@ __all__: list[str] = [
     *_contrastive.__all__,
     *_ranking.__all__,
     *_targets.__all__,
+    *_perturbation_gradient.__all__,
 ]

@@ -14,6 +14,9 @@ scalar loss, and says how to decode a prediction :math:`\hat y` from :math:`\the
 * ``aimle`` — the same with an adaptive λ (AIMLE; ``epsilon``, ``num_samples``, ``task_loss``);
 * ``blackbox`` — a task loss of :math:`f(\theta)` with the blackbox-differentiation VJP (``lambda_``, ``task_loss``);
 * ``identity`` — a task loss of :math:`f(\theta)` with the straight-through VJP (``task_loss``);
+* ``pg`` — the perturbation-gradient loss :math:`(F(\theta - \sigma\bar\theta) - F(\theta))/\sigma` (one-sided)
+  or :math:`(F(\theta - \sigma\bar\theta) - F(\theta + \sigma\bar\theta))/(2\sigma)` (``two_sided``), needs the
+  true scores (``sigma``, ``two_sided``);
 * ``two-stage`` — :math:`\|\theta - \bar\theta\|^2` (mean squared error), then solve;
 * ``ltr-listwise``, ``ltr-pairwise``, ``ltr-pointwise`` — the learning-to-rank losses of
   :mod:`colayers.losses.ranking` over a solution pool of the batches' targets and the training oracle's solutions
@@ -45,7 +48,7 @@ scale λ/B.
 Example:
     >>> import torch
     >>> from colayers.studies.methods import METHODS, method_defaults
-    >>> {"spo+", "fy", "imle", "two-stage", "ltr-listwise"} <= set(METHODS)
+    >>> {"spo+", "fy", "imle", "two-stage", "ltr-listwise", "pg"} <= set(METHODS)
     True
     >>> method_defaults("imle")["task_loss"]
     'regret'
@@ -352,6 +355,26 @@ def _build_ltr_pointwise(ctx, *, solve_ratio):
     from colayers.losses import PointwiseRankingLoss
 
     return _Ranking(ctx, PointwiseRankingLoss, solve_ratio=solve_ratio)
+
+
+class _PerturbationGradient(TrainingObjective):
+    def __init__(self, ctx: MethodContext, *, sigma: float, two_sided: bool) -> None:
+        super().__init__(ctx.oracle, ctx.event_ndim)
+        from colayers.losses import PerturbationGradientLoss
+
+        self.fn = PerturbationGradientLoss(ctx.training_oracle, sigma=sigma, two_sided=two_sided)
+
+    def loss(self, theta, theta_true, y_true):
+        return self.fn(theta, theta_true)
+
+
+@register_method(
+    "pg",
+    defaults={"sigma": 0.1, "two_sided": False},  # PyEPO's perturbationGradient defaults
+    summary="Perturbation-gradient loss (Huang & Gupta 2024), a finite difference along the true scores",
+)
+def _build_pg(ctx, *, sigma, two_sided):
+    return _PerturbationGradient(ctx, sigma=sigma, two_sided=two_sided)
 
 
 # Hyper-parameters tuned on tuning seeds 100-102 (other data sets than the reported seeds 0-2); see
