@@ -5,6 +5,7 @@ Every loss is a :class:`StructuredLoss` (a :class:`torch.nn.Module`) called as `
 """
 
 from . import base as _base
+from . import cave as _cave
 from . import contrastive as _contrastive
 from . import fenchel_young as _fenchel_young
 from . import imitation as _imitation
@@ -12,6 +13,7 @@ from . import regret as _regret
 from . import spo as _spo
 from . import ssvm as _ssvm
 from .base import *  # noqa: F403
+from .cave import *  # noqa: F403
 from .contrastive import *  # noqa: F403
 from .fenchel_young import *  # noqa: F403
 from .imitation import *  # noqa: F403
@@ -28,4 +30,5 @@ __all__: list[str] = [
     *_imitation.__all__,
     *_regret.__all__,
     *_contrastive.__all__,
+    *_cave.__all__,
 ]
