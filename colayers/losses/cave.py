@@ -177,8 +177,8 @@ class ConeAlignedCosineLoss(StructuredLoss):
         validate_args: bool | None = None,
     ) -> None:
         super().__init__(reduction, allow_relaxed_targets=allow_relaxed_targets, validate_args=validate_args)
-        _constraints_of(oracle, type(self).__name__)
         vars(self).update(check_args(self, projection=projection, inner_ratio=inner_ratio, atol=atol))
+        _constraints_of(oracle, type(self).__name__)
         self.oracle = oracle
 
     def forward(self, theta: torch.Tensor, y_target: torch.Tensor) -> torch.Tensor:
