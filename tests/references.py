@@ -192,7 +192,7 @@ def _indexed_mean_se(table: np.ndarray, idx: np.ndarray) -> Estimate:
     return Estimate(mean, np.sqrt(var / n))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _noise_cache(kind: str, n: int, d: int, seed: int, k: int) -> np.ndarray:
     return sample_noise(kind, (n, d), np.random.default_rng(seed), k=k)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -171,6 +171,17 @@ def default_atol(dtype: torch.dtype) -> float:
     return max(1e-6, 4 * torch.finfo(dtype).eps) if dtype.is_floating_point else 1e-6
 
 
+class LinearConstraints(NamedTuple):
+    """The constraints :math:`A_{ub}y \\le b_{ub},\\ A_{eq}y = b_{eq},\\ l \\le y \\le u` of a linear program."""
+
+    A_ub: np.ndarray
+    b_ub: np.ndarray
+    A_eq: np.ndarray
+    b_eq: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+
+
 class LinearFeasibleSet:
     r"""The set :math:`\{y : A_{ub}y \le b_{ub},\ A_{eq}y = b_{eq},\ l \le y \le u,\ y_J \in \mathbb Z\}` of a
     linear or mixed-integer program, and the membership test of its solutions.
@@ -200,6 +211,16 @@ class LinearFeasibleSet:
         else:
             self.integer = vector(integrality, n, 0.0) > 0
         self._tensors: dict[tuple, tuple[torch.Tensor, ...]] = {}
+
+    def constraints(self) -> LinearConstraints:
+        """The constraint arrays, float64 read-only copies."""
+
+        def frozen(a: np.ndarray) -> np.ndarray:
+            a = a.copy()
+            a.flags.writeable = False
+            return a
+
+        return LinearConstraints(*(frozen(a) for a in (self.A_ub, self.b_ub, self.A_eq, self.b_eq, self.lb, self.ub)))
 
     def _on(self, device: torch.device) -> tuple[torch.Tensor, ...]:
         key = (device.type, device.index)

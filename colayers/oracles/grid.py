@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from .._validation import check_int_at_least, check_positive, check_tensor
@@ -170,6 +171,30 @@ class GridDAGShortestPath(Oracle):
         tail, head = _membership.edge_tensors(self, y.device)
         nv = self.height * self.width
         return _membership.unit_flow(y, tail, head, nv, 0, nv - 1)
+
+    @property
+    def linear_constraints(self) -> _membership.LinearConstraints:
+        r"""The paths as the vertices of a linear program: flow conservation ``A_eq y = b_eq`` (out-flow minus
+        in-flow, one row per vertex: 1 at the start, −1 at the end, 0 elsewhere) and :math:`0 \le y \le 1`; the
+        matrix is totally unimodular, so the LP's vertices are exactly the paths (the capability that
+        :class:`~colayers.losses.ConeAlignedCosineLoss` needs).
+
+        Example:
+            >>> GridDAGShortestPath(2, 2).linear_constraints.A_eq  # edges (0,1) (0,2) (1,3) (2,3)
+            array([[ 1.,  1.,  0.,  0.],
+                   [-1.,  0.,  1.,  0.],
+                   [ 0., -1.,  0.,  1.],
+                   [ 0.,  0., -1., -1.]])
+        """
+        nv, ne = self.height * self.width, self.num_edges
+        a_eq, b_eq = np.zeros((nv, ne)), np.zeros(nv)
+        for j, (u, v) in enumerate(self.edges):
+            a_eq[u, j], a_eq[v, j] = 1.0, -1.0
+        b_eq[0], b_eq[nv - 1] = 1.0, -1.0
+        arrays = (np.zeros((0, ne)), np.zeros(0), a_eq, b_eq, np.zeros(ne), np.ones(ne))
+        for a in arrays:
+            a.flags.writeable = False
+        return _membership.LinearConstraints(*arrays)
 
     def __repr__(self) -> str:
         return f"GridDAGShortestPath(height={self.height}, width={self.width})"

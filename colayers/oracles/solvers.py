@@ -162,6 +162,18 @@ class LinearProgram(SolverOracle):
     def __repr__(self) -> str:
         return f"LinearProgram(num_variables={self.num_variables})"
 
+    @property
+    def linear_constraints(self) -> _membership.LinearConstraints:
+        r"""The constraints as given, float64 and read-only: ``(A_ub, b_ub, A_eq, b_eq, lower, upper)``, with
+        empty ``(0, n)`` matrices for absent ones and ±inf for absent bounds (the capability that
+        :class:`~colayers.losses.ConeAlignedCosineLoss` needs).
+
+        Example:
+            >>> LinearProgram(2, A_ub=[[1.0, 1.0]], b_ub=[1.0], bounds=(0, 1)).linear_constraints.b_ub
+            array([1.])
+        """
+        return self._feasible_set.constraints()
+
     def _instance_solver(self) -> Callable[[np.ndarray], np.ndarray]:
         # the certificate follows validate_args as read now (the global switch for None), in this process: a worker
         # process's own switch would not see the caller's

@@ -21,6 +21,9 @@ scalar loss, and says how to decode a prediction :math:`\hat y` from :math:`\the
 * ``ltr-listwise``, ``ltr-pairwise``, ``ltr-pointwise`` — the learning-to-rank losses of
   :mod:`colayers.losses.ranking` over a solution pool of the batches' targets and the training oracle's solutions
   (``solve_ratio``, PyEPO's default 1; ``temperature`` of the listwise loss);
+* ``cave`` — the cone-aligned cosine loss :math:`1-\cos(\theta, \Pi_{K(\bar y)}\theta)` (CaVE; ``projection``,
+  ``inner_ratio``), on a problem whose oracle has ``linear_constraints`` only (:class:`~colayers.oracles.LinearProgram`,
+  :class:`~colayers.oracles.GridDAGShortestPath`: the ``shortest_path`` problem);
 * ``direct`` — binary cross-entropy of per-entry logits to :math:`\bar y`, no oracle in training; decoded by
   the oracle at the predicted probabilities (``decode="oracle"``) or by thresholding (``"threshold"``).
 
@@ -48,7 +51,7 @@ scale λ/B.
 Example:
     >>> import torch
     >>> from colayers.studies.methods import METHODS, method_defaults
-    >>> {"spo+", "fy", "imle", "two-stage", "ltr-listwise", "pg"} <= set(METHODS)
+    >>> {"spo+", "fy", "imle", "two-stage", "ltr-listwise", "pg", "cave"} <= set(METHODS)
     True
     >>> method_defaults("imle")["task_loss"]
     'regret'
@@ -375,6 +378,36 @@ class _PerturbationGradient(TrainingObjective):
 )
 def _build_pg(ctx, *, sigma, two_sided):
     return _PerturbationGradient(ctx, sigma=sigma, two_sided=two_sided)
+
+
+class _ConeAligned(TrainingObjective):
+    uses_oracle_in_training = False  # the cone of the target's binding constraints replaces the oracle call
+
+    def __init__(self, ctx: MethodContext, *, projection: str, inner_ratio: float) -> None:
+        super().__init__(ctx.oracle, ctx.event_ndim)
+        from colayers.losses import ConeAlignedCosineLoss
+
+        if getattr(ctx.training_oracle, "linear_constraints", None) is None:
+            problem = getattr(ctx.problem, "name", None) or "this problem"
+            raise ValueError(
+                f"method 'cave' needs a problem whose oracle has linear constraints (a LinearProgram, or "
+                f"GridDAGShortestPath: it projects θ on the cone of the constraints binding at the target); the "
+                f"oracle of {problem} is {ctx.training_oracle!r}, which has no linear_constraints"
+            )
+        self.fn = ConeAlignedCosineLoss(ctx.training_oracle, projection, inner_ratio)
+
+    def loss(self, theta, theta_true, y_true):
+        return self.fn(theta, y_true)
+
+
+@register_method(
+    "cave",
+    defaults={"projection": "exact", "inner_ratio": 0.2},
+    summary="Cone-aligned cosine loss (CaVE, Tang & Khalil 2024); from solutions; oracles with LP constraints only",
+    choices={"projection": ("exact", "average")},
+)
+def _build_cave(ctx, *, projection, inner_ratio):
+    return _ConeAligned(ctx, projection=projection, inner_ratio=inner_ratio)
 
 
 # Hyper-parameters tuned on tuning seeds 100-102 (other data sets than the reported seeds 0-2); see

@@ -125,6 +125,14 @@ def _cvxpy_knapsack(**kw: Any) -> Oracle:
     return CvxpyOracle(problem, theta, y, **kw)
 
 
+def _cave(**kw: Any) -> Any:
+    from colayers.losses import ConeAlignedCosineLoss
+    from colayers.oracles import LinearProgram
+
+    # the 2-subsets that small_oracle() gives as targets are vertices of {0 ≤ y ≤ 1, Σy ≤ 2}
+    return ConeAlignedCosineLoss(LinearProgram(5, A_ub=[[1.0] * 5], b_ub=[2], bounds=(0, 1)), **kw)
+
+
 def _pyepo_shortest_path(**kw: Any) -> Oracle:
     import pytest
 
@@ -231,6 +239,7 @@ def _other_cases() -> dict[str, Case]:
         "RegretLoss": Case(lambda **kw: RegretLoss(_seeded_layer(), **kw)),
         "ExperienceLoss": Case(lambda **kw: ExperienceLoss(_seeded_layer(), _regret_cost, **kw),
                                loss_args=lambda theta_true, target: (theta_true,)),
+        "ConeAlignedCosineLoss": Case(_cave),  # needs an oracle with LP constraints
     }
 
 

@@ -16,7 +16,6 @@ r"""Exact properties of the estimators, checked with hypothesis on frozen noise.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
