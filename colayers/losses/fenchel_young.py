@@ -21,18 +21,20 @@ class FenchelYoungLoss(StructuredLoss):
       :math:`L = \langle\theta, \mu - \bar y\rangle - \Omega(\mu) + \Omega(\bar y)`, exact. SoftArgmax at
       temperature T gives T(CE(θ/T, ȳ) − H(ȳ)), SparseArgmax the sparsemax loss.
     * a layer with ``perturbation`` and ``oracle`` (perturbed, η = ``perturbation.apply(θ, Z)``):
-      :math:`\Omega^*(\theta) = \mathbb E_Z[\max_y F(\eta, y)]`, :math:`F(\eta, y) = \langle\eta, g(y)\rangle + h(y)`.
-      From the layer's S samples :math:`(\eta_s, y_s = f(\eta_s))` (``layer.sample(theta, generator)``; for a
-      layer without ``sample``, ``perturbation.sample`` and one batched oracle call),
+      :math:`\Omega^*(\theta) = \mathbb E_Z[\max_y F(\eta, y)]`, :math:`F(\eta, y) = \langle\eta, g(y)\rangle + h(y)`,
+      estimated from the layer's S samples :math:`(\eta_s, y_s = f(\eta_s))` (``layer.sample(theta, generator)``;
+      for a layer without ``sample``, ``perturbation.sample`` and one batched oracle call) as below.
 
-      .. math::  \hat L = \frac1S\sum_s F(\eta_s, y_s) - F(\eta_s, \bar y), \qquad
-                 \widehat{\nabla_\theta L} = \frac1S\sum_s \Big(\frac{\partial\eta_s}{\partial\theta}\Big)^{\!\top}
-                 g(y_s) - g(\bar y),
+    The perturbed estimate and its gradient:
 
-      ≥ 0 sample-wise for ȳ ∈ Y; the gradient is the VJP of ``perturbation.apply`` at the drawn noise
-      (:math:`\frac1S\sum_s g(y_s)\odot e^{\varepsilon Z_s - \varepsilon^2/2}` for the multiplicative η, as
-      InferOpt.jl). Unbiased for zero-mean noise; Gumbel noise (mean γ) shifts it by :math:`-\varepsilon\gamma
-      \sum_i g(\bar y)_i` (one-hot argmax: ε·CE(θ/ε, ȳ)). ε = 0: the structured perceptron loss.
+    .. math::  \hat L = \frac1S\sum_s F(\eta_s, y_s) - F(\eta_s, \bar y), \qquad
+               \widehat{\nabla_\theta L} = \frac1S\sum_s \Big(\frac{\partial\eta_s}{\partial\theta}\Big)^{\!\top}
+               g(y_s) - g(\bar y),
+
+    ≥ 0 sample-wise for ȳ ∈ Y; the gradient is the VJP of ``perturbation.apply`` at the drawn noise
+    (:math:`\frac1S\sum_s g(y_s)\odot e^{\varepsilon Z_s - \varepsilon^2/2}` for the multiplicative η, as
+    InferOpt.jl). Unbiased for zero-mean noise; Gumbel noise (mean γ) shifts it by :math:`-\varepsilon\gamma
+    \sum_i g(\bar y)_i` (one-hot argmax: ε·CE(θ/ε, ȳ)). ε = 0: the structured perceptron loss.
 
     Works with: SoftArgmax, SparseArgmax, RegularizedFrankWolfe, SoftRank (ascending; targets are rank vectors,
     checked by its ``contains``), PerturbedAdditive, PerturbedMultiplicative,
