@@ -64,8 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--preset", default=None, help="start from a preset: default (the default), tiny, warcraft")
     st.add_argument("--config", default=None, help="a .toml or .json study file (flags override it)")
     st.add_argument("--problems", default=None, help="comma-separated problem names (e.g. shortest_path)")
-    st.add_argument("--methods", default=None, help="comma-separated methods: spo+,fy,imle,aimle,blackbox,identity,"
-                    "two-stage,direct")
+    st.add_argument("--methods", default=None, help="comma-separated methods (colayers study --list shows them all): "
+                    "spo+,fy,imle,aimle,blackbox,identity,two-stage,direct,pg,cave,ltr-listwise,ltr-pairwise,"
+                    "ltr-pointwise")
     st.add_argument("--seeds", default=None, help="comma-separated seeds, e.g. 0,1,2")
     st.add_argument("--epochs", type=int, default=None)
     st.add_argument("--batch-size", type=int, default=None)
