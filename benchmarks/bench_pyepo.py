@@ -9,16 +9,34 @@ epoch by epoch side by side (colayers epoch, PyEPO epoch, ... so both see the sa
   fy          FenchelYoungLoss(PerturbedAdditive(Normal, eps=1, S=10))   PyEPO perturbedFenchelYoung(sigma=1, S=10)
   imle        IMLE(SumOfGamma(k=5), eps=1, lambda_=10, S=10, mean), loss <c, y>   PyEPO implicitMLE (same), loss <c, w>
   pert-mse    PerturbedAdditive(Normal, eps=1, S=10), MSE to y*  PyEPO perturbedOpt(sigma=1, S=10), MSE to w*
+  pg          PerturbationGradientLoss(sigma=0.1), backward      PyEPO perturbationGradient(sigma=0.1, two_sides=False)
+  cave        ConeAlignedCosineLoss (exact projection)           PyEPO coneAlignedCosine (defaults: max_iter=3, CaVE+)
+  cave-200    ConeAlignedCosineLoss (exact projection)           PyEPO coneAlignedCosine(max_iter=200), converged
+  ltr-list    ListwiseRankingLoss(SolutionPool(train y*, 1.0))   PyEPO listwiseLearningToRank(solve_ratio=1, dataset)
+  ltr-pair    PairwiseRankingLoss (same pool)                    PyEPO pairwiseLearningToRank (same)
+  ltr-point   PointwiseRankingLoss (same pool)                   PyEPO pointwiseLearningToRank (same)
+
+Every new method runs at PyEPO's default hyper-parameters on both sides (colayers' defaults are PyEPO's, except
+CaVE: PyEPO's default max_iter=3 truncates Clarabel's interior-point projection on purpose, CaVE+; colayers
+projects exactly; cave-200 is PyEPO's projection run to convergence, the same loss as colayers'). The ranking
+pools both start from the training set's optimal paths (PyEPO's ``optDataset``) and grow by the solution at every
+predicted cost. CaVE needs the constraints binding at each target path: colayers reads them from
+GridDAGShortestPath.linear_constraints; PyEPO's own builder (``optDatasetConstrs``) is Gurobi-only, so here they
+are read, with PyEPO's rules, from its OR-Tools model (pyepo.model.ort): the same rows
+(tests/peers/test_pyepo_cave.py checks it). CaVE calls no solver in training; it needs a linear program, so it
+has no EnumeratedOracle column.
 
 colayers runs with two oracles: GridDAGShortestPath (tensor dynamic program) and EnumeratedOracle over the 70
 paths (one matrix product). PyEPO runs with its Gurobi model (pyepo.model.grb, gurobipy's size-limited
 licence suffices for 40 variables) when gurobipy imports, else with its Pyomo model on HiGHS
-(pyepo.model.omo, solver "appsi_highs"). "floor" is the same loop (model, Adam, batches) with an MSE loss
+(pyepo.model.omo, solver "appsi_highs"); ``--backend ort`` runs it on OR-Tools (pyepo.model.ort), much
+faster per solve than Pyomo. "floor" is the same loop (model, Adam, batches) with an MSE loss
 to the true costs and no oracle. Printed: median seconds per epoch, PyEPO / colayers ratio, the ratio to
 the floor, and the normalized regret on 1000 test instances after training.
 
-Usage:  python benchmarks/bench_pyepo.py [--n 1000] [--epochs 3] [--methods spo+,blackbox,fy,imle,pert-mse]
-        [--backend auto|grb|omo]      (PyEPO optional: without it, only the colayers columns are printed)
+Usage:  python benchmarks/bench_pyepo.py [--n 1000] [--epochs 3] [--seed 0] [--deg 4] [--noise 0.5]
+        [--methods spo+,blackbox,fy,imle,pert-mse,pg,cave,ltr-list,ltr-pair,ltr-point]
+        [--backend auto|grb|omo|ort]      (PyEPO optional: without it, only the colayers columns are printed)
 """
 
 from __future__ import annotations
@@ -33,19 +51,31 @@ from torch import nn
 from colayers import (
     IMLE,
     Blackbox,
+    ConeAlignedCosineLoss,
     EnumeratedOracle,
     FenchelYoungLoss,
     GridDAGShortestPath,
+    ListwiseRankingLoss,
+    PairwiseRankingLoss,
+    PerturbationGradientLoss,
     PerturbedAdditive,
+    PointwiseRankingLoss,
+    SolutionPool,
     SPOPlusLoss,
     grid_dag_paths,
 )
 from colayers.perturb import Normal, SumOfGamma
 from colayers.studies.problems import shortest_path_problem
 
+RANKING = {
+    "ltr-list": ("listwiseLearningToRank", ListwiseRankingLoss),
+    "ltr-pair": ("pairwiseLearningToRank", PairwiseRankingLoss),
+    "ltr-point": ("pointwiseLearningToRank", PointwiseRankingLoss),
+}
 
-def colayers_step(method: str, oracle):
-    """A function (cost_pred, c, w) -> loss for colayers, theta = -cost."""
+
+def colayers_step(method: str, oracle, w_train):
+    """A function (cost_pred, c, w) -> loss for colayers, theta = -cost (None: the oracle cannot run it)."""
     validate = False  # the inputs are known good; both libraries run without per-call checks where they can
     if method == "spo+":
         loss = SPOPlusLoss(oracle, validate_args=validate)
@@ -58,16 +88,68 @@ def colayers_step(method: str, oracle):
         loss = FenchelYoungLoss(layer, validate_args=validate)
         return lambda cp, c, w: loss(-cp, w)
     if method == "imle":
-        layer = IMLE(oracle, noise=SumOfGamma(k=5), epsilon=1.0, lambda_=10.0, num_samples=10, output="mean",
-                     seed=135, validate_args=validate)
+        layer = IMLE(
+            oracle,
+            noise=SumOfGamma(k=5),
+            epsilon=1.0,
+            lambda_=10.0,
+            num_samples=10,
+            output="mean",
+            seed=135,
+            validate_args=validate,
+        )
         return lambda cp, c, w: (layer(-cp) * c).sum(1).mean()
     if method == "pert-mse":
         layer = PerturbedAdditive(oracle, epsilon=1.0, noise=Normal(), num_samples=10, seed=135, validate_args=validate)
         return lambda cp, c, w: ((layer(-cp) - w) ** 2).mean()
+    if method == "pg":
+        loss = PerturbationGradientLoss(oracle, sigma=0.1, two_sided=False, validate_args=validate)
+        return lambda cp, c, w: loss(-cp, -c)
+    if method in ("cave", "cave-200"):
+        if getattr(oracle, "linear_constraints", None) is None:
+            return None  # CaVE needs the constraints of a linear program
+        loss = ConeAlignedCosineLoss(oracle, validate_args=validate)
+        return lambda cp, c, w: loss(-cp, w)
+    if method in RANKING:
+        pool = SolutionPool(oracle, w_train, solve_ratio=1.0, validate_args=validate)
+        loss = RANKING[method][1](pool, validate_args=validate)
+        return lambda cp, c, w: loss(-cp, -c, w)
     raise ValueError(method)
 
 
-def pyepo_step(method: str, optmodel):
+def pyepo_tight_rows(sol, tol: float = 1e-5):
+    """PyEPO's binding normals at a path (its optDatasetConstrs rules), read from its OR-Tools 5x5 model."""
+    import numpy as np
+    from pyepo.model.ort import shortestPathModel
+
+    model = shortestPathModel((5, 5))
+    xs = list(model.x.values())
+    rows = []
+    for con in model._model.constraints():
+        a = np.array([con.GetCoefficient(v) for v in xs])
+        lhs = a @ sol
+        if con.lb() == con.ub():
+            rows += [a, -a] if abs(lhs - con.ub()) < tol else []
+            continue
+        if np.isfinite(con.ub()) and abs(lhs - con.ub()) < tol:
+            rows.append(a)
+        if np.isfinite(con.lb()) and abs(lhs - con.lb()) < tol:
+            rows.append(-a)
+    eye = np.eye(len(xs))
+    return np.array(rows + [-eye[k] for k in np.where(sol <= tol)[0]] + [eye[k] for k in np.where(sol >= 1 - tol)[0]])
+
+
+def pyepo_cave_lookup():
+    """A function w -> PyEPO's padded tight constraints (batch, M, 40), precomputed for the 70 paths."""
+    paths = grid_dag_paths(5, 5).float()
+    blocks = [pyepo_tight_rows(p.double().numpy()) for p in paths]
+    tight = torch.zeros(len(blocks), max(b.shape[0] for b in blocks), paths.shape[1])
+    for i, b in enumerate(blocks):
+        tight[i, : b.shape[0]] = torch.as_tensor(b, dtype=torch.float32)
+    return lambda w: tight[(w @ paths.T).argmax(1)]  # a path shares all its edges with itself only
+
+
+def pyepo_step(method: str, optmodel, data):
     import pyepo.func as F
 
     if method == "spo+":
@@ -85,6 +167,16 @@ def pyepo_step(method: str, optmodel):
     if method == "pert-mse":
         layer = F.perturbedOpt(optmodel, n_samples=10, sigma=1.0, processes=1)
         return lambda cp, c, w: ((layer(cp) - w) ** 2).mean()
+    if method == "pg":
+        loss = F.perturbationGradient(optmodel, sigma=0.1, two_sides=False, processes=1)
+        return lambda cp, c, w: loss(cp, c)
+    if method in ("cave", "cave-200"):  # cave-200: PyEPO's projection converged (max_iter=200), colayers' exact one
+        max_iter = 200 if method == "cave-200" else 3
+        loss, tight = F.coneAlignedCosine(optmodel, max_iter=max_iter, processes=1), pyepo_cave_lookup()
+        return lambda cp, c, w: loss(cp, tight(w))
+    if method in RANKING:
+        loss = getattr(F, RANKING[method][0])(optmodel, processes=1, solve_ratio=1.0, dataset=data())
+        return lambda cp, c, w: loss(cp, c)
     raise ValueError(method)
 
 
@@ -94,6 +186,10 @@ def pyepo_model(backend: str):
         import pyepo  # noqa: F401
     except ImportError:
         return None, "pyepo is not installed (pip install colayers[pyepo])"
+    if backend == "ort":
+        from pyepo.model.ort import shortestPathModel
+
+        return shortestPathModel((5, 5)), "PyEPO + OR-Tools (pyepo.model.ort)"
     if backend in ("auto", "grb"):
         try:
             from pyepo.model.grb import shortestPathModel
@@ -132,23 +228,41 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-2)
-    parser.add_argument("--methods", default="spo+,blackbox,fy,imle,pert-mse")
-    parser.add_argument("--backend", default="auto", choices=["auto", "grb", "omo"])
+    parser.add_argument("--methods", default="spo+,blackbox,fy,imle,pert-mse,pg,cave,ltr-list,ltr-pair,ltr-point")
+    parser.add_argument("--backend", default="auto", choices=["auto", "grb", "omo", "ort"])
+    parser.add_argument("--seed", type=int, default=0, help="seed of the data, the initial weights, the batch order")
+    parser.add_argument("--deg", type=int, default=4)
+    parser.add_argument("--noise", type=float, default=0.5)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    prob = shortest_path_problem(seed=0, n=args.n, n_test=1000)
+    prob = shortest_path_problem(seed=args.seed, n=args.n, n_test=1000, deg=args.deg, noise=args.noise)
     x, c = prob.x_train.float(), (-prob.theta_train).float()
     w = prob.y_train.float()
     x_test, c_test = prob.x_test.float(), (-prob.theta_test).float()
     dag = GridDAGShortestPath(5, 5, validate_args=False)
-    oracles = {"colayers (grid DP)": dag, "colayers (enumerated)": EnumeratedOracle(grid_dag_paths(5, 5),
-                                                                                   validate_args=False)}
+    oracles = {
+        "colayers (grid DP)": dag,
+        "colayers (enumerated)": EnumeratedOracle(grid_dag_paths(5, 5), validate_args=False),
+    }
     optmodel, backend = pyepo_model(args.backend)
-    print(f"5x5 shortest path, n={args.n}, batch {args.batch}, Adam lr={args.lr}, {args.epochs} epochs, "
-          f"one thread; PyEPO side: {backend}")
-    torch.manual_seed(0)
+    print(
+        f"5x5 shortest path, n={args.n}, deg {args.deg}, noise {args.noise}, seed {args.seed}, batch {args.batch}, "
+        f"Adam lr={args.lr}, {args.epochs} epochs, one thread; PyEPO side: {backend}"
+    )
+    torch.manual_seed(args.seed)
     init = nn.Linear(5, 40).state_dict()
-    orders = [torch.randperm(args.n, generator=torch.Generator().manual_seed(e)) for e in range(args.epochs)]
+    orders = [
+        torch.randperm(args.n, generator=torch.Generator().manual_seed(1000 * args.seed + e))
+        for e in range(args.epochs)
+    ]
+    dataset = []
+
+    def pyepo_data():  # PyEPO's training set (its solver finds the optimal paths), built once, on first use
+        if not dataset:
+            from pyepo.data.dataset import optDataset
+
+            dataset.append(optDataset(optmodel, x.double().numpy(), c.double().numpy()))
+        return dataset[0]
 
     def run(make_step):
         model = nn.Linear(5, 40)
@@ -156,18 +270,20 @@ def main() -> None:
         optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
         return model, optimizer, make_step()
 
-    floor_model = run(lambda: (lambda cp, c_, w_: ((cp - c_) ** 2).mean()))
-    epoch(*run(lambda: (lambda cp, c_, w_: ((cp - c_) ** 2).mean())), x, c, w, orders[0], args.batch)  # warm-up
+    floor_model = run(lambda: lambda cp, c_, w_: ((cp - c_) ** 2).mean())
+    epoch(*run(lambda: lambda cp, c_, w_: ((cp - c_) ** 2).mean()), x, c, w, orders[0], args.batch)  # warm-up
     floor_times = [epoch(*floor_model, x, c, w, o, args.batch) for o in orders]
     floor = statistics.median(floor_times)
     print(f"floor (model + Adam + batches, MSE to costs): {floor:.4f} s/epoch (re-measured beside each method)")
-    header = f"{'method':9s} {'library':28s} {'s/epoch':>9s} {'vs floor':>9s} {'PyEPO/this':>10s} {'regret':>8s}"
+    header = f"{'method':9s} {'library':36s} {'s/epoch':>9s} {'vs floor':>9s} {'PyEPO/this':>10s} {'regret':>8s}"
     print(header)
     for method in args.methods.split(","):
-        runs = {"floor": run(lambda: (lambda cp, c_, w_: ((cp - c_) ** 2).mean()))}  # re-measured alongside
-        runs.update({name: run(lambda o=o: colayers_step(method, o)) for name, o in oracles.items()})
+        runs = {"floor": run(lambda: lambda cp, c_, w_: ((cp - c_) ** 2).mean())}  # re-measured alongside
+        for name, o in oracles.items():
+            if colayers_step(method, o, w) is not None:
+                runs[name] = run(lambda o=o, m=method: colayers_step(m, o, w))
         if optmodel is not None:
-            runs[backend] = run(lambda: pyepo_step(method, optmodel))
+            runs[backend] = run(lambda m=method: pyepo_step(m, optmodel, pyepo_data))
         times = {name: [] for name in runs}
         for o in orders:  # side by side, epoch by epoch
             for name, (model, optimizer, step) in runs.items():
@@ -179,7 +295,7 @@ def main() -> None:
             med = statistics.median(times[name])
             ratio = f"{ref / med:10.1f}" if ref is not None else f"{'-':>10s}"
             regret = normalized_regret(model, dag, x_test, c_test)
-            print(f"{method:9s} {name:28s} {med:9.4f} {med / floor:9.2f} {ratio} {regret:8.4f}")
+            print(f"{method:9s} {name:36s} {med:9.4f} {med / floor:9.2f} {ratio} {regret:8.4f}")
 
 
 if __name__ == "__main__":
