@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from .._validation import boolean, check_args
 from ..oracles.pool import SolutionPool
 from ._common import event_dims
 from .base import StructuredLoss
@@ -24,8 +25,12 @@ def pool_objectives(
     return scores, target
 
 
-class _PoolLoss(StructuredLoss):
-    """The frame of the pool losses: the pool, its refresh, and the objectives of the pool and of the target."""
+class _PoolFrame(StructuredLoss):
+    """The frame every loss over a :class:`~colayers.oracles.SolutionPool` shares (the contrastive losses here, the
+    learning-to-rank losses of :mod:`colayers.losses.ranking`): the pool, ``add_targets``, and targets checked as
+    solutions of the pool's oracle."""
+
+    arg_constraints = {"add_targets": boolean}
 
     def __init__(
         self,
@@ -41,12 +46,16 @@ class _PoolLoss(StructuredLoss):
             raise TypeError(f"pool must be a colayers SolutionPool; got {type(pool).__name__}")
         self.pool = pool
         self.event_ndim = pool.event_ndim
-        self.add_targets = add_targets
+        self.add_targets = check_args(self, add_targets=add_targets)["add_targets"]
 
     @property
     def solution_set(self) -> object:
         """The pool's oracle: targets are solutions in its Y."""
         return self.pool.oracle
+
+
+class _PoolLoss(_PoolFrame):
+    """The contrastive frame: the pool's refresh, and the objectives of the pool and of the target."""
 
     def forward(
         self, theta: torch.Tensor, y_target: torch.Tensor, generator: torch.Generator | None = None

@@ -16,38 +16,15 @@ from __future__ import annotations
 
 import torch
 
-from .._validation import boolean, check_args, nonnegative, positive, trusted_inputs
+from .._validation import check_args, nonnegative, positive, trusted_inputs
 from ..oracles.pool import SolutionPool
-from .base import StructuredLoss
+from .contrastive import _PoolFrame
 
 __all__ = ["ListwiseRankingLoss", "PairwiseRankingLoss", "PointwiseRankingLoss"]
 
 
-class _RankingLoss(StructuredLoss):
+class _RankingLoss(_PoolFrame):
     """The frame of the ranking losses: the pool, its refresh, the pool's objectives under θ and under θ̄."""
-
-    arg_constraints = {"add_targets": boolean}
-
-    def __init__(
-        self,
-        pool: SolutionPool,
-        reduction: str = "mean",
-        *,
-        add_targets: bool = True,
-        allow_relaxed_targets: bool = False,
-        validate_args: bool | None = None,
-    ) -> None:
-        super().__init__(reduction, allow_relaxed_targets=allow_relaxed_targets, validate_args=validate_args)
-        if not isinstance(pool, SolutionPool):
-            raise TypeError(f"pool must be a colayers SolutionPool; got {type(pool).__name__}")
-        self.pool = pool
-        self.event_ndim = pool.event_ndim
-        self.add_targets = check_args(self, add_targets=add_targets)["add_targets"]
-
-    @property
-    def solution_set(self) -> object:
-        """The pool's oracle: targets are solutions in its Y."""
-        return self.pool.oracle
 
     def forward(
         self,
