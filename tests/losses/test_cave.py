@@ -214,10 +214,17 @@ def test_a_target_that_is_not_a_vertex_is_refused():
 
 def test_study_method_cave_trains_on_a_linear_program_and_refuses_other_oracles():
     lp = _path_lp()
-    method = make_method("cave", lp, 1)
     theta = torch.tensor([[-1.0, -3.0, -1.0, -3.0, -1.0]], dtype=DT)
     y_true = torch.tensor([[1.0, 0.0, 1.0, 0.0, 1.0]], dtype=DT)  # 0-1-2-3, optimal for θ
-    assert method.loss(theta, -theta, y_true).item() == pytest.approx(0.0, abs=1e-12)
+    exact = make_method("cave", lp, 1, projection="exact")
+    assert exact.loss(theta, -theta, y_true).item() == pytest.approx(0.0, abs=1e-12)
+    # the default is PyEPO's: CaVE+, the Clarabel iterate after 3 iterations, which is inside the cone but not θ
+    method = make_method("cave", lp, 1)
+    assert (method.fn.projection, method.fn.max_iter) == ("truncated", 3)
+    normals, binding = binding_normals(lp, y_true[0])
+    p = _clarabel_iterate(theta[0], normals[binding], 3)
+    cos = (theta[0] @ p / (theta[0].norm() * p.norm())).item()
+    assert method.loss(theta, -theta, y_true).item() == pytest.approx(1 - cos, abs=1e-10) and cos < 1 - 1e-6
     with pytest.raises(ValueError, match="cave.*LinearProgram.*TopKSubset"):
         make_method("cave", TopKSubset(2), 1)
 
