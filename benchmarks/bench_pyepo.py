@@ -10,15 +10,16 @@ epoch by epoch side by side (colayers epoch, PyEPO epoch, ... so both see the sa
   imle        IMLE(SumOfGamma(k=5), eps=1, lambda_=10, S=10, mean), loss <c, y>   PyEPO implicitMLE (same), loss <c, w>
   pert-mse    PerturbedAdditive(Normal, eps=1, S=10), MSE to y*  PyEPO perturbedOpt(sigma=1, S=10), MSE to w*
   pg          PerturbationGradientLoss(sigma=0.1), backward      PyEPO perturbationGradient(sigma=0.1, two_sides=False)
-  cave        ConeAlignedCosineLoss (exact projection)           PyEPO coneAlignedCosine (defaults: max_iter=3, CaVE+)
+  cave        ConeAlignedCosineLoss(truncated, max_iter=3)       PyEPO coneAlignedCosine (defaults: max_iter=3, CaVE+)
   cave-200    ConeAlignedCosineLoss (exact projection)           PyEPO coneAlignedCosine(max_iter=200), converged
   ltr-list    ListwiseRankingLoss(SolutionPool(train y*, 1.0))   PyEPO listwiseLearningToRank(solve_ratio=1, dataset)
   ltr-pair    PairwiseRankingLoss (same pool)                    PyEPO pairwiseLearningToRank (same)
   ltr-point   PointwiseRankingLoss (same pool)                   PyEPO pointwiseLearningToRank (same)
 
 Every new method runs at PyEPO's default hyper-parameters on both sides (colayers' defaults are PyEPO's, except
-CaVE: PyEPO's default max_iter=3 truncates Clarabel's interior-point projection on purpose, CaVE+; colayers
-projects exactly; cave-200 is PyEPO's projection run to convergence, the same loss as colayers'). The ranking
+CaVE: PyEPO's default max_iter=3 truncates Clarabel's interior-point projection on purpose, CaVE+, which is
+colayers' projection="truncated"; cave-200 is PyEPO's projection run to convergence against colayers' default
+projection="exact"). The ranking
 pools both start from the training set's optimal paths (PyEPO's ``optDataset``) and grow by the solution at every
 predicted cost. CaVE needs the constraints binding at each target path: colayers reads them from
 GridDAGShortestPath.linear_constraints; PyEPO's own builder (``optDatasetConstrs``) is Gurobi-only, so here they
@@ -105,10 +106,11 @@ def colayers_step(method: str, oracle, w_train):
     if method == "pg":
         loss = PerturbationGradientLoss(oracle, sigma=0.1, two_sided=False, validate_args=validate)
         return lambda cp, c, w: loss(-cp, -c)
-    if method in ("cave", "cave-200"):
+    if method in ("cave", "cave-200"):  # cave: PyEPO's default CaVE+; cave-200: the exact projection
         if getattr(oracle, "linear_constraints", None) is None:
             return None  # CaVE needs the constraints of a linear program
-        loss = ConeAlignedCosineLoss(oracle, validate_args=validate)
+        projection = "exact" if method == "cave-200" else "truncated"
+        loss = ConeAlignedCosineLoss(oracle, projection=projection, max_iter=3, validate_args=validate)
         return lambda cp, c, w: loss(-cp, w)
     if method in RANKING:
         pool = SolutionPool(oracle, w_train, solve_ratio=1.0, validate_args=validate)

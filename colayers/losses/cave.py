@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._validation import Constraint, check_args, check_positive, nonnegative, one_of
+from .._validation import Constraint, check_args, check_positive, integer_at_least, nonnegative, one_of
 from ..oracles.base import Oracle
 from .base import StructuredLoss
 
@@ -107,6 +107,42 @@ def project_on_cone(theta: torch.Tensor, normals: torch.Tensor, binding: torch.T
     return torch.as_tensor(out, device=theta.device).to(theta.dtype).reshape(theta.shape)
 
 
+def _truncated_projection(theta: torch.Tensor, normals: torch.Tensor, binding: torch.Tensor, max_iter: int):
+    r"""Clarabel's iterate after ``max_iter`` interior-point iterations on the projection QP (PyEPO's CaVE+).
+
+    Per instance, with :math:`N` the nonzero binding rows (``(m, n)``, float64 on the host): Clarabel minimizes
+    :math:`\tfrac12\lambda^\top P\lambda + q^\top\lambda` s.t. :math:`-\lambda + s = 0`, :math:`s \ge 0`, with
+    :math:`P = 2NN^\top` (upper triangle, CSC), :math:`q = -2N\theta`, settings ``max_iter``, ``verbose=False``,
+    ``max_threads=1``, ``presolve_enable=False``, ``equilibrate_enable=False``, no warm start; it returns
+    :math:`N^\top\lambda` whatever Clarabel's status (reaching ``max_iter`` is the point). A cone with no
+    nonzero row is {0}: the result is 0, as in :func:`project_on_cone`.
+    """
+    import clarabel
+    from scipy import sparse
+
+    settings = clarabel.DefaultSettings()
+    settings.max_iter, settings.verbose, settings.max_threads = int(max_iter), False, 1
+    settings.presolve_enable, settings.equilibrate_enable = False, False
+    n = theta.shape[-1]
+    th = theta.detach().reshape(-1, n).to(torch.float64).cpu().numpy()
+    mask = binding.reshape(-1, binding.shape[-1]).cpu().numpy()
+    rows = normals.cpu().numpy()
+    out = np.zeros_like(th)
+    for i in range(th.shape[0]):
+        basis = rows[mask[i]]
+        basis = basis[np.abs(basis).sum(axis=1) > 1e-7]
+        m = basis.shape[0]
+        if m == 0:
+            continue
+        P = sparse.triu(sparse.csc_matrix(2.0 * (basis @ basis.T))).tocsc()
+        A = (-sparse.eye(m, format="csc")).tocsc()
+        solver = clarabel.DefaultSolver(
+            P, -2.0 * (basis @ th[i]), A, np.zeros(m), [clarabel.NonnegativeConeT(m)], settings
+        )
+        out[i] = np.asarray(solver.solve().x) @ basis
+    return torch.as_tensor(out, device=theta.device).to(theta.dtype).reshape(theta.shape)
+
+
 class ConeAlignedCosineLoss(StructuredLoss):
     r"""Cone-aligned vector estimation (CaVE): the cosine distance from θ to the normal cone of the target.
 
@@ -121,29 +157,46 @@ class ConeAlignedCosineLoss(StructuredLoss):
         \ell(\theta; \bar y) = 1 - \cos(\theta, p), \qquad p = \Pi_{K(\bar y)}(\theta), \qquad
         \nabla_\theta \ell = -\frac{p}{\|\theta\|\,\|p\|} + \cos(\theta, p)\,\frac{\theta}{\|\theta\|^2},
 
-    with :math:`p` held constant in the gradient (as in the paper); ``projection="exact"`` is the Euclidean
-    projection (:func:`project_on_cone`), so :math:`\ell = 0` iff θ is in the cone, i.e. :math:`\bar y` is optimal
-    for θ. ``projection="average"`` is the paper's cheap heuristic (CaVE-H's second branch):
-    :math:`p = (1-r)\,\theta/\|\theta\| + r\,\bar a` with :math:`\bar a` the mean of the unit binding normals
-    and :math:`r` = ``inner_ratio``. The cosine is torch's (norms clamped at :math:`10^{-8}`): a θ whose
-    projection is 0 (θ in the polar cone) has loss 1 and gradient 0.
+    with :math:`p` held constant in the gradient (as in the paper). Three choices of :math:`p`:
+
+    * ``projection="exact"``: the Euclidean projection :math:`\Pi_K(\theta) = N_B^\top\lambda^\star`,
+      :math:`\lambda^\star = \operatorname{argmin}_{\lambda\ge0}\|N_B^\top\lambda-\theta\|^2`
+      (:func:`project_on_cone`), so :math:`\ell = 0` iff θ is in the cone, i.e. :math:`\bar y` is optimal for θ.
+    * ``projection="truncated"`` (PyEPO's default, the paper's CaVE+): the same QP, written for Clarabel as
+      :math:`\min_\lambda \tfrac12\lambda^\top(2N_BN_B^\top)\lambda - 2(N_B\theta)^\top\lambda` s.t.
+      :math:`\lambda \ge 0`, stopped after ``max_iter`` interior-point iterations (default 3; settings
+      ``verbose=False``, ``max_threads=1``, no presolve, no equilibration, no warm start), and
+      :math:`p = N_B^\top\lambda_{\text{max\_iter}}`. A truncated interior-point iterate is *not* the projection:
+      :math:`\lambda` stays strictly positive, so :math:`p` lies inside the cone, pulled toward its interior (every
+      binding normal keeps some weight), and :math:`\ell > 0` even for θ inside the cone. The loss then keeps
+      pushing θ toward the cone's middle, a margin the exact projection lacks; on PyEPO's shortest-path benchmark
+      it trains to lower regret (``benchmarks/README.md``). :math:`p` depends on Clarabel's path, hence on its
+      version (pinned in ``constraints.txt``); a large ``max_iter`` converges to the exact projection.
+    * ``projection="average"``: the paper's cheap heuristic (CaVE-H's second branch):
+      :math:`p = (1-r)\,\theta/\|\theta\| + r\,\bar a` with :math:`\bar a` the mean of the unit binding
+      normals and :math:`r` = ``inner_ratio``.
+
+    The cosine is torch's (norms clamped at :math:`10^{-8}`): a θ whose projection is 0 (θ in the polar cone, or a
+    cone with no binding row) has loss 1 and gradient 0.
 
     PyEPO (``pyepo.func.coneAlignedCosine``) minimizes costs :math:`c`; with :math:`\theta = -\hat c` its
     ``-pred_cost`` is θ and its ``tight_ctrs`` are the binding normals here, so the values are equal and the
-    gradients in θ are the negated gradients in :math:`\hat c`. PyEPO's default ``max_iter=3`` (CaVE+) stops
-    Clarabel's interior-point method after three iterations on purpose, so its :math:`p` depends on that
-    solver's path and is not reproduced here; a converged ``max_iter`` gives the exact projection, and
-    PyEPO's random mix of the two branches (``solve_ratio < 1``) is two losses of this class mixed by the
-    caller's own generator. Unlike PyEPO, the program need not be binary: any vertex target works.
+    gradients in θ are the negated gradients in :math:`\hat c`: its default ``max_iter=3`` is
+    ``projection="truncated"`` (PyEPO rounds :math:`p` to float32, a relative difference ≤ 1e-7), a converged
+    ``max_iter`` is ``"exact"``, ``solve_ratio=0`` is ``"average"``, and its random mix of the two branches
+    (``solve_ratio < 1``) is two losses of this class mixed by the caller's own generator. Unlike PyEPO, the
+    program need not be binary: any vertex target works (PyEPO's QP branch takes :math:`p = \theta`, loss 0, where
+    no row binds, which no vertex target has).
 
     Works with: an oracle that has ``linear_constraints`` (:class:`~colayers.oracles.LinearProgram`, or a
     wrapper forwarding it); others are refused at construction.
 
     Args:
         oracle: the linear program.
-        projection: ``"exact"`` | ``"average"``.
+        projection: ``"exact"`` | ``"truncated"`` | ``"average"``.
         inner_ratio: the weight r of the mean binding normal in ``"average"``, in [0, 1].
         atol: the relative tolerance of a binding constraint (see :func:`binding_normals`).
+        max_iter: Clarabel's iteration limit in ``"truncated"`` (an integer ≥ 1; PyEPO's default 3).
         reduction, allow_relaxed_targets, validate_args: see :class:`~colayers.losses.StructuredLoss`.
 
     Call: ``loss(theta, y_target)`` with ``theta`` ``(*batch, n)`` and ``y_target`` an optimal vertex for the
@@ -161,9 +214,17 @@ class ConeAlignedCosineLoss(StructuredLoss):
         >>> value = loss(theta, torch.tensor([[2.0, 1.0], [2.0, 1.0]]))
         >>> value.detach().round(decimals=4)  # 1 - 2/sqrt(5), then 0 inside the cone
         tensor([0.1056, 0.0000])
+        >>> plus = ConeAlignedCosineLoss(lp, projection="truncated", max_iter=3, reduction="none")
+        >>> bool((plus(theta, torch.tensor([[2.0, 1.0], [2.0, 1.0]])) > 0).all())  # > 0 inside the cone too
+        True
     """
 
-    arg_constraints = {"projection": one_of("exact", "average"), "inner_ratio": _unit_interval, "atol": nonnegative}
+    arg_constraints = {
+        "projection": one_of("exact", "truncated", "average"),
+        "max_iter": integer_at_least(1),
+        "inner_ratio": _unit_interval,
+        "atol": nonnegative,
+    }
 
     def __init__(
         self,
@@ -173,11 +234,14 @@ class ConeAlignedCosineLoss(StructuredLoss):
         atol: float = 1e-6,
         reduction: str = "mean",
         *,
+        max_iter: int = 3,
         allow_relaxed_targets: bool = False,
         validate_args: bool | None = None,
     ) -> None:
         super().__init__(reduction, allow_relaxed_targets=allow_relaxed_targets, validate_args=validate_args)
-        vars(self).update(check_args(self, projection=projection, inner_ratio=inner_ratio, atol=atol))
+        vars(self).update(
+            check_args(self, projection=projection, max_iter=max_iter, inner_ratio=inner_ratio, atol=atol)
+        )
         _constraints_of(oracle, type(self).__name__)
         self.oracle = oracle
 
@@ -189,6 +253,8 @@ class ConeAlignedCosineLoss(StructuredLoss):
             normals, binding = binding_normals(self.oracle, y_target, self.atol)
             if self.projection == "exact":
                 p = project_on_cone(theta, normals, binding)
+            elif self.projection == "truncated":
+                p = _truncated_projection(theta, normals, binding, self.max_iter)
             else:
                 unit = normals / normals.norm(dim=-1, keepdim=True).clamp(min=1e-8)
                 w = binding.to(torch.float64)
@@ -198,7 +264,8 @@ class ConeAlignedCosineLoss(StructuredLoss):
         return 1.0 - F.cosine_similarity(theta, p, dim=-1), None, None
 
     def extra_repr(self) -> str:
-        return f"oracle={self.oracle!r}, projection={self.projection!r}, reduction={self.reduction!r}"
+        mode = f", max_iter={self.max_iter}" if self.projection == "truncated" else ""
+        return f"oracle={self.oracle!r}, projection={self.projection!r}{mode}, reduction={self.reduction!r}"
 
 
 def cone_aligned_cosine_loss(
@@ -210,6 +277,7 @@ def cone_aligned_cosine_loss(
     inner_ratio: float = 0.2,
     atol: float = 1e-6,
     reduction: str = "mean",
+    max_iter: int = 3,
     validate_args: bool | None = None,
 ) -> torch.Tensor:
     r"""Functional form of :class:`ConeAlignedCosineLoss` (same arguments, oracle passed explicitly).
@@ -222,6 +290,6 @@ def cone_aligned_cosine_loss(
         tensor(0.0253)
     """
     loss = ConeAlignedCosineLoss(
-        oracle, projection, inner_ratio, atol, reduction, validate_args=validate_args
+        oracle, projection, inner_ratio, atol, reduction, max_iter=max_iter, validate_args=validate_args
     )
     return loss(theta, y_target)

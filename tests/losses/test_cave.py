@@ -3,6 +3,7 @@ exactly at the LP's own optimum, batching, the study method, and the refusals.""
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -133,6 +134,64 @@ def test_batched_loss_equals_a_loop_and_reductions_agree():
     assert ConeAlignedCosineLoss(lp, reduction="sum")(theta, target).item() == pytest.approx(loop.sum().item())
 
 
+def _clarabel_iterate(theta, normals, max_iter):
+    # PyEPO's CaVE+ QP, written here from its definition: min ½λ'(2NN')λ - 2(Nθ)'λ s.t. λ ≥ 0 (as -λ + s = 0,
+    # s in the nonnegative cone), Clarabel without presolve or equilibration, one thread, stopped at max_iter
+    clarabel = pytest.importorskip("clarabel")
+    from scipy import sparse
+
+    N, th = normals.numpy(), theta.numpy()
+    m = N.shape[0]
+    settings = clarabel.DefaultSettings()
+    settings.max_iter = max_iter
+    settings.verbose = False
+    settings.max_threads = 1
+    settings.presolve_enable = False
+    settings.equilibrate_enable = False
+    P = sparse.csc_matrix(np.triu(2.0 * N @ N.T))
+    A = sparse.csc_matrix(-np.eye(m))
+    solver = clarabel.DefaultSolver(P, -2.0 * N @ th, A, np.zeros(m), [clarabel.NonnegativeConeT(m)], settings)
+    return torch.tensor(np.asarray(solver.solve().x) @ N, dtype=DT)
+
+
+@pytest.mark.parametrize("max_iter", [1, 3, 6])
+def test_truncated_projection_is_clarabels_iterate_after_max_iter_iterations(max_iter):
+    lp = _path_lp()
+    g = torch.Generator().manual_seed(3)
+    theta = torch.randn(6, 5, generator=g, dtype=DT)
+    target = torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0], dtype=DT).expand(6, 5)  # path 0-1-2-3
+    normals, binding = binding_normals(lp, target)
+    loss = ConeAlignedCosineLoss(lp, projection="truncated", max_iter=max_iter, reduction="none")
+    exact = ConeAlignedCosineLoss(lp, reduction="none")(theta, target)
+    values = []
+    for i in range(6):
+        t = theta[i].clone().requires_grad_(True)
+        value = loss(t, target[i])
+        value.backward()
+        p = _clarabel_iterate(theta[i], normals[binding[i]], max_iter)
+        cos = (theta[i] @ p / (theta[i].norm() * p.norm())).item()
+        assert value.item() == pytest.approx(1 - cos, abs=1e-10)
+        torch.testing.assert_close(t.grad, _closed_form_gradient(theta[i], p), atol=1e-10, rtol=0)
+        values.append(value.item())
+    if max_iter <= 3:  # an interior iterate, not the projection: the loss is larger than the exact one
+        assert (torch.tensor(values, dtype=DT) - exact).min() > 1e-4
+
+
+def test_truncated_projection_converges_to_the_exact_one():
+    lp = _path_lp()
+    theta = torch.randn(8, 5, generator=torch.Generator().manual_seed(4), dtype=DT)
+    target = torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0], dtype=DT).expand(8, 5)
+    late = ConeAlignedCosineLoss(lp, projection="truncated", max_iter=200, reduction="none")(theta, target)
+    exact = ConeAlignedCosineLoss(lp, reduction="none")(theta, target)
+    torch.testing.assert_close(late, exact, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, "3", True])
+def test_a_bad_max_iter_is_refused_by_name(bad):
+    with pytest.raises((TypeError, ValueError), match="max_iter must be an integer"):
+        ConeAlignedCosineLoss(_triangle(), projection="truncated", max_iter=bad)
+
+
 def test_binding_normals_finds_the_tight_rows():
     normals, binding = binding_normals(_triangle(), torch.tensor([[2.0, 1.0], [0.0, 0.0]]))
     assert normals[binding[0]].tolist() == [[1.0, 1.0], [1.0, 0.0]]
@@ -155,10 +214,17 @@ def test_a_target_that_is_not_a_vertex_is_refused():
 
 def test_study_method_cave_trains_on_a_linear_program_and_refuses_other_oracles():
     lp = _path_lp()
-    method = make_method("cave", lp, 1)
     theta = torch.tensor([[-1.0, -3.0, -1.0, -3.0, -1.0]], dtype=DT)
     y_true = torch.tensor([[1.0, 0.0, 1.0, 0.0, 1.0]], dtype=DT)  # 0-1-2-3, optimal for θ
-    assert method.loss(theta, -theta, y_true).item() == pytest.approx(0.0, abs=1e-12)
+    exact = make_method("cave", lp, 1, projection="exact")
+    assert exact.loss(theta, -theta, y_true).item() == pytest.approx(0.0, abs=1e-12)
+    # the default is PyEPO's: CaVE+, the Clarabel iterate after 3 iterations, which is inside the cone but not θ
+    method = make_method("cave", lp, 1)
+    assert (method.fn.projection, method.fn.max_iter) == ("truncated", 3)
+    normals, binding = binding_normals(lp, y_true[0])
+    p = _clarabel_iterate(theta[0], normals[binding], 3)
+    cos = (theta[0] @ p / (theta[0].norm() * p.norm())).item()
+    assert method.loss(theta, -theta, y_true).item() == pytest.approx(1 - cos, abs=1e-10) and cos < 1 - 1e-6
     with pytest.raises(ValueError, match="cave.*LinearProgram.*TopKSubset"):
         make_method("cave", TopKSubset(2), 1)
 

@@ -7,10 +7,10 @@ read from PyEPO's own OR-Tools model with PyEPO's rules (``pyepo.data.dataset._e
 they are, ``≥`` rows negated, equalities with both signs, −e_k at 0 and +e_k at 1), while colayers derives its cone
 from :attr:`~colayers.oracles.GridDAGShortestPath.linear_constraints` — two independent descriptions of the cone.
 
-PyEPO's default ``max_iter=3`` (CaVE+) truncates Clarabel's interior-point method on purpose; colayers computes the
-exact projection, so the exact branch is compared at a converged ``max_iter=200`` (PyEPO then rounds the projection
-to float32: a relative error ≤ 1e-7, within the 1e-6 tolerance). The heuristic branch (``solve_ratio=0``) is
-compared with ``projection="average"``.
+PyEPO's default ``max_iter=3`` (CaVE+) truncates Clarabel's interior-point method on purpose: it is compared with
+``projection="truncated"`` at the same ``max_iter``; the exact projection is compared with PyEPO at a converged
+``max_iter=200`` (PyEPO rounds the projection to float32: a relative error ≤ 1e-7, within the 1e-6 tolerance). The
+heuristic branch (``solve_ratio=0``) is compared with ``projection="average"``.
 """
 
 from __future__ import annotations
@@ -104,6 +104,30 @@ def test_exact_projection_value_and_gradient_equal_pyepo(optmodel, reduction):
     ours_loss = cl.ConeAlignedCosineLoss(cl.GridDAGShortestPath(*GRID), reduction=reduction)
     (tv, tg), (ov, og) = _both(optmodel, c_hat, y_true, theirs_loss, ours_loss)
     assert (ov > 1e-3).any()  # the comparison sees θ outside the cone
+    torch.testing.assert_close(ov, tv, atol=1e-6, rtol=0)
+    torch.testing.assert_close(og, tg, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_truncated_projection_equals_pyepo_default_cave_plus(optmodel, reduction):
+    c_hat, y_true = _data(32, 3)
+    theirs_loss = coneAlignedCosine(optmodel, reduction=reduction)  # PyEPO's defaults: max_iter=3, solve_ratio=1
+    ours_loss = cl.ConeAlignedCosineLoss(cl.GridDAGShortestPath(*GRID), projection="truncated", reduction=reduction)
+    (tv, tg), (ov, og) = _both(optmodel, c_hat, y_true, theirs_loss, ours_loss)
+    torch.testing.assert_close(ov, tv, atol=1e-6, rtol=0)
+    torch.testing.assert_close(og, tg, atol=1e-6, rtol=0)
+    exact = cl.ConeAlignedCosineLoss(cl.GridDAGShortestPath(*GRID), reduction=reduction)(-c_hat, y_true)
+    assert (ov - exact).abs().max() > 1e-3  # CaVE+ is not the exact projection on these data
+
+
+@pytest.mark.parametrize("max_iter", [1, 5])
+def test_truncated_projection_equals_pyepo_at_other_iteration_limits(optmodel, max_iter):
+    c_hat, y_true = _data(16, 4)
+    theirs_loss = coneAlignedCosine(optmodel, max_iter=max_iter, reduction="none")
+    ours_loss = cl.ConeAlignedCosineLoss(
+        cl.GridDAGShortestPath(*GRID), projection="truncated", max_iter=max_iter, reduction="none"
+    )
+    (tv, tg), (ov, og) = _both(optmodel, c_hat, y_true, theirs_loss, ours_loss)
     torch.testing.assert_close(ov, tv, atol=1e-6, rtol=0)
     torch.testing.assert_close(og, tg, atol=1e-6, rtol=0)
 
