@@ -1,4 +1,4 @@
-"""colayers against PyEPO on PyEPO's benchmark: 5x5 shortest path, linear model, Adam, batch 32, one thread.
+"""colayers against PyEPO on PyEPO's benchmarks: 5x5 shortest path or knapsack, linear model, Adam, batch 32.
 
 Both libraries train the same nn.Linear(5, 40) (same initial weights) on the same data (PyEPO's generator:
 colayers.studies.shortest_path_problem equals pyepo.data.shortestpath.genData) in the same batch order,
@@ -34,8 +34,26 @@ faster per solve than Pyomo. "floor" is the same loop (model, Adam, batches) wit
 to the true costs and no oracle. Printed: median seconds per epoch, PyEPO / colayers ratio, the ratio to
 the floor, and the normalized regret on 1000 test instances after training.
 
-Usage:  python benchmarks/bench_pyepo.py [--n 1000] [--epochs 3] [--seed 0] [--deg 4] [--noise 0.5]
-        [--methods spo+,blackbox,fy,imle,pert-mse,pg,cave,ltr-list,ltr-pair,ltr-point]
+``--problem knapsack``: PyEPO's 0/1 knapsack benchmark (its experiments' settings: 2 resource constraints, 32
+items, capacity 20 each, 5 features, ``deg``/``noise`` as given), ``nn.Linear(5, 32)``. Data: colayers'
+knapsack_problem, checked here equal to ``pyepo.data.knapsack.genData(n + 1000, 5, 32, 2, deg, noise, seed)``
+(weights, features, values). PyEPO side: ``knapsackModel(weights, [20, 20])`` of the chosen backend. colayers
+side: the problem's oracle, PackingOracle (every one of the feasible packings, 9,366 for seed 0, scored in one
+matrix product; exact). Sign conventions: PyEPO's knapsack MAXIMIZES the value <c, y> (modelSense = MAXIMIZE;
+its losses read the sense from the model, and its regret is obj(y*(c)) - obj(y*(c_pred)) >= 0); colayers'
+oracles maximize <theta, y>, so theta = +c here (theta = -c for the shortest path, whose costs are minimized):
+``sign`` below is +1 or -1, and the reported regret is the true objective lost, >= 0, on both problems.
+Methods on the knapsack: spo+, pg, ltr-list, ltr-pair, ltr-point (the default). CaVE is refused: its cone is
+spanned by the constraints binding at the target solution of a linear program (colayers' ConeAlignedCosineLoss
+needs an oracle with ``linear_constraints``), while the knapsack is an integer program whose 0/1 optimum is in
+general not the optimum of its LP relaxation (fractional), so no LP cone is at hand (PyEPO's CaVE on the
+knapsack takes the binding constraints of the integer program, through its Gurobi-only optDatasetConstrs).
+The values are integers, so many instances have several optimal packings (29-34 % of the training set for seeds
+0-2): colayers' training targets (PackingOracle's) and PyEPO's optDataset targets (OR-Tools') then differ at
+the same value; SPO+ gets colayers' targets on both sides, but the ranking pools start from each library's own.
+
+Usage:  python benchmarks/bench_pyepo.py [--problem shortest_path|knapsack] [--n 1000] [--epochs 3] [--seed 0]
+        [--deg 4] [--noise 0.5] [--methods spo+,blackbox,fy,imle,pert-mse,pg,cave,ltr-list,ltr-pair,ltr-point]
         [--backend auto|grb|omo|ort]      (PyEPO optional: without it, only the colayers columns are printed)
 """
 
