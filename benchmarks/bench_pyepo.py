@@ -1,4 +1,4 @@
-"""colayers against PyEPO on PyEPO's benchmark: 5x5 shortest path, linear model, Adam, batch 32, one thread.
+"""colayers against PyEPO on PyEPO's benchmarks: 5x5 shortest path or knapsack, linear model, Adam, batch 32.
 
 Both libraries train the same nn.Linear(5, 40) (same initial weights) on the same data (PyEPO's generator:
 colayers.studies.shortest_path_problem equals pyepo.data.shortestpath.genData) in the same batch order,
@@ -35,8 +35,26 @@ faster per solve than Pyomo. "floor" is the same loop (model, Adam, batches) wit
 to the true costs and no oracle. Printed: median seconds per epoch, PyEPO / colayers ratio, the ratio to
 the floor, and the normalized regret on 1000 test instances after training.
 
-Usage:  python benchmarks/bench_pyepo.py [--n 1000] [--epochs 3] [--seed 0] [--deg 4] [--noise 0.5]
-        [--methods spo+,blackbox,fy,imle,pert-mse,pg,cave,ltr-list,ltr-pair,ltr-point]
+``--problem knapsack``: PyEPO's 0/1 knapsack benchmark (its experiments' settings: 2 resource constraints, 32
+items, capacity 20 each, 5 features, ``deg``/``noise`` as given), ``nn.Linear(5, 32)``. Data: colayers'
+knapsack_problem, checked here equal to ``pyepo.data.knapsack.genData(n + 1000, 5, 32, 2, deg, noise, seed)``
+(weights, features, values). PyEPO side: ``knapsackModel(weights, [20, 20])`` of the chosen backend. colayers
+side: the problem's oracle, PackingOracle (every one of the feasible packings, 9,366 for seed 0, scored in one
+matrix product; exact). Sign conventions: PyEPO's knapsack MAXIMIZES the value <c, y> (modelSense = MAXIMIZE;
+its losses read the sense from the model, and its regret is obj(y*(c)) - obj(y*(c_pred)) >= 0); colayers'
+oracles maximize <theta, y>, so theta = +c here (theta = -c for the shortest path, whose costs are minimized):
+``sign`` below is +1 or -1, and the reported regret is the true objective lost, >= 0, on both problems.
+Methods on the knapsack: spo+, pg, ltr-list, ltr-pair, ltr-point (the default). CaVE is refused: its cone is
+spanned by the constraints binding at the target solution of a linear program (colayers' ConeAlignedCosineLoss
+needs an oracle with ``linear_constraints``), while the knapsack is an integer program whose 0/1 optimum is in
+general not the optimum of its LP relaxation (fractional), so no LP cone is at hand (PyEPO's CaVE on the
+knapsack takes the binding constraints of the integer program, through its Gurobi-only optDatasetConstrs).
+The values are integers, so many instances have several optimal packings (29-34 % of the training set for seeds
+0-2): colayers' training targets (PackingOracle's) and PyEPO's optDataset targets (OR-Tools') then differ at
+the same value; SPO+ gets colayers' targets on both sides, but the ranking pools start from each library's own.
+
+Usage:  python benchmarks/bench_pyepo.py [--problem shortest_path|knapsack] [--n 1000] [--epochs 3] [--seed 0]
+        [--deg 4] [--noise 0.5] [--methods spo+,blackbox,fy,imle,pert-mse,pg,cave,ltr-list,ltr-pair,ltr-point]
         [--backend auto|grb|omo|ort]      (PyEPO optional: without it, only the colayers columns are printed)
 """
 
@@ -66,8 +84,12 @@ from colayers import (
     grid_dag_paths,
 )
 from colayers.perturb import Normal, SumOfGamma
-from colayers.studies.problems import shortest_path_problem
+from colayers.studies.problems import knapsack_problem, shortest_path_problem
 
+DEFAULT = {
+    "shortest_path": "spo+,blackbox,fy,imle,pert-mse,pg,cave,ltr-list,ltr-pair,ltr-point",
+    "knapsack": "spo+,pg,ltr-list,ltr-pair,ltr-point",
+}
 RANKING = {
     "ltr-list": ("listwiseLearningToRank", ListwiseRankingLoss),
     "ltr-pair": ("pairwiseLearningToRank", PairwiseRankingLoss),
@@ -75,19 +97,23 @@ RANKING = {
 }
 
 
-def colayers_step(method: str, oracle, w_train):
-    """A function (cost_pred, c, w) -> loss for colayers, theta = -cost (None: the oracle cannot run it)."""
+def colayers_step(method: str, oracle, w_train, sign: float = -1.0):
+    """A function (cost_pred, c, w) -> loss for colayers, theta = sign * cost (None: the oracle cannot run it).
+
+    sign = -1 for the shortest path (PyEPO's costs are minimized, colayers' oracles maximize), +1 for the knapsack
+    (PyEPO's values are maximized, like colayers' theta).
+    """
     validate = False  # the inputs are known good; both libraries run without per-call checks where they can
     if method == "spo+":
         loss = SPOPlusLoss(oracle, validate_args=validate)
-        return lambda cp, c, w: loss(-cp, -c, w)
+        return lambda cp, c, w: loss(sign * cp, sign * c, w)
     if method == "blackbox":
         layer = Blackbox(oracle, lambda_=10.0, validate_args=validate)
-        return lambda cp, c, w: (layer(-cp) * c).sum(1).mean()
+        return lambda cp, c, w: -(layer(sign * cp) * sign * c).sum(1).mean()  # the true objective, minimized
     if method == "fy":
         layer = PerturbedAdditive(oracle, epsilon=1.0, noise=Normal(), num_samples=10, seed=135, validate_args=validate)
         loss = FenchelYoungLoss(layer, validate_args=validate)
-        return lambda cp, c, w: loss(-cp, w)
+        return lambda cp, c, w: loss(sign * cp, w)
     if method == "imle":
         layer = IMLE(
             oracle,
@@ -99,23 +125,23 @@ def colayers_step(method: str, oracle, w_train):
             seed=135,
             validate_args=validate,
         )
-        return lambda cp, c, w: (layer(-cp) * c).sum(1).mean()
+        return lambda cp, c, w: -(layer(sign * cp) * sign * c).sum(1).mean()
     if method == "pert-mse":
         layer = PerturbedAdditive(oracle, epsilon=1.0, noise=Normal(), num_samples=10, seed=135, validate_args=validate)
-        return lambda cp, c, w: ((layer(-cp) - w) ** 2).mean()
+        return lambda cp, c, w: ((layer(sign * cp) - w) ** 2).mean()
     if method == "pg":
         loss = PerturbationGradientLoss(oracle, sigma=0.1, two_sided=False, validate_args=validate)
-        return lambda cp, c, w: loss(-cp, -c)
+        return lambda cp, c, w: loss(sign * cp, sign * c)
     if method in ("cave", "cave-200"):  # cave: PyEPO's default CaVE+; cave-200: the exact projection
         if getattr(oracle, "linear_constraints", None) is None:
             return None  # CaVE needs the constraints of a linear program
         projection = "exact" if method == "cave-200" else "truncated"
         loss = ConeAlignedCosineLoss(oracle, projection=projection, max_iter=3, validate_args=validate)
-        return lambda cp, c, w: loss(-cp, w)
+        return lambda cp, c, w: loss(sign * cp, w)
     if method in RANKING:
         pool = SolutionPool(oracle, w_train, solve_ratio=1.0, validate_args=validate)
         loss = RANKING[method][1](pool, validate_args=validate)
-        return lambda cp, c, w: loss(-cp, -c, w)
+        return lambda cp, c, w: loss(sign * cp, sign * c, w)
     raise ValueError(method)
 
 
@@ -151,7 +177,8 @@ def pyepo_cave_lookup():
     return lambda w: tight[(w @ paths.T).argmax(1)]  # a path shares all its edges with itself only
 
 
-def pyepo_step(method: str, optmodel, data):
+def pyepo_step(method: str, optmodel, data, sign: float = -1.0):
+    """A function (cost_pred, c, w) -> loss for PyEPO (its losses read the model's sense; sign only for <c, w>)."""
     import pyepo.func as F
 
     if method == "spo+":
@@ -159,13 +186,13 @@ def pyepo_step(method: str, optmodel, data):
         return lambda cp, c, w: loss(cp, c, w, (c * w).sum(1, keepdim=True))
     if method == "blackbox":
         layer = F.blackboxOpt(optmodel, lambd=10, processes=1)
-        return lambda cp, c, w: (layer(cp) * c).sum(1).mean()
+        return lambda cp, c, w: -(layer(cp) * sign * c).sum(1).mean()
     if method == "fy":
         loss = F.perturbedFenchelYoung(optmodel, n_samples=10, sigma=1.0, processes=1)
         return lambda cp, c, w: loss(cp, w)
     if method == "imle":
         layer = F.implicitMLE(optmodel, n_samples=10, sigma=1.0, lambd=10, processes=1)
-        return lambda cp, c, w: (layer(cp) * c).sum(1).mean()
+        return lambda cp, c, w: -(layer(cp) * sign * c).sum(1).mean()
     if method == "pert-mse":
         layer = F.perturbedOpt(optmodel, n_samples=10, sigma=1.0, processes=1)
         return lambda cp, c, w: ((layer(cp) - w) ** 2).mean()
@@ -182,27 +209,32 @@ def pyepo_step(method: str, optmodel, data):
     raise ValueError(method)
 
 
-def pyepo_model(backend: str):
-    """PyEPO's 5x5 shortest-path model and the backend's name, or (None, reason)."""
+def pyepo_model(backend: str, problem: str = "shortest_path", extras: dict | None = None):
+    """PyEPO's model of the problem and the backend's name, or (None, reason).
+
+    Shortest path: ``shortestPathModel((5, 5))``; knapsack: ``knapsackModel(weights, capacity)`` (maximizes).
+    """
     try:
         import pyepo  # noqa: F401
     except ImportError:
         return None, "pyepo is not installed (pip install colayers[pyepo])"
+    name = "shortestPathModel" if problem == "shortest_path" else "knapsackModel"
+    args = ((5, 5),) if problem == "shortest_path" else (extras["weights"], extras["capacity"])
     if backend == "ort":
-        from pyepo.model.ort import shortestPathModel
+        import pyepo.model.ort as ort
 
-        return shortestPathModel((5, 5)), "PyEPO + OR-Tools (pyepo.model.ort)"
+        return getattr(ort, name)(*args), "PyEPO + OR-Tools (pyepo.model.ort)"
     if backend in ("auto", "grb"):
         try:
-            from pyepo.model.grb import shortestPathModel
+            import pyepo.model.grb as grb
 
-            return shortestPathModel((5, 5)), "PyEPO + Gurobi (pyepo.model.grb)"
+            return getattr(grb, name)(*args), "PyEPO + Gurobi (pyepo.model.grb)"
         except Exception as exc:  # noqa: BLE001 - no gurobipy or no licence: fall back
             if backend == "grb":
                 return None, f"Gurobi backend unavailable: {exc}"
-    from pyepo.model.omo import shortestPathModel
+    import pyepo.model.omo as omo
 
-    return shortestPathModel((5, 5), solver="appsi_highs"), "PyEPO + Pyomo/HiGHS (pyepo.model.omo)"
+    return getattr(omo, name)(*args, solver="appsi_highs"), "PyEPO + Pyomo/HiGHS (pyepo.model.omo)"
 
 
 def epoch(model, optimizer, step, x, c, w, order, batch: int) -> float:
@@ -217,49 +249,114 @@ def epoch(model, optimizer, step, x, c, w, order, batch: int) -> float:
     return time.perf_counter() - start
 
 
-def normalized_regret(model, oracle, x, c) -> float:
+def normalized_regret(model, oracle, x, c, sign: float = -1.0) -> float:
+    """PyEPO's normalized regret: sum_i (true objective lost by y*(pred_i)) / sum_i |<c_i, y*(c_i)>| (sense by sign)."""
     with torch.no_grad():
-        y_pred = oracle(-model(x))
-        y_opt = oracle(-c)
-    return float(((c * y_pred).sum(1) - (c * y_opt).sum(1)).sum() / (c * y_opt).sum(1).abs().sum())
+        y_pred = oracle(sign * model(x))
+        y_opt = oracle(sign * c)
+    theta = sign * c
+    return float(((theta * y_opt).sum(1) - (theta * y_pred).sum(1)).sum() / (c * y_opt).sum(1).abs().sum())
+
+
+def shortest_path_setup(args) -> dict:
+    """PyEPO's 5x5 shortest path: costs minimized, theta = -cost; two colayers oracles."""
+    prob = shortest_path_problem(seed=args.seed, n=args.n, n_test=1000, deg=args.deg, noise=args.noise)
+    dag = GridDAGShortestPath(5, 5, validate_args=False)
+    return dict(
+        prob=prob,
+        sign=-1.0,
+        dims=(5, 40),
+        oracles={
+            "colayers (grid DP)": dag,
+            "colayers (enumerated)": EnumeratedOracle(grid_dag_paths(5, 5), validate_args=False),
+        },
+        regret_oracle=dag,
+        extras=None,
+        title="5x5 shortest path",
+    )
+
+
+def knapsack_setup(args) -> dict:
+    """PyEPO's knapsack (2 constraints, 32 items, capacity 20): values maximized, theta = value; checked equal to
+    pyepo.data.knapsack.genData when PyEPO imports."""
+    items, dim, cap = 32, 2, 20.0
+    prob = knapsack_problem(
+        seed=args.seed, n=args.n, n_test=1000, n_val=0, num_items=items, dim=dim, capacity=cap, deg=args.deg,
+        noise=args.noise,
+    )  # fmt: skip
+    weights = prob.extras["weights"].double().numpy()
+    try:
+        from pyepo.data.knapsack import genData
+    except ImportError:
+        pass
+    else:
+        import numpy as np
+
+        w_pyepo, x_pyepo, c_pyepo = genData(args.n + 1000, 5, items, dim, args.deg, args.noise, args.seed)
+        x_all = torch.cat([prob.x_train, prob.x_test]).double().numpy()
+        c_all = torch.cat([prob.theta_train, prob.theta_test]).double().numpy()
+        same = (
+            np.allclose(w_pyepo, weights) and np.allclose(x_pyepo, x_all, atol=1e-6) and np.array_equal(c_pyepo, c_all)
+        )
+        if not same:
+            raise SystemExit("knapsack_problem's data differ from pyepo.data.knapsack.genData's")
+    return dict(
+        prob=prob,
+        sign=1.0,
+        dims=(5, items),
+        oracles={"colayers (PackingOracle)": prob.oracle},
+        regret_oracle=prob.oracle,
+        extras=dict(weights=weights, capacity=[cap] * dim),
+        title=f"knapsack ({dim} constraints, {items} items, capacity {cap:g})",
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--problem", default="shortest_path", choices=["shortest_path", "knapsack"])
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-2)
-    parser.add_argument("--methods", default="spo+,blackbox,fy,imle,pert-mse,pg,cave,ltr-list,ltr-pair,ltr-point")
+    parser.add_argument(
+        "--methods", default=None, help="default: " + "; ".join(f"{k}: {v}" for k, v in DEFAULT.items())
+    )
     parser.add_argument("--backend", default="auto", choices=["auto", "grb", "omo", "ort"])
     parser.add_argument("--seed", type=int, default=0, help="seed of the data, the initial weights, the batch order")
     parser.add_argument("--deg", type=int, default=4)
     parser.add_argument("--noise", type=float, default=0.5)
     args = parser.parse_args()
+    methods = (args.methods or DEFAULT[args.problem]).split(",")
+    if args.problem == "knapsack" and any(m.startswith("cave") for m in methods):
+        parser.error(
+            "cave needs a linear program (the constraints binding at the target); the knapsack is an integer "
+            "program: run it on --problem shortest_path"
+        )
     torch.set_num_threads(1)
-    prob = shortest_path_problem(seed=args.seed, n=args.n, n_test=1000, deg=args.deg, noise=args.noise)
-    x, c = prob.x_train.float(), (-prob.theta_train).float()
+    setup = (shortest_path_setup if args.problem == "shortest_path" else knapsack_setup)(args)
+    train(args, methods, setup)
+
+
+def train(args, methods, setup) -> None:
+    """Train every method side by side, epoch by epoch, and print the table."""
+    prob, sign, oracles = setup["prob"], setup["sign"], setup["oracles"]
+    x, c = prob.x_train.float(), (sign * prob.theta_train).float()
     w = prob.y_train.float()
-    x_test, c_test = prob.x_test.float(), (-prob.theta_test).float()
-    dag = GridDAGShortestPath(5, 5, validate_args=False)
-    oracles = {
-        "colayers (grid DP)": dag,
-        "colayers (enumerated)": EnumeratedOracle(grid_dag_paths(5, 5), validate_args=False),
-    }
-    optmodel, backend = pyepo_model(args.backend)
+    x_test, c_test = prob.x_test.float(), (sign * prob.theta_test).float()
+    optmodel, backend = pyepo_model(args.backend, args.problem, setup["extras"])
     print(
-        f"5x5 shortest path, n={args.n}, deg {args.deg}, noise {args.noise}, seed {args.seed}, batch {args.batch}, "
+        f"{setup['title']}, n={args.n}, deg {args.deg}, noise {args.noise}, seed {args.seed}, batch {args.batch}, "
         f"Adam lr={args.lr}, {args.epochs} epochs, one thread; PyEPO side: {backend}"
     )
     torch.manual_seed(args.seed)
-    init = nn.Linear(5, 40).state_dict()
+    init = nn.Linear(*setup["dims"]).state_dict()
     orders = [
         torch.randperm(args.n, generator=torch.Generator().manual_seed(1000 * args.seed + e))
         for e in range(args.epochs)
     ]
     dataset = []
 
-    def pyepo_data():  # PyEPO's training set (its solver finds the optimal paths), built once, on first use
+    def pyepo_data():  # PyEPO's training set (its solver finds the optimal solutions), built once, on first use
         if not dataset:
             from pyepo.data.dataset import optDataset
 
@@ -267,25 +364,26 @@ def main() -> None:
         return dataset[0]
 
     def run(make_step):
-        model = nn.Linear(5, 40)
+        model = nn.Linear(*setup["dims"])
         model.load_state_dict(init)
         optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
         return model, optimizer, make_step()
 
-    floor_model = run(lambda: lambda cp, c_, w_: ((cp - c_) ** 2).mean())
-    epoch(*run(lambda: lambda cp, c_, w_: ((cp - c_) ** 2).mean()), x, c, w, orders[0], args.batch)  # warm-up
-    floor_times = [epoch(*floor_model, x, c, w, o, args.batch) for o in orders]
-    floor = statistics.median(floor_times)
+    def mse():
+        return lambda cp, c_, w_: ((cp - c_) ** 2).mean()
+
+    floor_model = run(mse)
+    epoch(*run(mse), x, c, w, orders[0], args.batch)  # warm-up
+    floor = statistics.median([epoch(*floor_model, x, c, w, o, args.batch) for o in orders])
     print(f"floor (model + Adam + batches, MSE to costs): {floor:.4f} s/epoch (re-measured beside each method)")
-    header = f"{'method':9s} {'library':36s} {'s/epoch':>9s} {'vs floor':>9s} {'PyEPO/this':>10s} {'regret':>8s}"
-    print(header)
-    for method in args.methods.split(","):
-        runs = {"floor": run(lambda: lambda cp, c_, w_: ((cp - c_) ** 2).mean())}  # re-measured alongside
+    print(f"{'method':9s} {'library':36s} {'s/epoch':>9s} {'vs floor':>9s} {'PyEPO/this':>10s} {'regret':>8s}")
+    for method in methods:
+        runs = {"floor": run(mse)}  # re-measured alongside
         for name, o in oracles.items():
-            if colayers_step(method, o, w) is not None:
-                runs[name] = run(lambda o=o, m=method: colayers_step(m, o, w))
+            if colayers_step(method, o, w, sign) is not None:
+                runs[name] = run(lambda o=o, m=method: colayers_step(m, o, w, sign))
         if optmodel is not None:
-            runs[backend] = run(lambda m=method: pyepo_step(m, optmodel, pyepo_data))
+            runs[backend] = run(lambda m=method: pyepo_step(m, optmodel, pyepo_data, sign))
         times = {name: [] for name in runs}
         for o in orders:  # side by side, epoch by epoch
             for name, (model, optimizer, step) in runs.items():
@@ -296,7 +394,7 @@ def main() -> None:
         for name, (model, _, _) in runs.items():
             med = statistics.median(times[name])
             ratio = f"{ref / med:10.1f}" if ref is not None else f"{'-':>10s}"
-            regret = normalized_regret(model, dag, x_test, c_test)
+            regret = normalized_regret(model, setup["regret_oracle"], x_test, c_test, sign)
             print(f"{method:9s} {name:36s} {med:9.4f} {med / floor:9.2f} {ratio} {regret:8.4f}")
 
 
