@@ -90,6 +90,19 @@ def project_on_cone(theta: torch.Tensor, normals: torch.Tensor, binding: torch.T
     """
     from scipy.optimize import nnls
 
+    def solve(i: int, basis: np.ndarray, th: np.ndarray) -> np.ndarray:
+        try:
+            lam, _ = nnls(basis.T, th, maxiter=50 * (basis.shape[0] + th.shape[0]))
+        except RuntimeError as err:
+            raise RuntimeError(f"project_on_cone: NNLS did not converge on instance {i} of the batch ({err})") from err
+        return lam
+
+    return _per_instance_on_host(theta, normals, binding, solve)
+
+
+def _per_instance_on_host(theta, normals, binding, solve, drop_zero_rows: bool = False) -> torch.Tensor:
+    """:math:`N_i^\top\\lambda_i` per instance, with ``lambda_i = solve(i, N_i, theta_i)`` on the host in float64 and
+    :math:`N_i` the binding rows of instance i (0 where none binds: the cone is {0}); on θ's device and dtype."""
     n = theta.shape[-1]
     th = theta.detach().reshape(-1, n).to(torch.float64).cpu().numpy()
     mask = binding.reshape(-1, binding.shape[-1]).cpu().numpy()
@@ -97,13 +110,10 @@ def project_on_cone(theta: torch.Tensor, normals: torch.Tensor, binding: torch.T
     out = np.zeros_like(th)
     for i in range(th.shape[0]):
         basis = rows[mask[i]]
-        if basis.shape[0] == 0:  # no binding constraint: the cone is {0}
-            continue
-        try:
-            lam, _ = nnls(basis.T, th[i], maxiter=50 * (basis.shape[0] + n))
-        except RuntimeError as err:
-            raise RuntimeError(f"project_on_cone: NNLS did not converge on instance {i} of the batch ({err})") from err
-        out[i] = lam @ basis
+        if drop_zero_rows:
+            basis = basis[np.abs(basis).sum(axis=1) > 1e-7]
+        if basis.shape[0]:
+            out[i] = solve(i, basis, th[i]) @ basis
     return torch.as_tensor(out, device=theta.device).to(theta.dtype).reshape(theta.shape)
 
 
@@ -123,24 +133,15 @@ def _truncated_projection(theta: torch.Tensor, normals: torch.Tensor, binding: t
     settings = clarabel.DefaultSettings()
     settings.max_iter, settings.verbose, settings.max_threads = int(max_iter), False, 1
     settings.presolve_enable, settings.equilibrate_enable = False, False
-    n = theta.shape[-1]
-    th = theta.detach().reshape(-1, n).to(torch.float64).cpu().numpy()
-    mask = binding.reshape(-1, binding.shape[-1]).cpu().numpy()
-    rows = normals.cpu().numpy()
-    out = np.zeros_like(th)
-    for i in range(th.shape[0]):
-        basis = rows[mask[i]]
-        basis = basis[np.abs(basis).sum(axis=1) > 1e-7]
+    def solve(i: int, basis: np.ndarray, th: np.ndarray) -> np.ndarray:
         m = basis.shape[0]
-        if m == 0:
-            continue
         P = sparse.triu(sparse.csc_matrix(2.0 * (basis @ basis.T))).tocsc()
         A = (-sparse.eye(m, format="csc")).tocsc()
-        solver = clarabel.DefaultSolver(
-            P, -2.0 * (basis @ th[i]), A, np.zeros(m), [clarabel.NonnegativeConeT(m)], settings
-        )
-        out[i] = np.asarray(solver.solve().x) @ basis
-    return torch.as_tensor(out, device=theta.device).to(theta.dtype).reshape(theta.shape)
+        cone = [clarabel.NonnegativeConeT(m)]
+        solver = clarabel.DefaultSolver(P, -2.0 * (basis @ th), A, np.zeros(m), cone, settings)
+        return np.asarray(solver.solve().x)
+
+    return _per_instance_on_host(theta, normals, binding, solve, drop_zero_rows=True)
 
 
 class ConeAlignedCosineLoss(StructuredLoss):
