@@ -20,6 +20,8 @@ from torch.autograd import gradcheck
 import colayers.layers.soft_sort  # noqa: F401  (the module, not the function re-exported under its name)
 from colayers import soft_rank, soft_sort
 
+from ..conftest import DEVICES
+
 ss = sys.modules["colayers.layers.soft_sort"]
 REGS = ["l2", "kl"]
 # rounding of a block value relative to the magnitude of the data, per dtype: sums of up to n = 40 terms
@@ -135,3 +137,26 @@ def test_empty_and_single_entries():
         assert v.shape == bid.shape == shape
         np.testing.assert_array_equal(bid.numpy(), np.zeros(shape, dtype=np.int64))
         torch.testing.assert_close(v, s)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("reg", REGS)
+def test_the_device_solver_matches_the_compiled_cpu_pav(device, reg):
+    """On CUDA the batched rounds run on the device: same values and blocks as the compiled PAV on the CPU, and
+    the same soft ranks and gradients (the gpu check runs this with every device-parametrized test)."""
+    gen = torch.Generator().manual_seed(4)
+    theta = torch.randn(8, 500, dtype=torch.float64, generator=gen)
+    s = torch.sort(theta, -1, descending=True).values
+    w = torch.log(torch.arange(500, 0, -1, dtype=torch.float64)).expand_as(s).contiguous()
+    v_dev, bid_dev = ss._pav(s.to(device), w.to(device), reg == "kl")
+    v_cpu, bid_cpu = ss._pav_compiled(s, w, reg == "kl")
+    assert v_dev.device.type == bid_dev.device.type == torch.device(device).type
+    assert torch.equal(bid_dev.cpu(), bid_cpu)
+    torch.testing.assert_close(v_dev.cpu(), v_cpu, rtol=0, atol=1e-12)
+    outs = []
+    for t in (theta.to(device), theta):
+        t = t.clone().requires_grad_(True)
+        out = soft_rank(t, strength=1.0, regularization=reg)
+        (g,) = torch.autograd.grad(out.square().sum(), t)
+        outs.append((out.detach().cpu(), g.cpu()))
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-12, atol=1e-9)
