@@ -10,6 +10,13 @@ and the ratios rounds / compiled and compiled / torchsort (medians of per-repeti
 the three agree (largest absolute difference of the ranks).
 
     python benchmarks/bench_soft_sort.py --reps 3 --threads 1
+
+``--frank-wolfe`` times instead the same ``"kl"`` soft ranks computed two ways, B = 32 rows of n scores
+(2 × standard normal): ``RegularizedFrankWolfe(Ranking(), regularizer=NegativeEntropy(ε))`` (defaults:
+max_iter = 100, tol = 1e-9) against ``SoftRank(strength=ε, regularization="kl")``, forward + backward, with the
+number of oracle calls of one Frank-Wolfe forward and the largest difference of the two answers:
+
+    python benchmarks/bench_soft_sort.py --frank-wolfe --reps 2 --threads 1
 """
 
 from __future__ import annotations
@@ -77,6 +84,42 @@ def _row(theta, reg: str, strength: float, reps: int, device: torch.device) -> s
     return " ".join(cells) + f" {ratio:>10.1f}x {ts_ratio:>10} {diff:>9.1e}"
 
 
+def frank_wolfe_rows(reps: int) -> None:
+    from colayers import NegativeEntropy, Ranking, RegularizedFrankWolfe, SoftRank
+
+    calls = [0]
+
+    class CountedRanking(Ranking):
+        def __call__(self, theta):
+            calls[0] += 1
+            return super().__call__(theta)
+
+    print(f"{'n':>4} {'eps':>5} {'Frank-Wolfe ms':>16} {'SoftRank ms':>14} {'FW/SoftRank':>12} {'oracle calls':>13} "
+          f"{'max diff':>9}")
+    for n in (5, 10, 20, 50):
+        for strength in (0.3, 1.0, 3.0):
+            theta = 2 * torch.randn(32, n, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+            layers = {"fw": RegularizedFrankWolfe(CountedRanking(), regularizer=NegativeEntropy(strength)),
+                      "sr": SoftRank(strength=strength, regularization="kl")}
+
+            def run(layer, theta=theta):
+                t = theta.clone().requires_grad_(True)
+                out = layer(t)
+                out.square().sum().backward()
+                return out.detach()
+
+            calls[0] = 0
+            diff = float((run(layers["fw"]) - run(layers["sr"])).abs().max())
+            n_calls = calls[0]
+            times = {k: [] for k in layers}
+            for _ in range(reps):
+                for k, layer in layers.items():
+                    times[k].append(_cpu_time(lambda layer=layer: run(layer)))
+            ratio = statistics.median(a / b for a, b in zip(times["fw"], times["sr"]))
+            print(f"{n:>4} {strength:>5g} {1e3 * min(times['fw']):>16.1f} {1e3 * min(times['sr']):>14.2f} "
+                  f"{ratio:>11.0f}x {n_calls:>13} {diff:>9.1e}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=3)
@@ -85,8 +128,13 @@ def main() -> None:
     parser.add_argument("--regularizations", nargs="+", default=["l2", "kl"], choices=["l2", "kl"])
     parser.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--frank-wolfe", action="store_true", help="entropic Frank-Wolfe against SoftRank(kl)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.frank_wolfe:
+        print(f"threads={args.threads} torch={torch.__version__} float64 B=32, process CPU time, fwd + bwd, ms (min)")
+        frank_wolfe_rows(args.reps)
+        return
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     version = getattr(torchsort, "__version__", "present") if torchsort is not None else "absent"
     print(f"threads={args.threads} device={device} dtype={args.dtype} torch={torch.__version__} torchsort={version}")

@@ -161,6 +161,15 @@ class NegativeEntropy(Regularizer):
     Frank-Wolfe slows down (raise ``max_iter`` or use the closed forms :class:`~colayers.layers.SoftArgmax`
     and :func:`~colayers.layers.soft_rank` where they apply).
 
+    **On rankings, use** :class:`~colayers.layers.SoftRank` ``(strength=s, regularization="kl")``: it computes
+    the same μ exactly (a sort and one linear-time isotonic regression, :math:`O(n\log n)`), 57-1200× faster
+    than Frank-Wolfe here (B = 32, n = 5-50, s = 0.3-3, forward + backward; ``benchmarks/README.md``). That
+    gap is not an implementation detail Frank-Wolfe can shed: the entropic optimum lies in the relative
+    interior of a face of the permutahedron (the whole of it when s is large against the score gaps), and
+    Frank-Wolfe writes μ as a convex combination of vertices, so it needs at least dim(face) + 1 atoms, one
+    oracle call each (9-126 calls at n = 5-50), and every iteration also pays a line search and an
+    active-set Newton polish; at n = 50, s = 3 the default 100 iterations end 0.2 away from the solution.
+
     Args:
         strength: s > 0.
 

@@ -103,6 +103,15 @@ def test_entropic_on_ranking_equals_kl_soft_ranks(s):
     torch.testing.assert_close(j_fw, j_ref, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("n, s", [(12, 1.0), (20, 0.3)])
+def test_entropic_on_longer_rankings_equals_kl_soft_ranks(n, s):
+    """The pair the docs send rankings from (Frank-Wolfe) to (SoftRank "kl"): the same soft ranks within the
+    solver's tolerance on rows longer than the Jacobian test's, where the compiled PAV pools long blocks."""
+    theta = _randn(4, n, seed=6) * 2
+    layer = RegularizedFrankWolfe(Ranking(), regularizer=NegativeEntropy(s))
+    torch.testing.assert_close(layer(theta), soft_rank(theta, strength=s, regularization="kl"), atol=1e-7, rtol=0)
+
+
 def test_l2_on_ranking_equals_l2_soft_ranks():
     theta = _randn(3, 5, seed=5) * 2
     layer = RegularizedFrankWolfe(Ranking(), regularizer=SquaredNorm(0.7))
