@@ -294,7 +294,7 @@ def soft_rank(
                \text{ or } \textstyle\sum_i \mu_i\log\mu_i\ (\texttt{"kl"}),
 
     computed as :math:`P_Q(\theta/\varepsilon, \rho)` or :math:`\exp P_E(\theta/\varepsilon, \log\rho)`
-    by batched PAV, with the exact Jacobian. ``descending=True`` ranks the largest θ first
+    by pool-adjacent-violators, with the exact Jacobian. ``descending=True`` ranks the largest θ first
     (:math:`\theta \to -\theta`). Hard ranks as :math:`\varepsilon\to 0`; :math:`\frac{n+1}2` everywhere as
     :math:`\varepsilon\to\infty`.
 
@@ -341,7 +341,7 @@ def soft_sort(
     \mathcal P(\theta)}\langle\rho,\mu\rangle - \varepsilon\,\Psi(\mu)` for ``"l2"`` (a point of the
     permutahedron of θ: the Euclidean projection of :math:`\rho/\varepsilon` onto it), and
     :math:`P_E(\rho/\varepsilon, \theta)` (a point of :math:`\log\mathcal P(e^\theta)`) for ``"kl"``, with
-    :math:`\rho = (n, \dots, 1)`; ascending (the default) is :math:`-s(-\theta)`. Computed by batched PAV
+    :math:`\rho = (n, \dots, 1)`; ascending (the default) is :math:`-s(-\theta)`. Computed by pool-adjacent-violators
     with the exact Jacobian. The hard sort as :math:`\varepsilon\to 0`; the mean of θ everywhere as
     :math:`\varepsilon\to\infty` (``"l2"``).
 
