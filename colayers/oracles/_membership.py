@@ -183,7 +183,8 @@ class LinearConstraints(NamedTuple):
 
 
 def packing_constraints(weights: np.ndarray, capacity: np.ndarray) -> LinearConstraints:
-    r"""The linear relaxation :math:`W y \le c,\ 0 \le y \le 1` of the 0/1 packings :math:`\{y \in \{0,1\}^m : Wy \le c\}`,
+    r"""The linear relaxation :math:`W y \le c,\ 0 \le y \le 1` of the 0/1 packings
+    :math:`\{y \in \{0,1\}^m : Wy \le c\}`,
     float64 and read-only (``weights`` ``(dim, m)``, ``capacity`` ``(dim,)``)."""
     w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
     m = w.shape[1]
