@@ -182,6 +182,19 @@ class LinearConstraints(NamedTuple):
     upper: np.ndarray
 
 
+def packing_constraints(weights: np.ndarray, capacity: np.ndarray) -> LinearConstraints:
+    r"""The linear relaxation :math:`W y \le c,\ 0 \le y \le 1` of the 0/1 packings
+    :math:`\{y \in \{0,1\}^m : Wy \le c\}`,
+    float64 and read-only (``weights`` ``(dim, m)``, ``capacity`` ``(dim,)``)."""
+    w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    m = w.shape[1]
+    arrays = (w.copy(), np.asarray(capacity, dtype=np.float64).reshape(-1).copy(), np.zeros((0, m)), np.zeros(0),
+              np.zeros(m), np.ones(m))
+    for a in arrays:
+        a.flags.writeable = False
+    return LinearConstraints(*arrays)
+
+
 class LinearFeasibleSet:
     r"""The set :math:`\{y : A_{ub}y \le b_{ub},\ A_{eq}y = b_{eq},\ l \le y \le u,\ y_J \in \mathbb Z\}` of a
     linear or mixed-integer program, and the membership test of its solutions.

@@ -266,6 +266,22 @@ class Knapsack(Oracle):
             room = room - took.long() * w[i]
         return y
 
+    @property
+    def linear_constraints(self) -> _membership.LinearConstraints:
+        r"""The linear relaxation of the 0/1 program, :math:`\langle w, y\rangle \le C`, :math:`0 \le y \le 1`
+        (float64, read-only), the capability that :class:`~colayers.losses.ConeAlignedCosineLoss` needs.
+
+        The packings are the integral points of this polytope. A θ in the cone of the constraints binding at a
+        packing :math:`y` makes :math:`y` optimal for the relaxation, hence for the 0/1 program: that cone is
+        inside the packing's optimality cone (smaller than it, as for every binary program; Tang & Khalil's CaVE
+        uses it so).
+
+        Example:
+            >>> Knapsack(weights=[2, 3, 4], capacity=5).linear_constraints.A_ub
+            array([[2., 3., 4.]])
+        """
+        return _membership.packing_constraints(self.weights[None, :], np.array([self.capacity]))
+
     def __repr__(self) -> str:
         return f"Knapsack(n={self.event_shape[0]}, capacity={self.capacity:g}, method={self.method!r})"
 

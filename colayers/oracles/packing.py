@@ -51,14 +51,38 @@ def feasible_packings(weights: np.ndarray, capacity: np.ndarray, limit: int) -> 
 
 
 class PackingOracle(Oracle):
-    """Exact 0/1 knapsack by scoring every feasible packing (few when capacities are small): one matmul."""
+    r"""Exact 0/1 knapsack by scoring every feasible packing (few when capacities are small): one matmul.
+
+    Args:
+        packings: the feasible packings ``(P, m)``, 0/1 (:func:`feasible_packings`).
+        weights, capacity: optional, the constraints ``(dim, m)`` and ``(dim,)`` the packings satisfy; given,
+            the oracle has :attr:`linear_constraints` (their linear relaxation :math:`Wy \le c`,
+            :math:`0 \le y \le 1`, as :class:`~colayers.oracles.Knapsack` has), which
+            :class:`~colayers.losses.ConeAlignedCosineLoss` needs.
+    """
 
     event_ndim = 1
 
-    def __init__(self, packings: np.ndarray) -> None:
+    def __init__(self, packings: np.ndarray, *, weights: np.ndarray | None = None,
+                 capacity: np.ndarray | None = None) -> None:
         super().__init__()
         self.packings = torch.as_tensor(packings, dtype=torch.float32)
         self.event_shape = (self.packings.shape[1],)
+        if (weights is None) != (capacity is None):
+            raise ValueError("weights and capacity must be given together (or neither); got only "
+                             f"{'weights' if capacity is None else 'capacity'}")
+        self._constraints = None
+        if weights is not None:
+            w, cap = np.atleast_2d(np.asarray(weights, dtype=np.float64)), np.asarray(capacity, dtype=np.float64)
+            if w.shape[1] != self.event_shape[0] or cap.reshape(-1).shape[0] != w.shape[0]:
+                raise ValueError(
+                    f"weights must be (dim, {self.event_shape[0]}) and capacity (dim,); got weights {w.shape} and "
+                    f"capacity {cap.shape}"
+                )
+            load = self.packings.double().numpy() @ w.T
+            if (load > cap.reshape(-1) + 1e-9).any():
+                raise ValueError("packings must satisfy weights @ y <= capacity; some packing exceeds the capacity")
+            self._constraints = _membership.packing_constraints(w, cap)
         self._cache: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
 
     def solve(self, theta: torch.Tensor) -> torch.Tensor:
@@ -80,6 +104,12 @@ class PackingOracle(Oracle):
         found = [(part[:, None, :] == packings).all(dim=-1).any(dim=-1) for part in flat.split(chunk)]
         ok = torch.cat(found) if found else flat.new_zeros(0, dtype=torch.bool)
         return ok.reshape(batch)
+
+    @property
+    def linear_constraints(self) -> _membership.LinearConstraints | None:
+        """The linear relaxation of the packings' constraints when ``weights`` and ``capacity`` were given, else
+        ``None`` (then :class:`~colayers.losses.ConeAlignedCosineLoss` refuses the oracle)."""
+        return self._constraints
 
     def __repr__(self) -> str:
         return f"PackingOracle(items={self.packings.shape[1]}, feasible_packings={self.packings.shape[0]})"

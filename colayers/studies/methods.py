@@ -24,7 +24,7 @@ scalar loss, and says how to decode a prediction :math:`\hat y` from :math:`\the
 * ``cave`` — the cone-aligned cosine loss :math:`1-\cos(\theta, \Pi_{K(\bar y)}\theta)` (CaVE; ``projection``,
   by default PyEPO's ``"truncated"`` CaVE+ with ``max_iter=3``, ``inner_ratio``), on a problem whose oracle has
   ``linear_constraints`` only (:class:`~colayers.oracles.LinearProgram`, :class:`~colayers.oracles.GridDAGShortestPath`:
-  the ``shortest_path`` problem);
+  the ``shortest_path`` problem; the knapsacks' linear relaxation: the ``knapsack`` problem);
 * ``direct`` — binary cross-entropy of per-entry logits to :math:`\bar y`, no oracle in training; decoded by
   the oracle at the predicted probabilities (``decode="oracle"``) or by thresholding (``"threshold"``).
 
@@ -391,8 +391,9 @@ class _ConeAligned(TrainingObjective):
         if getattr(ctx.training_oracle, "linear_constraints", None) is None:
             problem = getattr(ctx.problem, "name", None) or "this problem"
             raise ValueError(
-                f"method 'cave' needs a problem whose oracle has linear constraints (a LinearProgram, or "
-                f"GridDAGShortestPath: it projects θ on the cone of the constraints binding at the target); the "
+                f"method 'cave' needs a problem whose oracle has linear constraints (a LinearProgram, "
+                f"GridDAGShortestPath, Knapsack or PackingOracle: it projects θ on the cone of the constraints "
+                f"binding at the target); the "
                 f"oracle of {problem} is {ctx.training_oracle!r}, which has no linear_constraints"
             )
         self.fn = ConeAlignedCosineLoss(ctx.training_oracle, projection, inner_ratio, max_iter=max_iter)

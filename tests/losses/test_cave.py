@@ -242,3 +242,51 @@ def test_grid_dag_shortest_path_constraints_make_its_own_paths_optimal():
     other = best.flip(0)
     worse = (theta * other).sum(-1) < (theta * best).sum(-1) - 1e-6
     assert worse.any() and (loss(theta, other)[worse] > 1e-6).all()
+
+
+@pytest.mark.parametrize("multi", [False, True])
+def test_knapsack_relaxation_cone_is_inside_the_optimality_cone_of_the_packing(multi):
+    # Knapsack (one constraint, dynamic program) and PackingOracle (two constraints, enumeration) describe their
+    # 0/1 program by its linear relaxation. Where the CaVE loss is 0 (θ in the cone of the rows binding at the
+    # packing y), y must be optimal over all packings (checked by enumerating them); the loss must be > 0 where y
+    # is not optimal; and the knapsack study problem's oracle carries the constraints (so `cave` runs there).
+    from colayers.oracles import Knapsack, PackingOracle
+    from colayers.oracles.packing import feasible_packings
+
+    w = np.array([[3.0, 4.0, 5.0, 2.0, 6.0]]) if not multi else np.array([[3.0, 4.0, 5.0, 2.0, 6.0], [5, 1, 2, 4, 3]])
+    cap = np.array([9.0]) if not multi else np.array([9.0, 8.0])
+    packings = feasible_packings(w, cap, limit=1000)
+    oracle = PackingOracle(packings, weights=w, capacity=cap) if multi else Knapsack(w[0], cap[0])
+    assert np.array_equal(oracle.linear_constraints.A_ub, w) and np.array_equal(oracle.linear_constraints.b_ub, cap)
+    Y = torch.as_tensor(packings, dtype=DT)
+    g = torch.Generator().manual_seed(5)
+    loss = ConeAlignedCosineLoss(oracle, projection="exact", reduction="none")
+    zero_seen = 0
+    for _ in range(40):
+        theta = torch.randn(8, 5, generator=g, dtype=DT) * 3
+        for y in Y[torch.randint(len(Y), (6,), generator=g)]:
+            values = loss(theta, y.expand(8, 5))
+            optimal = (theta @ y) >= (theta @ Y.T).max(dim=1).values - 1e-9
+            assert bool(optimal[values < 1e-9].all())  # loss 0 ⇒ optimal over the packings
+            assert bool((values[~optimal] > 1e-9).all())  # not optimal ⇒ loss > 0
+            zero_seen += int((values < 1e-9).sum())
+    assert zero_seen > 0  # the implication above was exercised
+
+
+def test_packing_oracle_constraints_are_checked_and_the_knapsack_problem_carries_them():
+    from colayers.oracles import PackingOracle
+    from colayers.studies.problems import make_problem
+
+    packings = np.array([[0, 0], [1, 0], [0, 1]])
+    assert PackingOracle(packings).linear_constraints is None
+    with pytest.raises(ValueError, match="weights and capacity"):
+        PackingOracle(packings, weights=np.array([[1.0, 1.0]]))
+    with pytest.raises(ValueError, match="exceeds the capacity"):
+        PackingOracle(packings, weights=np.array([[1.0, 3.0]]), capacity=np.array([2.0]))
+    with pytest.raises(ValueError, match=r"weights must be \(dim, 2\)"):
+        PackingOracle(packings, weights=np.array([[1.0, 1.0, 1.0]]), capacity=np.array([2.0]))
+    problem = make_problem("knapsack", seed=0, n=4, n_test=2, n_val=0, num_items=10)
+    constraints = problem.oracle.linear_constraints
+    assert constraints.A_ub.shape == (2, 10) and (constraints.b_ub == 20.0).all()
+    method = make_method("cave", problem.oracle, 1, projection="exact")
+    assert torch.isfinite(method.loss(problem.theta_train, problem.theta_train, problem.y_train)).item()

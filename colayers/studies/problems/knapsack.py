@@ -53,7 +53,7 @@ def _knapsack_oracle(weights: np.ndarray, capacity: np.ndarray) -> Oracle:
         return Knapsack(weights=scaled[0], capacity=float(capacity[0] * 100))
     packings = feasible_packings(weights, capacity, limit=2_000_000)
     if packings is not None:
-        return PackingOracle(packings)
+        return PackingOracle(packings, weights=weights, capacity=capacity)
     return SolverOracle(
         functools.partial(_knapsack_milp, weights=weights, capacity=capacity), event_shape=(weights.shape[1],)
     )
