@@ -30,6 +30,7 @@ A. Parmentier, *Learning with Combinatorial Optimization Layers: a Probabilistic
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 
@@ -267,6 +268,7 @@ def _away_step_loop(
         return v, same, th, grad, (grad * (v - mu)).sum(-1), tol_scaled
 
     rows = torch.arange(b, device=theta.device)
+    max_iter_reached = True  # until every instance is done
     for it in range(max_iter):
         mu = (weights.unsqueeze(-1) * atoms).sum(1)
         v, same, th, grad, fw_gap, tol_scaled = step_answer(mu, same)
@@ -276,6 +278,7 @@ def _away_step_loop(
             v, same, th, grad, fw_gap, tol_scaled = step_answer(mu, same)
         done = done | (fw_gap <= tol_scaled)
         if bool(done.all()):
+            max_iter_reached = False
             break
         check_atoms(v.unsqueeze(1))
         # away atom: the active atom with the smallest <grad, a>
@@ -293,8 +296,28 @@ def _away_step_loop(
     mu = (weights.unsqueeze(-1) * atoms).sum(1)
     _, same, th, _, fw_gap, tol_scaled = step_answer(mu, same)
     weights, _ = polish(th, atoms, weights, fw_gap, tol_scaled, torch.zeros_like(done))
+    if max_iter_reached:  # say so when the budget ran out before the tolerance (one more oracle call)
+        mu = (weights.unsqueeze(-1) * atoms).sum(1)
+        _, _, _, _, fw_gap, tol_scaled = step_answer(mu, same)
+        _warn_unconverged(fw_gap, tol_scaled, max_iter)
     keep = (weights > 0).sum(0) > 0
     return atoms[:, keep], weights[:, keep]
+
+
+def _warn_unconverged(fw_gap: torch.Tensor, tol_scaled: torch.Tensor, max_iter: int) -> None:
+    """A :class:`RuntimeWarning` naming the instances whose Frank-Wolfe gap is still above the tolerance."""
+    bad = fw_gap > tol_scaled
+    if bool(bad.any()):
+        worst = int((fw_gap / tol_scaled).argmax())
+        warnings.warn(
+            f"Frank-Wolfe stopped at max_iter={max_iter} before reaching its tolerance on {int(bad.sum())} of "
+            f"{bad.numel()} instances (largest Frank-Wolfe gap {float(fw_gap[worst]):.3g} against a tolerance of "
+            f"{float(tol_scaled[worst]):.3g}, instance {worst}): the result is not the regularized argmax to that "
+            f"tolerance; raise max_iter (or use a closed-form layer: SoftRank/SoftSort for rankings, SoftArgmax "
+            f"and SparseArgmax for the simplex)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
 
 
 def _take_step(atoms, weights, v, gamma, use_fw, a_idx, gmax):

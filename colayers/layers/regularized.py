@@ -275,7 +275,9 @@ class RegularizedFrankWolfe(OracleLayer):
     Args:
         oracle: the maximization oracle (solutions of θ's event shape).
         regularizer: Ω (default :class:`~colayers.layers.frank_wolfe.SquaredNorm`\ ``(1.0)``).
-        max_iter: the most Frank-Wolfe iterations (oracle calls) per forward.
+        max_iter: the most Frank-Wolfe iterations (oracle calls) per forward; an instance whose Frank-Wolfe gap
+            is still above the tolerance then gets a :class:`RuntimeWarning` (the number of such instances, the
+            largest gap, the tolerance), never a silent approximation.
         tol: stopping tolerance on the Frank-Wolfe gap, relative to :math:`1 + \|\theta_c\|^2` with
             :math:`\theta_c` θ less its mean where all solutions found share one coordinate sum, else
             :math:`1 + \|\theta\|^2` (at least 100 ε of θ's dtype, since a smaller gap cannot be resolved:

@@ -264,3 +264,18 @@ def test_the_docs_page_examples_run():
         exec(block, namespace)
     assert namespace["mu"].shape == (8, 10) and bool((namespace["mu"] > 0).all())
     assert namespace["ranks"].shape == (32, 100)
+
+
+def test_a_budget_that_runs_out_before_the_tolerance_is_said_and_a_converged_solve_is_silent():
+    # the Euclidean projection of 6-item rankings (SquaredNorm) needs several atoms: 2 iterations cannot reach the
+    # tolerance, and the forward must say so (a RuntimeWarning with the budget and the gap); the same scores with
+    # the default budget converge and must stay silent
+    import warnings
+
+    theta = _randn(3, 6, seed=4) * 2.0
+    with pytest.warns(RuntimeWarning, match=r"max_iter=2 before reaching its tolerance on \d of 3 instances"):
+        short = RegularizedFrankWolfe(Ranking(), regularizer=SquaredNorm(1.0), max_iter=2)(theta)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        full = RegularizedFrankWolfe(Ranking(), regularizer=SquaredNorm(1.0))(theta)
+    assert (short - full).abs().max().item() > 1e-3  # the warning was about a real difference
