@@ -117,3 +117,21 @@ def test_bad_parameters_are_refused_by_name(name, params, match):
     with pytest.raises((TypeError, ValueError), match=match):
         small = {"tsp": dict(num_nodes=5), "portfolio": dict(num_assets=4)}[name]
         make_problem(name, seed=0, **{**dict(n=3, n_test=2, n_val=0), **small, **params})
+
+
+def test_a_portfolio_evaluation_reports_no_rank_distance_and_a_ranking_one_does():
+    # continuous allocations are neither 0/1 vectors nor rank vectors: no Hamming, no rank distance column
+    from colayers.oracles import CountingOracle
+    from colayers.studies.trial import evaluate
+
+    for name, expected in (("portfolio", set()), ("ranking", {"rank_distance"}), ("tsp", {"hamming"})):
+        small = {"portfolio": dict(num_assets=5), "ranking": dict(num_items=5), "tsp": dict(num_nodes=5)}[name]
+        prob = make_problem(name, seed=0, n=6, n_test=4, n_val=0, **small)
+        oracle = CountingOracle(prob.oracle)
+        model = prob.make_model()
+
+        class Decode:
+            predict = staticmethod(oracle)
+
+        out = evaluate(model, Decode(), prob.x_test, prob.theta_test, prob.y_test, oracle)
+        assert set(out) & {"hamming", "rank_distance"} == expected, name
