@@ -107,7 +107,8 @@ def evaluate(model, objective, x, theta, y, oracle: CountingOracle, chunk: int =
     ``theta`` and optimal solutions ``y``, each metric averaged over the split (``reduction="mean"``).
 
     ``normalized_regret`` is PyEPO's ratio of sums over the split, Σ regret / Σ |optimal objective|; the
-    Hamming distance is reported for 0/1 solutions, the rank distance for rank vectors. The oracle's
+    Hamming distance is reported for 0/1 solutions, the rank distance for rank vectors, neither for other
+    solutions (continuous allocations). The oracle's
     counter is paused: evaluation calls are not counted.
     """
     was_training = model.training
@@ -126,9 +127,15 @@ def evaluate(model, objective, x, theta, y, oracle: CountingOracle, chunk: int =
     binary = bool(((y == 0) | (y == 1)).all()) and bool(((y_hat == 0) | (y_hat == 1)).all())
     if binary:  # 0/1 solutions: the share of entries that differ
         out["hamming"] = float(hamming_distance(y_hat, y, **mean))
-    else:  # rank vectors: the normalized Spearman footrule
+    elif _rank_vectors(y) and _rank_vectors(y_hat):  # the normalized Spearman footrule
         out["rank_distance"] = float(rank_distance(y_hat, y, **mean))
-    return out
+    return out  # continuous solutions (a portfolio's allocations): neither
+
+
+def _rank_vectors(y: torch.Tensor) -> bool:
+    """Whether every row of ``y`` (along the last dimension) is a permutation of 1..m."""
+    ranks = torch.arange(1, y.shape[-1] + 1, device=y.device, dtype=y.dtype)
+    return bool((y.sort(dim=-1).values == ranks).all())
 
 
 def trial_oracles(problem) -> tuple[CountingOracle, CountingOracle]:

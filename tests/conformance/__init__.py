@@ -153,6 +153,13 @@ def _packing(**kw: Any) -> Oracle:
     return PackingOracle(feasible_packings(np.array([[2.0, 3.0, 4.0, 1.0, 2.0]]), np.array([6.0]), 1000), **kw)
 
 
+def _portfolio(**kw: Any) -> Oracle:
+    from colayers.oracles import Portfolio
+
+    # a budget that binds (1.5 times the uniform portfolio's risk): the answers lie on the curved constraint
+    return Portfolio(0.05 + np.diag([0.1, 0.2, 0.3, 0.4, 0.5]), gamma=1.5, **kw)
+
+
 def _argmax_one_hot(theta: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.one_hot(theta.argmax(-1), theta.shape[-1]).to(theta.dtype)
 
@@ -187,6 +194,7 @@ def _oracle_cases() -> dict[str, Case]:
         SolverOracle,
         SpanningTree,
         TopKSubset,
+        TravelingSalesman,
         grid_dag_paths,
     )
 
@@ -205,6 +213,8 @@ def _oracle_cases() -> dict[str, Case]:
         "PackingOracle": Case(_packing),
         "FunctionOracle": Case(lambda **kw: FunctionOracle(_argmax_one_hot, **kw)),
         "SolutionPool": Case(_pool),
+        "TravelingSalesman": Case(lambda **kw: TravelingSalesman(5, **kw)),  # 10 edges; the integer program: tests/
+        "Portfolio": Case(_portfolio),
     }
 
 

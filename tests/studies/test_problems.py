@@ -19,6 +19,8 @@ SMALL = {
     "ranking": dict(n=12, n_test=6, num_items=5),
     "knapsack": dict(n=12, n_test=6, num_items=10),
     "matching": dict(n=12, n_test=6, size=4),
+    "tsp": dict(n=12, n_test=6, num_nodes=6),
+    "portfolio": dict(n=12, n_test=6, num_assets=6),
 }
 
 
@@ -42,7 +44,7 @@ def _brute_force_dag_paths(h, w, edges):
 
 
 def test_registry_names():
-    assert set(PROBLEMS) == {"shortest_path", "warcraft", "topk", "ranking", "knapsack", "matching"}
+    assert set(PROBLEMS) == {"shortest_path", "warcraft", "topk", "ranking", "knapsack", "matching", "tsp", "portfolio"}
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))

@@ -15,7 +15,9 @@ this package; a user's own problem is registered with :func:`~colayers.studies.r
   polynomial of features (:func:`topk_problem`, :func:`ranking_problem`);
 * ``"knapsack"`` — PyEPO's knapsack generator (:func:`knapsack_problem`);
 * ``"matching"`` — maximum-weight perfect bipartite matching with feature-dependent edge weights
-  (:func:`matching_problem`).
+  (:func:`matching_problem`);
+* ``"tsp"`` — PyEPO's travelling salesman generator, exact tours (:func:`tsp_problem`);
+* ``"portfolio"`` — PyEPO's Markowitz portfolio under a risk budget, a convex oracle (:func:`portfolio_problem`).
 
 Every problem has a training, a validation and a test split: the study runner reports per-epoch curves on
 the validation split and its final numbers on the test split. Data are generated on the CPU from the seed
@@ -27,8 +29,10 @@ from ..registry import PROBLEMS
 from .base import Problem, make_problem, polynomial_costs
 from .knapsack import knapsack_problem
 from .matching import matching_problem
+from .portfolio import portfolio_problem
 from .selection import ranking_problem, topk_problem
 from .shortest_path import shortest_path_problem
+from .tsp import tsp_problem
 from .warcraft import warcraft_problem
 
 __all__ = [
@@ -41,5 +45,7 @@ __all__ = [
     "ranking_problem",
     "knapsack_problem",
     "matching_problem",
+    "tsp_problem",
+    "portfolio_problem",
     "polynomial_costs",
 ]
