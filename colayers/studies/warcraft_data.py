@@ -23,9 +23,9 @@ the costs of all its tiles (:class:`~colayers.oracles.GridVertexShortestPath`).
 that names the file, what was expected and what came: a missing file, a wrong dtype or shape, values out of
 range, splits whose files disagree on N, paths that are not 8-neighbour paths from corner to corner (the
 oracle's ``contains``), and, with ``check_optimal`` (the default), paths whose cost is not the least cost for
-the file's weights (the oracle solves every map again: about 0.6 s of CPU time for the 10 000 training maps of 12×12, the
-membership test included). Files
-are memory-mapped (``np.load(mmap_mode="r")``), so reading the first ``n`` maps of a split reads only those.
+the file's weights (the oracle solves every map again: about 0.6 s of CPU time for the 10 000 training maps of
+12×12, the membership test included). Files are memory-mapped (``np.load(mmap_mode="r")``), so reading the
+first ``n`` maps of a split reads only those.
 
 Example:
     >>> import numpy as np, tempfile, pathlib
