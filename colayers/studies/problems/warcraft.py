@@ -53,7 +53,7 @@ def warcraft_problem(
     top-left to the bottom-right tile (8 neighbours, the cost of a path is the sum of its tiles' costs, both
     ends included), by :class:`~colayers.oracles.GridVertexShortestPath`. Default model (``model``):
     ``"cnn"``, :class:`~colayers.studies.WarcraftCNN`, for generated maps; ``"resnet18"``, the papers'
-    :class:`~colayers.studies.TruncatedResNet18`, for the data set (about 10 times the CPU time per training
+    :class:`~colayers.studies.TruncatedResNet18`, for the data set (3 times the CPU time per training
     step, see the problems page). ``make_direct_model`` builds a fresh :class:`~colayers.studies.DirectPathCNN`
     mapping images to path logits (for the no-oracle baseline), and ``training_oracle`` is
     ``GridVertexShortestPath(size, size, min_cost=1e-3)``: the vertex-path oracle needs tile costs > 0
