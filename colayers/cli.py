@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--optimizer", default=None, help="a torch.optim class name (default Adam)")
     st.add_argument("--select", choices=["last", "best"], default=None,
                     help="report the last epoch (default) or the best one on the validation split")
+    st.add_argument("--tensorboard", nargs="?", const=True, default=None, metavar="DIR",
+                    help="also write per-epoch curves for TensorBoard, into DIR (default OUTPUT/tensorboard; needs "
+                    "the tensorboard extra)")
     st.add_argument("--data", default=None, metavar="DIR", help="the published data set's directory for the problems "
                     "that read one (warcraft: warcraft_shortest_path_oneskin; sets their data_dir)")
     st.add_argument("--list", action="store_true", help="list problems, methods, presets and their defaults")
@@ -141,7 +144,7 @@ def _study_config(args: argparse.Namespace):
 
     load_plugins(data.get("plugins") or [], where="--plugin" if args.plugin else "plugins")
     for key in ("epochs", "batch_size", "lr", "lr_decay", "device", "workers", "threads", "output", "optimizer",
-                "select", "trial_timeout"):
+                "select", "trial_timeout", "tensorboard"):
         v = getattr(args, key)
         if v is not None:
             data[key] = v
