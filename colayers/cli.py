@@ -152,18 +152,7 @@ def _study_config(args: argparse.Namespace):
         for p in data["problems"]:
             p["params"][k] = v
     if args.data is not None:
-        import inspect
-
-        from .studies import problems as _  # noqa: F401  (registers the built-in problems)
-        from .studies.registry import PROBLEMS
-
-        readers = [p for p in data["problems"]
-                   if p["name"] in PROBLEMS and "data_dir" in inspect.signature(PROBLEMS[p["name"]]).parameters]
-        if not readers:
-            raise ValueError(f"--data names the Warcraft data set's directory (or another problem's data_dir); none "
-                             f"of the study's problems {[p['name'] for p in data['problems']]} reads one")
-        for p in readers:
-            p["params"]["data_dir"] = args.data
+        _set_data_dir(data["problems"], args.data)
     for k, v, text in _pairs_raw(args.method_param, "--method-param"):
         if "." not in k:
             raise ValueError(f"--method-param expects METHOD.KEY=VALUE; got {k!r}")
@@ -189,6 +178,22 @@ def _study_config(args: argparse.Namespace):
         if data.get("name") in ("default", "tiny", "warcraft"):
             data["name"] = "custom"  # the preset's name no longer describes the study
     return config_from_dict(data)
+
+
+def _set_data_dir(problems: list[dict[str, Any]], directory: str) -> None:
+    """``--data DIR``: set ``data_dir`` on every problem whose builder reads one; refuse if none does."""
+    import inspect
+
+    from .studies import problems as _  # noqa: F401  (registers the built-in problems)
+    from .studies.registry import PROBLEMS
+
+    readers = [p for p in problems
+               if p["name"] in PROBLEMS and "data_dir" in inspect.signature(PROBLEMS[p["name"]]).parameters]
+    if not readers:
+        raise ValueError(f"--data names the Warcraft data set's directory (or another problem's data_dir); none of "
+                         f"the study's problems {[p['name'] for p in problems]} reads one")
+    for p in readers:
+        p["params"]["data_dir"] = directory
 
 
 def text_of(value: Any) -> str:

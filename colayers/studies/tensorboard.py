@@ -32,7 +32,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TensorBoardLog", "scalars_of"]
+__all__ = ["TensorBoardLog", "scalars_of", "open_curves"]
 
 _TEST = ("normalized_regret", "exact_match", "cost_ratio", "hamming", "rank_distance")
 _OTHER = {"train_loss": "train/loss", "train_time_s": "time/train_s", "wall_time_s": "time/wall_s",
@@ -114,3 +114,34 @@ class TensorBoardLog:
         """Close every open writer."""
         for key in list(self._open):
             self.close(key)
+
+    def __enter__(self) -> TensorBoardLog:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close_all()
+
+
+class _NoCurves:
+    """What :func:`open_curves` returns when no curves are asked for: every method does nothing."""
+
+    def write(self, record: dict[str, Any]) -> None:
+        pass
+
+    def close(self, key: tuple) -> None:
+        pass
+
+    def close_all(self) -> None:
+        pass
+
+    def __enter__(self) -> _NoCurves:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
+
+
+def open_curves(directory: str | Path | None) -> TensorBoardLog | _NoCurves:
+    """A :class:`TensorBoardLog` into ``directory``, or, for ``None``, an object with the same methods that
+    writes nothing. Used as a context manager, it closes its writers however the block ends."""
+    return _NoCurves() if directory is None else TensorBoardLog(directory)
