@@ -8,6 +8,7 @@ Examples::
 
     colayers study                                     # the default study, into ./colayers-study
     colayers study --preset warcraft --workers 2       # Warcraft-like 12x12 maps
+    colayers study --problems warcraft --data DIR      # the published Warcraft maps (DIR: their directory)
     colayers study --methods spo+,fy --seeds 0,1 --epochs 5 -P n=200 -o runs/small
     colayers study --config study.toml --device cuda
     colayers study -M fy.epsilon=0.5 -M imle.lambda_=20
@@ -93,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--optimizer", default=None, help="a torch.optim class name (default Adam)")
     st.add_argument("--select", choices=["last", "best"], default=None,
                     help="report the last epoch (default) or the best one on the validation split")
+    st.add_argument("--tensorboard", nargs="?", const=True, default=None, metavar="DIR",
+                    help="also write per-epoch curves for TensorBoard, into DIR (default OUTPUT/tensorboard; needs "
+                    "the tensorboard extra)")
+    st.add_argument("--data", default=None, metavar="DIR", help="the published data set's directory for the problems "
+                    "that read one (warcraft: warcraft_shortest_path_oneskin; sets their data_dir)")
     st.add_argument("--list", action="store_true", help="list problems, methods, presets and their defaults")
     st.add_argument("--no-progress", action="store_true", help="hide the progress bars (shown only on a terminal)")
     st.add_argument("--no-figures", action="store_true", help="write the tables only")
@@ -138,13 +144,15 @@ def _study_config(args: argparse.Namespace):
 
     load_plugins(data.get("plugins") or [], where="--plugin" if args.plugin else "plugins")
     for key in ("epochs", "batch_size", "lr", "lr_decay", "device", "workers", "threads", "output", "optimizer",
-                "select", "trial_timeout"):
+                "select", "trial_timeout", "tensorboard"):
         v = getattr(args, key)
         if v is not None:
             data[key] = v
     for k, v in _pairs(args.problem_param, "--problem-param"):
         for p in data["problems"]:
             p["params"][k] = v
+    if args.data is not None:
+        _set_data_dir(data["problems"], args.data)
     for k, v, text in _pairs_raw(args.method_param, "--method-param"):
         if "." not in k:
             raise ValueError(f"--method-param expects METHOD.KEY=VALUE; got {k!r}")
@@ -170,6 +178,22 @@ def _study_config(args: argparse.Namespace):
         if data.get("name") in ("default", "tiny", "warcraft"):
             data["name"] = "custom"  # the preset's name no longer describes the study
     return config_from_dict(data)
+
+
+def _set_data_dir(problems: list[dict[str, Any]], directory: str) -> None:
+    """``--data DIR``: set ``data_dir`` on every problem whose builder reads one; refuse if none does."""
+    import inspect
+
+    from .studies import problems as _  # noqa: F401  (registers the built-in problems)
+    from .studies.registry import PROBLEMS
+
+    readers = [p for p in problems
+               if p["name"] in PROBLEMS and "data_dir" in inspect.signature(PROBLEMS[p["name"]]).parameters]
+    if not readers:
+        raise ValueError(f"--data names the Warcraft data set's directory (or another problem's data_dir); none of "
+                         f"the study's problems {[p['name'] for p in problems]} reads one")
+    for p in readers:
+        p["params"]["data_dir"] = directory
 
 
 def text_of(value: Any) -> str:

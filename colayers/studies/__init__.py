@@ -2,18 +2,21 @@
 
 from .config import PRESETS, MethodSpec, ProblemSpec, StudyConfig, load_config, preset
 from .methods import METHODS, MethodContext, TrainingObjective, make_method, method_defaults
-from .models import DirectPathCNN, LinearModel, WarcraftCNN
+from .models import DirectPathCNN, LinearModel, TruncatedResNet18, WarcraftCNN
 from .problems import PROBLEMS, Problem, make_problem
 from .registry import TUNED, load_plugins, register_method, register_problem
 from .report import build_report, summarize
 from .runner import StudyError, StudyInterrupted, StudyLocked, read_results, run_study
 from .warcraft import TERRAINS, Terrain, WarcraftMaps, generate_maps, generate_terrain, render_terrain
+from .warcraft_data import load_warcraft_split
 
-__all__: list[str] = ["Problem", "make_problem", "PROBLEMS", "LinearModel", "WarcraftCNN", "DirectPathCNN",
+__all__: list[str] = ["Problem", "make_problem", "PROBLEMS", "LinearModel", "WarcraftCNN", "TruncatedResNet18",
+    "DirectPathCNN",
     "StudyConfig", "ProblemSpec", "MethodSpec", "PRESETS", "preset", "load_config",
     "METHODS", "MethodContext", "TrainingObjective", "make_method", "method_defaults", "TUNED",
     "register_problem", "register_method", "load_plugins",
     "run_study", "read_results", "StudyError", "StudyInterrupted", "StudyLocked",
     "build_report", "summarize",
     "TERRAINS", "Terrain", "WarcraftMaps", "generate_maps", "generate_terrain", "render_terrain",
+    "load_warcraft_split",
 ]

@@ -20,6 +20,7 @@ File format (TOML shown; JSON has the same keys)::
     optimizer = "Adam"          # any torch.optim class, with optimizer_params = {...}
     scheduler = "MultiStepLR"   # any torch.optim.lr_scheduler class, with scheduler_params = {...}
     select = "last"             # the epoch reported: "last", or "best" on the validation split
+    tensorboard = false         # true (into output/tensorboard) or a directory: per-epoch curves for TensorBoard
 
     [[problems]]
     name = "shortest_path"
@@ -106,6 +107,9 @@ class StudyConfig:
             set-up (importing the plugins) gets as long. Not part of a trial's settings (like ``workers``).
         threads: torch intra-op threads inside each trial.
         output: the study directory (results.jsonl, tables, figures).
+        tensorboard: also write the per-epoch curves for TensorBoard (:mod:`colayers.studies.tensorboard`; the
+            ``tensorboard`` extra): ``True`` into ``<output>/tensorboard``, a path into that directory, ``False``
+            (default) not. Not part of a trial's settings.
         name: a label for the study.
     """
 
@@ -130,6 +134,7 @@ class StudyConfig:
     scheduler: str = "MultiStepLR"
     scheduler_params: dict[str, Any] = field(default_factory=dict)
     select: str = "last"
+    tensorboard: bool | str = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -142,7 +147,15 @@ class StudyConfig:
         if self.select not in ("last", "best"):
             raise ValueError(f"select must be 'last' or 'best'; got {self.select!r}")
         _check_writable(self.output)
+        if not isinstance(self.tensorboard, (bool, str)) or self.tensorboard == "":
+            raise ValueError(f"tensorboard must be true, false or a directory path; got {self.tensorboard!r}")
         return self
+
+    def tensorboard_dir(self) -> Path | None:
+        """Where the TensorBoard curves go (``None``: not written)."""
+        if self.tensorboard is False:
+            return None
+        return Path(self.output) / "tensorboard" if self.tensorboard is True else Path(self.tensorboard)
 
     def _validate_entries(self) -> None:
         """The plugins (imported here), the problems and the methods: registered names, dict params, labels."""
@@ -425,7 +438,7 @@ def _as_method(entry: Any, i: int) -> MethodSpec:
 
 _FIELDS = {"problems", "methods", "seeds", "epochs", "batch_size", "lr", "weight_decay", "lr_milestones", "lr_decay",
            "device", "workers", "trial_timeout", "threads", "output", "name", "plugins", "optimizer",
-           "optimizer_params", "scheduler", "scheduler_params", "select"}
+           "optimizer_params", "scheduler", "scheduler_params", "select", "tensorboard"}
 
 
 def config_from_dict(data: dict[str, Any]) -> StudyConfig:

@@ -9,6 +9,9 @@ scalar loss, and says how to decode a prediction :math:`\hat y` from :math:`\the
   (hyper-parameter ``alpha``);
 * ``fy`` — perturbed Fenchel-Young :math:`\Omega^*_\varepsilon(\theta) + \Omega(\bar y) - \langle\theta,\bar y\rangle`
   (``epsilon``, ``num_samples``, ``multiplicative``: multiplicative noise keeps θ's sign);
+* ``dpo`` — :math:`\tfrac{1}{d}\|\mu_\varepsilon(\theta) - \bar y\|^2`, the mean squared error of the perturbed
+  mean :math:`\mu_\varepsilon(\theta) = \mathbb{E}[f(\theta+\varepsilon Z)]` to the solution (PyEPO's DPO;
+  ``epsilon``, ``num_samples``);
 * ``imle`` — a task loss of I-MLE samples :math:`f(\theta+\varepsilon Z)` (``epsilon``, ``lambda_``,
   ``num_samples``, ``task_loss``);
 * ``aimle`` — the same with an adaptive λ (AIMLE; ``epsilon``, ``num_samples``, ``task_loss``);
@@ -244,6 +247,29 @@ def _build_spo(ctx, *, alpha):
 )
 def _build_fy(ctx, *, epsilon, num_samples, multiplicative):
     return _FenchelYoung(ctx, epsilon=epsilon, num_samples=num_samples, multiplicative=multiplicative)
+
+
+class _SquaredToSolution(TrainingObjective):
+    """A differentiable layer followed by the mean squared error to the true solution (PyEPO's DPO)."""
+
+    def __init__(self, ctx: MethodContext, layer: nn.Module) -> None:
+        super().__init__(ctx.oracle, ctx.event_ndim)
+        self.layer = layer
+
+    def loss(self, theta, theta_true, y_true):
+        return torch.nn.functional.mse_loss(self.layer(theta), y_true)
+
+
+@register_method(
+    "dpo",
+    defaults={"epsilon": 1.0, "num_samples": 1},
+    summary="Perturbed optimizer (Berthet et al. 2020), squared error to the solution (PyEPO's DPO)",
+)
+def _build_dpo(ctx, *, epsilon, num_samples):
+    from colayers.layers import PerturbedAdditive
+
+    layer = PerturbedAdditive(ctx.training_oracle, epsilon=epsilon, num_samples=num_samples, seed=ctx.seed)
+    return _SquaredToSolution(ctx, layer)
 
 
 @register_method(

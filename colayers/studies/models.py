@@ -8,6 +8,8 @@ library's MAXIMIZATION convention: for a cost-minimization problem the model out
 * :class:`WarcraftCNN` — a small CNN mapping RGB terrain images ``(B, 3, 8k, 8k)`` to tile scores
   ``(B, k, k)`` with ``theta = -(softplus(z) + floor) < 0`` so that predicted tile costs are positive, as the
   vertex-weighted shortest-path oracle requires.
+* :class:`TruncatedResNet18` — the model of the papers on the published Warcraft data: the first block of a
+  ResNet-18 (stem and ``layer1``) and an adaptive max-pool to the k×k tiles, ``theta = -cost``.
 * :class:`DirectPathCNN` — the no-oracle baseline: the same pixel-to-tile stem followed by tile-level
   convolutions, mapping the image straight to path logits ``(B, k, k)`` (train with a binary cross-entropy
   against the path, threshold at 0 to predict).
@@ -24,7 +26,7 @@ from torch import nn
 
 from .._validation import check_int_at_least, check_positive
 
-__all__ = ["LinearModel", "WarcraftCNN", "DirectPathCNN"]
+__all__ = ["LinearModel", "WarcraftCNN", "TruncatedResNet18", "DirectPathCNN"]
 
 
 def _shape(name: str, value: int | Sequence[int]) -> tuple[int, ...]:
@@ -208,3 +210,90 @@ class DirectPathCNN(nn.Module):
         rows = torch.linspace(-1, 1, h, device=f.device, dtype=f.dtype).view(1, 1, h, 1).expand(b, 1, h, w)
         cols = torch.linspace(-1, 1, w, device=f.device, dtype=f.dtype).view(1, 1, 1, w).expand(b, 1, h, w)
         return self.head(self.context(torch.cat([f, rows, cols], dim=1))).squeeze(1)
+
+
+class _BasicBlock(nn.Module):
+    """ResNet's basic block at constant width and stride 1 (torchvision's ``BasicBlock`` without downsampling):
+    ``relu(x + bn2(conv2(relu(bn1(conv1(x))))))`` with bias-free 3×3 convolutions."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(x + self.bn2(self.conv2(out)))
+
+
+class TruncatedResNet18(nn.Module):
+    r"""The truncated ResNet-18 of the Warcraft papers: images ``(B, 3, 8k, 8k)`` to tile scores ``(B, k, k)``.
+
+    The first block of a ResNet-18 (He et al., 2016), as Vlastelica et al. (ICLR 2020, ``CombResnet18``),
+    Niepert et al. (I-MLE, NeurIPS 2021) and PyEPO's Warcraft notebook use it: ``conv1`` (7×7, stride 2, 64
+    channels, no bias), ``bn1``, ReLU, ``maxpool`` (3×3, stride 2) and ``layer1`` (two basic blocks of two 3×3
+    convolutions with batch normalization and an identity shortcut), so a 96×96 map becomes 64 × 24 × 24
+    features; then a head to one value per tile, a predicted tile cost :math:`r`:
+
+    * ``head="mean"`` (Vlastelica et al., I-MLE): an adaptive max-pool to k×k, then the mean over the 64
+      channels; :math:`r \ge 0`, as the features follow a ReLU;
+    * ``head="conv"`` (PyEPO's notebook): a bias-free 1×1 convolution to one channel (with PyEPO's padding of
+      one pixel), then an adaptive max-pool to k×k; :math:`r` of either sign.
+
+    The output is
+
+    .. math::  \theta = -\bigl(\max(r, 0) + c_{\min}\bigr) \le -c_{\min} < 0,
+
+    the scores of tile costs :math:`\max(r, 0) + c_{\min}` (``floor``): the vertex-path oracle needs positive
+    costs. For ``head="mean"`` the max with 0 changes nothing; for ``head="conv"`` it cuts the negative
+    costs that PyEPO's linear program accepts and our oracle does not.
+
+    Written in plain torch (no torchvision); the weights are initialized as torchvision initializes a
+    ResNet (Kaiming-normal convolutions, fan-out; unit batch-norm scales), never downloaded or pre-trained.
+    The trunk has the parameters of torchvision's blocks: ``conv1`` 9 408, ``bn1`` 128, ``layer1`` 147 968
+    (batch normalization included), 157 504 in all; the ``"conv"`` head adds 64. It expects images in [0, 1]
+    (the published ``uint8`` maps divided by 255, as PyEPO reads them); its first batch normalization makes
+    it insensitive to an affine rescaling of the input channels.
+
+    Args:
+        size: tiles per side k (the output is ``(B, k, k)``; the image must be at least as large after
+            the stride-4 trunk, i.e. ``8k`` pixels per side for the published maps).
+        head: ``"mean"`` or ``"conv"`` (see above).
+        floor: the minimum predicted tile cost :math:`c_{\min} > 0`.
+
+    Example:
+        >>> import torch
+        >>> _ = torch.manual_seed(0)
+        >>> model = TruncatedResNet18(12)
+        >>> theta = model(torch.rand(2, 3, 96, 96))
+        >>> theta.shape, bool((theta < 0).all()), sum(p.numel() for p in model.parameters())
+        (torch.Size([2, 12, 12]), True, 157504)
+    """
+
+    def __init__(self, size: int, *, head: str = "mean", floor: float = 1e-3) -> None:
+        super().__init__()
+        self.size = check_int_at_least("size", size, 1)
+        if head not in ("mean", "conv"):
+            raise ValueError(f"head must be 'mean' or 'conv'; got {head!r}")
+        self.head = head
+        self.floor = check_positive("floor", floor)
+        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.layer1 = nn.Sequential(_BasicBlock(64), _BasicBlock(64))
+        self.conv2 = nn.Conv2d(64, 1, 1, padding=1, bias=False) if head == "conv" else None
+        self.pool = nn.AdaptiveMaxPool2d((self.size, self.size))
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_image(x)
+        h = self.layer1(self.maxpool(F.relu(self.bn1(self.conv1(x)))))
+        r = self.pool(self.conv2(h)).squeeze(1) if self.conv2 is not None else self.pool(h).mean(dim=1)
+        return -(F.relu(r) + self.floor)

@@ -58,6 +58,7 @@ from .results import (
     read_results,
     scan_results,
 )
+from .tensorboard import open_curves
 from .trial import TrialSpec, _get_problem, iter_trial
 from .workers import Hooks, StudyError, run_executor, run_pool
 
@@ -387,6 +388,9 @@ def run_study(
         status_every: every this many seconds, a line through ``log`` names the trials running, their phase
             and for how long (``inf``: never).
 
+    With ``config.tensorboard``, each epoch's record is also written for TensorBoard (one writer per trial, in
+    this process only; :mod:`colayers.studies.tensorboard`).
+
     Returns:
         the per-epoch records of every trial of this study (complete trials only).
 
@@ -410,7 +414,8 @@ def run_study(
     _check_results_path(path)
     specs = trial_specs(config)
     failures: list[tuple[TrialSpec, str]] = []
-    with study_lock(out, log):
+    curves = open_curves(config.tensorboard_dir())  # a no-op without tensorboard; closes its writers on exit
+    with study_lock(out, log), curves:
         config.write_effective(out)  # refuses changed settings of existing trials (ValueError naming them)
         done, partial = _prune(path, {s.key for s in specs}, log)
         todo = [s for s in specs if s.key not in done]
@@ -426,10 +431,12 @@ def run_study(
             def write(rec: dict[str, Any]) -> None:
                 append_jsonl(path, rec)
                 status.epoch(rec)
+                curves.write(rec)
 
             def on_done(spec: TrialSpec) -> None:
                 finished[0] += 1
                 status.end(spec)
+                curves.close(spec.key)
                 if bar is not None:
                     bar.set_postfix_str(spec.label)
                     bar.update()
@@ -437,6 +444,7 @@ def run_study(
             def on_fail(spec: TrialSpec, why: str) -> None:
                 failures.append((spec, why))
                 status.end(spec)
+                curves.close(spec.key)
                 append_jsonl(out / FAILURES_FILE, {
                     "study": spec.study, "trial": spec.trial_id, "problem": spec.problem.name,
                     "method": spec.method.label, "seed": spec.seed, "settings": spec.settings, "reason": why,
