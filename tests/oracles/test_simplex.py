@@ -1,6 +1,9 @@
 """Properties of the tensor-native vector oracles: ArgmaxOneHot, TopKSubset, Ranking."""
 
+import contextlib
 import itertools
+import math
+from unittest import mock
 
 import pytest
 import torch
@@ -135,3 +138,92 @@ def test_bad_theta():
         ArgmaxOneHot()(torch.tensor([1, 2]))
     with pytest.raises(ValueError, match=r"k must be an integer in \[1, 2\]"):
         TopKSubset(3)(torch.zeros(2))
+
+
+# --- selection (torch.max / torch.topk) against the stable sort it replaced ------------------------------------
+# ArgmaxOneHot and TopKSubset select instead of sorting (below simplex.SORT_BELOW scores they still sort). The sort
+# they used before is kept here as the reference: their outputs must equal it exactly, on random, heavily tied and
+# non-finite scores (validation off), in every path: the sort for small inputs, selection with the CPU's early
+# exit, and selection with the unconditional tie fix-up that runs on CUDA.
+
+
+def _sort_reference(theta, k):
+    """The former algorithm: stable sort of -theta (ties keep index order, NaN last), the first k indices."""
+    idx = torch.sort(-theta, dim=-1, stable=True).indices[..., :k]
+    return torch.zeros_like(theta).scatter_(-1, idx, 1.0)
+
+
+SPECIALS = [-math.inf, math.inf, math.nan, -0.0, 0.0, 1.0, -1.0]
+
+
+@st.composite
+def selection_cases(draw):
+    dtype = draw(st.sampled_from([torch.float32, torch.float64]))
+    batch = tuple(draw(st.lists(st.integers(0, 3), max_size=2)))  # () and empty batches included
+    n = draw(st.integers(1, 12))
+    kind = draw(st.sampled_from(["floats", "tied", "non-finite", "mostly NaN and -inf"]))
+    width = 32 if dtype == torch.float32 else 64
+    finite = st.floats(allow_nan=False, allow_infinity=False, width=width)
+    elems = {
+        "floats": finite,
+        "tied": st.integers(-2, 2).map(float),
+        "non-finite": st.one_of(st.sampled_from(SPECIALS), st.integers(-1, 1).map(float), finite),
+        "mostly NaN and -inf": st.sampled_from([math.nan, -math.inf, math.nan, -math.inf, 0.0]),
+    }[kind]
+    size = math.prod(batch) * n
+    vals = draw(st.lists(elems, min_size=size, max_size=size))
+    k = draw(st.one_of(st.just(1), st.just(n), st.integers(1, n)))
+    return torch.tensor(vals, dtype=dtype).reshape(*batch, n), k, kind not in ("floats", "tied")
+
+
+@contextlib.contextmanager
+def selection_path(path):
+    """Force a path: "sort" (as shipped for small inputs), "select" (CPU), "select-device" (CUDA's fix-up)."""
+    from colayers.oracles import simplex
+
+    with contextlib.ExitStack() as stack:
+        if path != "sort":
+            stack.enter_context(mock.patch.object(simplex, "SORT_BELOW", 0))
+        if path == "select-device":
+            stack.enter_context(mock.patch.object(simplex, "_ties_settled", lambda flags: False))
+        yield
+
+
+@pytest.mark.parametrize("path", ["sort", "select", "select-device"])
+@settings(max_examples=300, deadline=None)
+@given(case=selection_cases())
+def test_selection_equals_the_stable_sort(path, case):
+    theta, k, non_finite = case
+    n = theta.shape[-1]
+    expected = _sort_reference(theta.reshape(-1, n), k).reshape(theta.shape)
+    oracles = [TopKSubset(k, validate_args=not non_finite)]
+    if k == 1:
+        oracles.append(ArgmaxOneHot(validate_args=not non_finite))
+    with selection_path(path):
+        for oracle in oracles:
+            y = oracle(theta)
+            assert y.dtype == theta.dtype and y.shape == theta.shape
+            assert torch.equal(y, expected), (oracle, theta, k)
+
+
+def test_selection_reference_rule():
+    # the rule the reference encodes, spelled out: lowest index first among ties, NaN below -inf, -0.0 == 0.0
+    theta = torch.tensor([[math.nan, -math.inf, 2.0, math.nan, -math.inf], [-0.0, 3.0, 0.0, 3.0, -1.0]])
+    assert _sort_reference(theta, 1).tolist() == [[0, 0, 1, 0, 0], [0, 1, 0, 0, 0]]
+    assert _sort_reference(theta, 3).tolist() == [[0, 1, 1, 0, 1], [1, 1, 0, 1, 0]]
+    assert _sort_reference(theta, 4).tolist() == [[1, 1, 1, 0, 1], [1, 1, 1, 1, 0]]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("tied", [False, True])
+def test_selection_at_scale(device, dtype, tied):
+    # sizes above SORT_BELOW take the selection path as shipped; heavily tied rows need the fix-up
+    g = torch.Generator().manual_seed(3)
+    theta = torch.randint(-3, 4, (6, 2000), generator=g) if tied else torch.randn(6, 2000, generator=g)
+    theta = theta.to(dtype)
+    theta[0, ::7] = theta[0].max()  # many ties at the top of one row
+    for k in (1, 2, 7, 999, 1000, 1999, 2000):
+        expected = _sort_reference(theta, k)
+        assert torch.equal(TopKSubset(k)(theta.to(device)).cpu(), expected), k
+    assert torch.equal(ArgmaxOneHot()(theta.to(device)).cpu(), _sort_reference(theta, 1))
