@@ -1,7 +1,8 @@
 r"""The compiled CPU kernel of :class:`~colayers.oracles.GridVertexShortestPath` (numba).
 
 One call solves a whole batch in compiled code, one instance after the other: the same distances as the tensor
-algorithm (Gauss-Seidel sweeps down, right, up, left, until a round changes nothing, all in ``theta``'s dtype),
+algorithm (Gauss-Seidel sweeps down, right, up, left, until four sweeps in a row change nothing, all in ``theta``'s
+dtype; the column sweeps on a transposed copy, so that each sweep is branch-free work on contiguous lines),
 then the same traceback (from the target to the neighbour of least distance, ties to the first in ``_OFFSETS``,
 only to strictly smaller distances). Any order of relaxations reaches the same fixed point, the least path cost
 over all walks with the sums rounded in the dtype (float addition is monotone and ``fl(a + c) >= a`` for
@@ -25,49 +26,59 @@ __all__ = ["OK", "STUCK", "UNSUPPORTED", "distances", "shortest_paths"]
 OK, STUCK, UNSUPPORTED = 0, 1, 2
 
 
+@njit(inline="always")
+def _relax_line(before, line, cost, n):  # pragma: no cover - compiled (its results are tested)
+    """``line[j] <- min(line[j], min(before[j-1 : j+2]) + cost[j-1])`` for j = 1..n, on padded lines (+inf at both
+    ends); whether an entry decreased. Branch-free on distinct arrays, so that it vectorizes."""
+    changed = False
+    for j in range(n):
+        a, b, c = before[j], before[j + 1], before[j + 2]
+        least = a if a < b else b
+        least = least if least < c else c
+        best = least + cost[j]
+        old = line[j + 1]
+        less = best < old
+        changed |= less
+        line[j + 1] = best if less else old
+    return changed
+
+
 @njit(cache=True, nogil=True)
-def _instance_distances(theta, dist):  # pragma: no cover - compiled (its results are tested)
-    """Padded distances (h+2)*(w+2), +inf on the border, of one instance of scores ``theta`` (h, w) into
-    ``dist``; returns :data:`OK` or :data:`UNSUPPORTED`. A relaxation subtracts the score: fl(a - t) = fl(a + c)."""
+def _instance_distances(theta, dist, dist_t, cost, cost_t):  # pragma: no cover - compiled (its results are tested)
+    """Distances of one instance of scores ``theta`` (h, w) into ``dist`` (h+2, w+2), +inf on the border; returns
+    :data:`OK` or :data:`UNSUPPORTED`. ``dist_t`` (w+2, h+2), ``cost`` (h, w) and ``cost_t`` (w, h) are scratch:
+    the column sweeps run on transposed copies, so that every sweep reads and writes contiguous lines."""
     h, w = theta.shape
-    s = w + 2
     for r in range(h):
         for c in range(w):
             if not theta[r, c] <= 0:  # a negative or NaN cost
                 return UNSUPPORTED
+            cost[r, c] = -theta[r, c]  # exact: fl(D + c) = fl(D - theta)
+            cost_t[c, r] = cost[r, c]
     dist[:] = np.inf
-    dist[s + 1] = -theta[0, 0]
-    for _ in range(h * w + 1):  # each round does at least one Jacobi round's work: h*w rounds suffice
+    dist_t[:] = np.inf
+    dist[1, 1] = cost[0, 0]
+    quiet = 0  # consecutive sweeps that changed nothing: 4 (one of each direction) mean the fixed point
+    for sweep in range(4 * (h * w + 1)):  # a round of 4 sweeps does at least a Jacobi round: h*w rounds suffice
+        direction = sweep % 4
         changed = False
-        for r in range(1, h):  # down: grid row r from grid row r - 1
-            for c in range(w):
-                p = (r + 1) * s + c + 1
-                best = min(dist[p - s - 1], dist[p - s], dist[p - s + 1]) - theta[r, c]
-                if best < dist[p]:
-                    dist[p] = best
-                    changed = True
-        for c in range(1, w):  # right: grid column c from grid column c - 1
-            for r in range(h):
-                p = (r + 1) * s + c + 1
-                best = min(dist[p - s - 1], dist[p - 1], dist[p + s - 1]) - theta[r, c]
-                if best < dist[p]:
-                    dist[p] = best
-                    changed = True
-        for r in range(h - 2, -1, -1):  # up: grid row r from grid row r + 1
-            for c in range(w):
-                p = (r + 1) * s + c + 1
-                best = min(dist[p + s - 1], dist[p + s], dist[p + s + 1]) - theta[r, c]
-                if best < dist[p]:
-                    dist[p] = best
-                    changed = True
-        for c in range(w - 2, -1, -1):  # left: grid column c from grid column c + 1
-            for r in range(h):
-                p = (r + 1) * s + c + 1
-                best = min(dist[p - s + 1], dist[p + 1], dist[p + s + 1]) - theta[r, c]
-                if best < dist[p]:
-                    dist[p] = best
-                    changed = True
-        if not changed:
+        if direction == 0:  # down: grid row r from grid row r - 1
+            for r in range(1, h):
+                changed |= _relax_line(dist[r], dist[r + 1], cost[r], w)
+        elif direction == 2:  # up: grid row r from grid row r + 1
+            for r in range(h - 2, -1, -1):
+                changed |= _relax_line(dist[r + 2], dist[r + 1], cost[r], w)
+        else:
+            dist_t[1 : w + 1, 1 : h + 1] = dist[1 : h + 1, 1 : w + 1].T
+            if direction == 1:  # right: grid column c from grid column c - 1
+                for c in range(1, w):
+                    changed |= _relax_line(dist_t[c], dist_t[c + 1], cost_t[c], h)
+            else:  # left: grid column c from grid column c + 1
+                for c in range(w - 2, -1, -1):
+                    changed |= _relax_line(dist_t[c + 2], dist_t[c + 1], cost_t[c], h)
+            dist[1 : h + 1, 1 : w + 1] = dist_t[1 : w + 1, 1 : h + 1].T
+        quiet = 0 if changed else quiet + 1
+        if quiet == 4:
             return OK
     return UNSUPPORTED  # unreachable with costs >= 0
 
@@ -76,22 +87,25 @@ def _instance_distances(theta, dist):  # pragma: no cover - compiled (its result
 def _paths(theta, y, status):  # pragma: no cover - compiled (its results are tested)
     n, h, w = theta.shape
     s = w + 2
-    dist = np.empty((h + 2) * s, theta.dtype)
+    flat = np.empty((h + 2) * s, theta.dtype)
+    dist = flat.reshape((h + 2, s))  # a view: the traceback reads the flat padded index
+    dist_t = np.empty((w + 2, h + 2), theta.dtype)
+    cost, cost_t = np.empty((h, w), theta.dtype), np.empty((w, h), theta.dtype)
     # the 8 neighbour offsets in the padded layout, in the order of grid._OFFSETS (ties to the first)
     offsets = np.array((-s - 1, -s, -1, -s + 1, s - 1, 1, s, s + 1))
     start, target = s + 1, h * s + w
     for i in range(n):
-        status[i] = _instance_distances(theta[i], dist)
+        status[i] = _instance_distances(theta[i], dist, dist_t, cost, cost_t)
         if status[i] != OK:
             continue
         current = target
         y[i, h - 1, w - 1] = 1
         while current != start:
-            best, k = dist[current + offsets[0]], 0
+            best, k = flat[current + offsets[0]], 0
             for t in range(1, 8):
-                if dist[current + offsets[t]] < best:
-                    best, k = dist[current + offsets[t]], t
-            if not best < dist[current]:  # rounding absorbed a cost: the recording variant takes over
+                if flat[current + offsets[t]] < best:
+                    best, k = flat[current + offsets[t]], t
+            if not best < flat[current]:  # rounding absorbed a cost: the recording variant takes over
                 status[i] = STUCK
                 break
             current += offsets[k]
@@ -102,14 +116,12 @@ def _paths(theta, y, status):  # pragma: no cover - compiled (its results are te
 @njit(cache=True, nogil=True)
 def _distances(theta, out, status):  # pragma: no cover - compiled (its results are tested)
     n, h, w = theta.shape
-    s = w + 2
-    dist = np.empty((h + 2) * s, theta.dtype)
+    dist, dist_t = np.empty((h + 2, w + 2), theta.dtype), np.empty((w + 2, h + 2), theta.dtype)
+    cost, cost_t = np.empty((h, w), theta.dtype), np.empty((w, h), theta.dtype)
     for i in range(n):
-        status[i] = _instance_distances(theta[i], dist)
+        status[i] = _instance_distances(theta[i], dist, dist_t, cost, cost_t)
         if status[i] == OK:
-            for r in range(h):
-                for c in range(w):
-                    out[i, r, c] = dist[(r + 1) * s + c + 1]
+            out[i] = dist[1 : h + 1, 1 : w + 1]
 
 
 def _scores(theta: torch.Tensor) -> np.ndarray:
