@@ -26,7 +26,7 @@ __all__ = ["OK", "STUCK", "UNSUPPORTED", "distances", "shortest_paths"]
 OK, STUCK, UNSUPPORTED = 0, 1, 2
 
 
-@njit(inline="always")
+@njit(cache=True, nogil=True)
 def _relax_line(before, line, cost, n):  # pragma: no cover - compiled (its results are tested)
     """``line[j] <- min(line[j], min(before[j-1 : j+2]) + cost[j-1])`` for j = 1..n, on padded lines (+inf at both
     ends); whether an entry decreased. Branch-free on distinct arrays, so that it vectorizes."""
@@ -41,6 +41,14 @@ def _relax_line(before, line, cost, n):  # pragma: no cover - compiled (its resu
         changed |= less
         line[j + 1] = best if less else old
     return changed
+
+
+@njit(cache=True, nogil=True)
+def _transpose(source, target, h, w):  # pragma: no cover - compiled (its results are tested)
+    """The inner h x w block of the padded ``source`` into that of ``target``, transposed."""
+    for r in range(1, h + 1):
+        for c in range(1, w + 1):
+            target[c, r] = source[r, c]
 
 
 @njit(cache=True, nogil=True)
@@ -69,14 +77,14 @@ def _instance_distances(theta, dist, dist_t, cost, cost_t):  # pragma: no cover 
             for r in range(h - 2, -1, -1):
                 changed |= _relax_line(dist[r + 2], dist[r + 1], cost[r], w)
         else:
-            dist_t[1 : w + 1, 1 : h + 1] = dist[1 : h + 1, 1 : w + 1].T
+            _transpose(dist, dist_t, h, w)
             if direction == 1:  # right: grid column c from grid column c - 1
                 for c in range(1, w):
                     changed |= _relax_line(dist_t[c], dist_t[c + 1], cost_t[c], h)
             else:  # left: grid column c from grid column c + 1
                 for c in range(w - 2, -1, -1):
                     changed |= _relax_line(dist_t[c + 2], dist_t[c + 1], cost_t[c], h)
-            dist[1 : h + 1, 1 : w + 1] = dist_t[1 : w + 1, 1 : h + 1].T
+            _transpose(dist_t, dist, w, h)
         quiet = 0 if changed else quiet + 1
         if quiet == 4:
             return OK
