@@ -257,9 +257,9 @@ class GridVertexShortestPath(Oracle):
 
     * **CPU kernel** (float32 and float64 on the CPU): compiled code (numba, compiled once per dtype and cached on
       disk), a loop over the instances of the batch, each relaxed by Gauss-Seidel sweeps (down, right, up, left)
-      until a round changes nothing, then traced back; one thread. About 4 µs per 12×12 instance and 20 µs per 30×30
-      one (from 32 instances per call), 7–21× faster than a loop of scipy's Dijkstra, and faster than the tensor
-      algorithm at every batch size measured (see ``benchmarks/README.md``).
+      until four sweeps in a row change nothing, then traced back; one thread. About 4 µs per 12×12 instance and
+      20 µs per 30×30 one (from 32 instances per call), 7–21× faster than a loop of scipy's Dijkstra, and faster
+      than the tensor algorithm at every batch size measured (see ``benchmarks/README.md``).
     * **tensor algorithm** (CUDA, and other dtypes): batched Bellman-Ford on shifted tensors (batch last, so every
       shift is a contiguous slice), a whole row or column of every instance at a time, in rounds of the same four
       sweeps until a round changes no distance (one host synchronisation per round); then the paths are traced
