@@ -10,11 +10,23 @@ checked to have the same path cost on the instances the loop solved. Each timing
 runs (the machine may be shared). Both use one CPU thread by default (``--threads``).
 
 Usage: python benchmarks/bench_grid_oracles.py [--device cpu|cuda] [--repeats 3] [--scipy-max 3200] [--threads 1]
+
+``--vertex-cpu``: instead, the per-instance CPU time (process time, one thread) of ``GridVertexShortestPath``'s
+default path (the compiled CPU kernel), its tensor algorithm (``backend="tensor"``) and the scipy loop, for
+12x12, 16x16 and 30x30 maps and B = 1, 32, 256, 4096 instances per call, with the ratios; the three are timed in
+turns (rounds of A, B, C) so that they share the machine's load, each keeping its least time per instance over
+``--repeats`` rounds. The scipy loop is timed on at most 256 instances per round (its time per instance does not
+depend on B). Also the first-call cost of the kernel in a fresh process (numba's import and compilation into an
+empty cache, then a load from that cache). Usage: python benchmarks/bench_grid_oracles.py --vertex-cpu [--repeats 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
+import tempfile
 import time
 
 import numpy as np
@@ -109,16 +121,83 @@ def time_scipy(solver, cost: np.ndarray, repeats: int) -> tuple[float, np.ndarra
     return best, ys
 
 
+def _per_instance(fn, batch: int, budget: float = 0.05) -> float:
+    """Process time per instance of ``fn()`` (one call solves ``batch`` instances), over calls worth ``budget`` s."""
+    calls, start = 0, time.process_time()
+    while True:
+        fn()
+        calls += 1
+        spent = time.process_time() - start
+        if spent >= budget:
+            return spent / (calls * max(batch, 1))
+
+
+FIRST_CALL = (
+    "import time, torch; t = time.process_time(); from colayers.oracles import GridVertexShortestPath as G; "
+    "G(12, 12)(-1.0 - torch.rand(1, 12, 12)); print(time.process_time() - t)"
+)
+
+
+def first_call_seconds() -> tuple[float, float]:
+    """Process time of the first kernel call in a fresh process: into an empty numba cache, then from that cache."""
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        run = [sys.executable, "-c", FIRST_CALL]
+        cold, warm = (float(subprocess.run(run, env=env, capture_output=True, text=True, check=True).stdout)
+                      for _ in range(2))
+    return cold, warm
+
+
+def vertex_cpu_table(repeats: int, seed: int) -> None:
+    """Per-instance CPU time of GridVertexShortestPath: default (kernel) vs tensor algorithm vs the scipy loop."""
+    torch.set_num_threads(1)
+    cold, warm = first_call_seconds()
+    print(f"torch={torch.__version__} threads=1 dtype=float32 process time; costs in [1, 10)")
+    print(f"first call in a fresh process (numba import + compile, 12x12 float32): {cold:.2f} s; "
+          f"from the on-disk cache: {warm:.2f} s")
+    header = (f"{'grid':<7}{'B':>6}{'default us':>12}{'tensor us':>11}{'scipy loop us':>15}"
+              f"{'scipy/default':>15}{'tensor/default':>16}")
+    print(header)
+    print("-" * len(header))
+    gen = torch.Generator().manual_seed(seed)
+    for k in (12, 16, 30):
+        default, tensor = GridVertexShortestPath(k, k), GridVertexShortestPath(k, k, backend="tensor")
+        reference = ScipyVertex(k, k)
+        for batch in (1, 32, 256, 4096):
+            cost = torch.rand((batch, k, k), generator=gen) * 9.0 + 1.0
+            cost_np = cost[:256].double().numpy()
+            y = default.shortest_path(cost)
+            assert torch.equal(y, tensor.shortest_path(cost)), "kernel and tensor algorithm disagree"
+            ours = (y[:256].double().numpy() * cost_np).reshape(len(cost_np), -1).sum(1)
+            theirs = np.array([(reference(c) * c).sum() for c in cost_np])
+            assert np.allclose(ours, theirs, rtol=1e-5), "colayers and scipy disagree on an optimal cost"
+            sides = [
+                (lambda o=default, c=cost: o.shortest_path(c), batch),
+                (lambda o=tensor, c=cost: o.shortest_path(c), batch),
+                (lambda f=reference, cs=cost_np: [f(c) for c in cs], len(cost_np)),
+            ]
+            best = [float("inf")] * 3
+            for _ in range(repeats):  # in turns: the three share the load
+                best = [min(b, _per_instance(fn, n)) for b, (fn, n) in zip(best, sides)]
+            t_default, t_tensor, t_scipy = (1e6 * t for t in best)
+            print(f"{k}x{k:<4}{batch:>6}{t_default:>12.1f}{t_tensor:>11.1f}{t_scipy:>15.1f}"
+                  f"{t_scipy / t_default:>14.1f}x{t_tensor / t_default:>15.1f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per size and method (best is kept)")
     parser.add_argument("--scipy-max", type=int, default=3_200, help="most instances the scipy loop solves")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--vertex-cpu", action="store_true", help="per-instance CPU table of the Warcraft oracle")
     parser.add_argument(
         "--threads", type=int, default=1, help="torch CPU threads (default 1: the scipy loop uses one core too)"
     )
     args = parser.parse_args()
+    if args.vertex_cpu:
+        vertex_cpu_table(args.repeats, args.seed)
+        return
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     gen = torch.Generator().manual_seed(args.seed)

@@ -155,7 +155,9 @@ def test_dry_run_writes_one_results_file_with_every_section(tmp_path):
     bit = [r for r in _table(text, "Tests: marked cuda and device-parametrized") if r[0].startswith("`test_")]
     assert len(bit) == 4 and all(re.fullmatch(r"\d+ (passed|skipped)", r[-1]) for r in bit), bit
     grid = _table(text, "Grid shortest-path oracles")
-    assert len(grid) == 6 and all(r[7] == "yes" and r[8] == "yes" for r in grid)
+    assert len(grid) == 6 and all(r[8] == "yes" and r[9] == "yes" for r in grid)  # = CPU (both paths), = scipy
+    # the Warcraft rows time both CPU paths: the compiled kernel (default) and the tensor algorithm the device runs
+    assert [r[4] != "–" for r in grid] == [False, False, True, True, True, True]
     est = text.split("## Estimators", 1)[1].split("\n## ", 1)[0]
     assert len(re.findall(r"^(ArgmaxOneHot|TopKSubset|scipy assignment)", est, flags=re.M)) == 30
     warcraft = _table(text, "Warcraft preset: one training epoch")
