@@ -164,7 +164,9 @@ def test_every_tuned_entry_is_valid_and_the_field_methods_are_tuned_on_the_short
         assert check_method_params(meth, {}, problem=prob) == {**registry.METHODS[meth].defaults, **params}
     # chosen on tuning seeds 100-102 (docs/studies.md): PyEPO's one-sided sigma = 0.1 does far worse there
     assert check_method_params("pg", {}, problem="shortest_path") == {"sigma": 2.0, "two_sided": True}
-    assert check_method_params("pg", {}, problem="knapsack") == {"sigma": 0.1, "two_sided": False}
+    assert check_method_params("pg", {}, problem="knapsack") == {"sigma": 10.0, "two_sided": True}
+    assert check_method_params("pg", {}, problem="tsp") == {"sigma": 0.1, "two_sided": False}  # untuned: generic
+    assert check_method_params("cave", {}, problem="knapsack")["projection"] == "exact"
     assert check_method_params("ltr-pointwise", {}, problem="shortest_path") == {"solve_ratio": 0.1}
     for meth in ("ltr-listwise", "ltr-pairwise"):
         assert ("shortest_path", meth) in registry.TUNED
