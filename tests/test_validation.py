@@ -91,6 +91,7 @@ def test_every_declared_constraint_refuses_a_bad_value_by_name(cls):
     params = inspect.signature(cls.__init__).parameters
     required = {"oracle": TopKSubset(2), "k": 2, "fn": abs, "solver": abs, "event_shape": (3,)}  # fn, solver: callables
     required["pool"] = SolutionPool(TopKSubset(2))
+    required.update(height=3, width=3)  # grid oracles
     base = {n: required[n] for n, p in params.items() if n != "self" and p.default is inspect.Parameter.empty
             and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
     for arg, constraint in cls.arg_constraints.items():
