@@ -16,7 +16,7 @@ import numba
 import numpy as np
 import torch
 
-__all__ = ["DTYPES", "solve"]
+__all__ = ["DTYPES", "contains", "solve"]
 
 DTYPES = (torch.float32, torch.float64)  # the dtypes the kernel computes in (its float sums are theta's)
 
@@ -63,3 +63,38 @@ def solve(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
     y = torch.zeros(theta.shape, dtype=theta.dtype)
     _grid_dag_paths(theta.detach().contiguous().numpy(), y.numpy(), height, width)
     return y
+
+
+@numba.njit(cache=True, nogil=True)
+def _grid_dag_contains(y: np.ndarray, out: np.ndarray, height: int, width: int) -> None:  # pragma: no cover - jit
+    """``out[i]``: whether row ``i`` of ``y`` (N, E) is a path: 0/1 entries, one edge out of every vertex met
+    from vertex 0 until the last one, and no other edge (h + w - 2 ones in all)."""
+    stride = 2 * width - 1
+    for i in range(y.shape[0]):
+        row = y[i]
+        ok = True
+        ones = 0
+        for e in range(row.shape[0]):
+            if row[e] == 1.0:
+                ones += 1
+            elif row[e] != 0.0:  # NaN included
+                ok = False
+                break
+        r, c = 0, 0
+        while ok and r + c < height + width - 2:
+            right = c < width - 1 and row[r * stride + c] == 1.0
+            down = r < height - 1 and row[r * stride + width - 1 + c] == 1.0
+            if right == down:  # none, or two edges out of a vertex of the path
+                ok = False
+            elif right:
+                c += 1
+            else:
+                r += 1
+        out[i] = ok and ones == height + width - 2
+
+
+def contains(y: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Whether each row of ``y`` (N, E), on the CPU in one of :data:`DTYPES`, is a path (a bool tensor (N,))."""
+    out = torch.empty(y.shape[0], dtype=torch.bool)
+    _grid_dag_contains(y.detach().contiguous().numpy(), out.numpy(), height, width)
+    return out

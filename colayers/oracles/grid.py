@@ -190,7 +190,9 @@ class GridDAGShortestPath(Oracle):
 
         ``y`` ``(*batch, num_edges)`` must have 0/1 entries and carry one unit of flow from vertex 0 to vertex
         :math:`hw - 1`: out-flow minus in-flow is 1 at the start, −1 at the end and 0 elsewhere. The grid is
-        acyclic, so these edge sets are exactly the paths (no detached cycle can exist).
+        acyclic, so these edge sets are exactly the paths (no detached cycle can exist). Float32/float64 ``y`` on
+        the CPU is tested by the compiled kernel (unless ``backend="tensor"``), which walks from vertex 0 along the
+        one edge out of each vertex and counts :math:`h + w - 2` ones in all: the same sets.
 
         Example:
             >>> import torch
@@ -198,7 +200,11 @@ class GridDAGShortestPath(Oracle):
             >>> oracle.contains(torch.tensor([[1.0, 0.0, 1.0, 0.0], [1.0, 0.0, 0.0, 1.0]]))
             tensor([ True, False])
         """
-        _membership.solution_batch_shape(type(self).__name__, y, self.event_shape, 1)
+        batch = _membership.solution_batch_shape(type(self).__name__, y, self.event_shape, 1)
+        if self.backend != "tensor" and y.device.type == "cpu" and y.dtype in (torch.float32, torch.float64):
+            from . import _dag_kernels
+
+            return _dag_kernels.contains(y.reshape(-1, self.num_edges), self.height, self.width).reshape(batch)
         tail, head = _membership.edge_tensors(self, y.device)
         nv = self.height * self.width
         return _membership.unit_flow(y, tail, head, nv, 0, nv - 1)

@@ -93,3 +93,25 @@ def test_cuda_runs_the_tensor_algorithm_and_kernel_refuses_it():
     assert torch.equal(y.cpu(), GridDAGShortestPath(5, 5, backend="kernel")(theta))
     with pytest.raises(ValueError, match="backend='kernel' solves .* on the CPU; got .* on cuda"):
         GridDAGShortestPath(5, 5, backend="kernel")(theta.cuda())
+
+
+@settings(max_examples=150, deadline=None)
+@given(grids, st.integers(0, 6), st.sampled_from([torch.float32, torch.float64]), st.integers(0, 2**31 - 1))
+def test_kernel_membership_equals_unit_flow(shape, n, dtype, seed):
+    # paths, paths with one entry flipped or set to 2 / -1 / NaN, and random 0/1 vectors, against the flow test
+    kernel = GridDAGShortestPath(*shape)
+    tensor = GridDAGShortestPath(*shape, backend="tensor")
+    gen = torch.Generator().manual_seed(seed)
+    paths = kernel(torch.randn(n, kernel.num_edges, generator=gen, dtype=dtype))
+    flipped = paths.clone()
+    odd = paths.clone()
+    if n:
+        index = torch.randint(kernel.num_edges, (n,), generator=gen)
+        flipped[torch.arange(n), index] = 1.0 - flipped[torch.arange(n), index]
+        odd[torch.arange(n), index] = torch.tensor([2.0, -1.0, float("nan"), 0.5], dtype=dtype)[torch.arange(n) % 4]
+    coins = torch.randint(0, 2, (n, kernel.num_edges), generator=gen).to(dtype)
+    y = torch.stack([paths, flipped, odd, coins])  # (4, n, E): a batch shape of two dimensions
+    got = kernel.contains(y)
+    assert got.shape == (4, n) and got.dtype == torch.bool
+    assert torch.equal(got, tensor.contains(y))
+    assert bool(got[0].all()) and not bool(got[1].any())
