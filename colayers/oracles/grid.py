@@ -64,7 +64,7 @@ class GridDAGShortestPath(Oracle):
     for bit (the same sums, the same comparisons):
 
     * ``"kernel"``: a compiled loop over the instances (numba, CPU, float32 and float64), about 0.1 µs per
-      5 × 5 instance and a few µs per call (``benchmarks/bench_grid_oracles.py --dag``);
+      5 × 5 instance and a few µs per call (``benchmarks/bench_grid_dag.py``);
     * ``"tensor"``: the dynamic program over the :math:`h + w - 1` anti-diagonals of the grid, vectorised
       over the batch and over each diagonal, then a vectorised backtracking: any device and floating dtype,
       batched on CUDA with no host synchronisation, but a few hundred tensor operations per call.
