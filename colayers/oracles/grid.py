@@ -64,7 +64,8 @@ class GridDAGShortestPath(Oracle):
     for bit (the same sums, the same comparisons):
 
     * ``"kernel"``: a compiled loop over the instances (numba, CPU, float32 and float64), about 0.1 µs per
-      5 × 5 instance and a few µs per call (``benchmarks/bench_grid_dag.py``);
+      5 × 5 instance and a few µs per call (``benchmarks/bench_grid_dag.py``); the first call of a fresh
+      install compiles it (about a second per dtype; numba then caches it on disk);
     * ``"tensor"``: the dynamic program over the :math:`h + w - 1` anti-diagonals of the grid, vectorised
       over the batch and over each diagonal, then a vectorised backtracking: any device and floating dtype,
       batched on CUDA with no host synchronisation, but a few hundred tensor operations per call.
@@ -72,8 +73,8 @@ class GridDAGShortestPath(Oracle):
     Args:
         height, width: the grid size (at least 2 vertices).
         backend: ``"auto"`` (default): the kernel for float32/float64 scores on the CPU, the tensor algorithm
-            otherwise (CUDA, float16, bfloat16); on the CPU the kernel was faster at every batch size measured
-            (1 to 32,000 instances, grids 5 × 5 to 30 × 30, one thread), so no size threshold applies.
+            otherwise (CUDA, float16, bfloat16); on the CPU the kernel was 6 to 130 times faster at every size measured
+            (1 to 32,768 instances, grids 5 × 5 to 30 × 30, one thread), so no size threshold applies.
             ``"kernel"`` or ``"tensor"`` forces one; ``"kernel"`` refuses scores that are not on the CPU or
             not float32/float64 (nothing is moved or cast).
         validate_args: see :class:`~colayers.oracles.Oracle`.
