@@ -15,6 +15,18 @@ def test_finite_reports_counts_and_first_index():
     assert v.check_finite("theta", torch.ones(2)) is not None
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_finite_by_the_sum_is_exact(dtype):
+    # the sum passes finite tensors at once; finite entries whose sum overflows pass too (the exact test finds
+    # nothing), and NaN, +-inf, or +inf and -inf whose sum is NaN, are refused
+    big = torch.finfo(dtype).max
+    assert v.check_finite("theta", torch.tensor([big, big, -1.0], dtype=dtype)) is not None
+    assert v.check_finite("theta", torch.zeros(0, 3, dtype=dtype)) is not None
+    for bad in ([1.0, float("nan")], [float("inf"), float("-inf")], [-big, float("-inf")]):
+        with pytest.raises(ValueError, match="theta must be finite"):
+            v.check_finite("theta", torch.tensor(bad, dtype=dtype))
+
+
 @pytest.mark.parametrize("value", [0, -0.5])
 def test_positive_rejects(value):
     with pytest.raises(ValueError, match="epsilon must be > 0"):
@@ -92,6 +104,7 @@ def test_every_declared_constraint_refuses_a_bad_value_by_name(cls):
     required = {"oracle": TopKSubset(2), "k": 2, "fn": abs, "solver": abs, "event_shape": (3,)}  # fn, solver: callables
     required |= {"num_nodes": 4, "covariance": [[1.0, 0.0], [0.0, 1.0]], "height": 2, "width": 3}
     required["pool"] = SolutionPool(TopKSubset(2))
+    required.update(height=3, width=3)  # grid oracles
     base = {n: required[n] for n, p in params.items() if n != "self" and p.default is inspect.Parameter.empty
             and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
     for arg, constraint in cls.arg_constraints.items():

@@ -18,6 +18,7 @@ Whether a composition draws noise (and so takes a ``seed`` or a ``generator``) i
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -99,6 +100,11 @@ class _SampleFunction(torch.autograd.Function):
         context: BackwardContext = ctx.context
         grad = context.rule.vjp(context, theta.detach(), atoms, ctx.sample, ctx.extra_draws, grad_output)
         return grad, None, None, None, None
+
+
+# torch's Function.apply binds the arguments through inspect.signature(forward) on every call; the signature
+# is stored once (PEP 362 __signature__, which inspect.signature returns as it is)
+_SampleFunction.forward.__signature__ = inspect.signature(_SampleFunction.forward)
 
 
 def _sample_and_solve(

@@ -4,6 +4,8 @@ gradients. The frame that calls them (checks of θ and targets, reduction) is
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 from ..oracles.base import Oracle
@@ -150,6 +152,11 @@ class _ValueWithGradient(torch.autograd.Function):
         (grad,) = ctx.saved_tensors
         go = grad_output.reshape(grad_output.shape + (1,) * (grad.ndim - grad_output.ndim))
         return go * grad, None, None
+
+
+# torch's Function.apply binds the arguments through inspect.signature(forward) on every call; the signature
+# is stored once (PEP 362 __signature__, which inspect.signature returns as it is)
+_ValueWithGradient.forward.__signature__ = inspect.signature(_ValueWithGradient.forward)
 
 
 def value_with_gradient(theta: torch.Tensor, value: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:

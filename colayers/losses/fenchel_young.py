@@ -124,17 +124,18 @@ class FenchelYoungLoss(StructuredLoss):
         sample, atoms = self._sample(th, generator)  # η_s (S, *theta.shape), y_s = f(η_s) (S, *batch, *solution)
         num_samples = sample.eta.shape[0]
         with torch.no_grad():
-            g_atoms = oracle.g(atoms)
+            g_atoms, g_target = oracle.g(atoms), oracle.g(y_target)
             best, at_target = oracle.objective(sample.eta, atoms), oracle.objective(sample.eta, y_target)
             value, scale = (best - at_target).mean(0), (best.abs() + at_target.abs()).mean(0)
         if sample.noise is None:  # no noise: η_s = θ
-            mean_g = g_atoms.mean(0)
-        else:  # d/dθ (1/S) Σ_s <η_s(θ), g(y_s)>: the VJP of the perturbation at the drawn noise
-            with torch.enable_grad():
-                t = theta.detach().requires_grad_(True)
-                eta = pert.apply(t, sample.noise)
-                (mean_g,) = torch.autograd.grad(eta, t, g_atoms / num_samples)
-        return value, mean_g - oracle.g(y_target), scale
+            return value, g_atoms.mean(0) - g_target, scale
+        # the gradient (1/S) Σ_s (∂η_s/∂θ)ᵀ g(y_s) - g(ȳ), the VJP of the perturbation at the drawn noise, by
+        # autograd in the caller's backward: the value plus surrogate - surrogate.detach() (exactly 0) whose
+        # gradient it is, with g(y_s) and g(ȳ) constants
+        nd = self.event_ndim
+        surrogate = inner(pert.apply(theta, sample.noise), g_atoms, nd).sum(0) / num_samples
+        surrogate = surrogate - inner(theta, g_target, nd)
+        return value + (surrogate - surrogate.detach()), None, scale
 
     def _sample(self, theta: torch.Tensor, generator: torch.Generator | None):
         """``layer.sample``, else ``perturbation.sample`` (``num_samples``, default 1) and one oracle call."""

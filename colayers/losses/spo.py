@@ -2,6 +2,8 @@ r"""The SPO+ loss of Elmachtoub & Grigas (Management Science, 2022), in the maxi
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 from .._validation import check_finite, check_positive, trusted_inputs
@@ -37,6 +39,11 @@ class _SPOPlusFunction(torch.autograd.Function):
         grad_theta = go * (ctx.alpha * g_diff) if ctx.needs_input_grad[0] else None
         grad_true = -go * g_diff if ctx.needs_input_grad[1] else None
         return grad_theta, grad_true, None, None, None
+
+
+# torch's Function.apply binds the arguments through inspect.signature(forward) on every call; the signature
+# is stored once (PEP 362 __signature__, which inspect.signature returns as it is)
+_SPOPlusFunction.forward.__signature__ = inspect.signature(_SPOPlusFunction.forward)
 
 
 class SPOPlusLoss(StructuredLoss):

@@ -176,3 +176,19 @@ def test_batched_losses_equal_a_per_instance_loop():
         batched = loss(theta, *args)
         looped = torch.stack([torch.stack([loss(theta[i, j], args[0][i, j]) for j in range(3)]) for i in range(2)])
         torch.testing.assert_close(batched, looped)
+
+
+def test_autograd_functions_store_their_forward_signature():
+    # Function.apply binds its arguments with inspect.signature(forward) on every call: the loss and layer Functions
+    # store it once (PEP 362); it must name exactly forward's parameters, or apply would bind them wrongly
+    import inspect
+
+    from colayers.layers.core import _SampleFunction
+    from colayers.losses._common import _ValueWithGradient
+    from colayers.losses.spo import _SPOPlusFunction
+
+    for function in (_SPOPlusFunction, _ValueWithGradient, _SampleFunction):
+        code = function.forward.__code__
+        stored = vars(function.forward).get("__signature__")
+        assert stored is not None and inspect.signature(function.forward) is stored
+        assert list(stored.parameters) == list(code.co_varnames[: code.co_argcount])
