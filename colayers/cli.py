@@ -93,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--optimizer", default=None, help="a torch.optim class name (default Adam)")
     st.add_argument("--select", choices=["last", "best"], default=None,
                     help="report the last epoch (default) or the best one on the validation split")
+    st.add_argument("--tune", type=int, default=None, metavar="N",
+                    help="tune every method with N Optuna trials on the validation split first (the 'tune' extra)")
     st.add_argument("--list", action="store_true", help="list problems, methods, presets and their defaults")
     st.add_argument("--no-progress", action="store_true", help="hide the progress bars (shown only on a terminal)")
     st.add_argument("--no-figures", action="store_true", help="write the tables only")
@@ -138,7 +140,7 @@ def _study_config(args: argparse.Namespace):
 
     load_plugins(data.get("plugins") or [], where="--plugin" if args.plugin else "plugins")
     for key in ("epochs", "batch_size", "lr", "lr_decay", "device", "workers", "threads", "output", "optimizer",
-                "select", "trial_timeout"):
+                "select", "trial_timeout", "tune"):
         v = getattr(args, key)
         if v is not None:
             data[key] = v
