@@ -101,6 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="rebuild the table and figures of a study from its results.jsonl")
     rp.add_argument("directory", help="the study directory")
     rp.add_argument("--no-figures", action="store_true")
+    rr = sub.add_parser("reproduce", help="run a reproduction config (a published table's grid) and write its page")
+    rr.add_argument("config", help="a built-in reproduction (pyepo_shortest_path, pyepo_knapsack) or a .json file")
+    rr.add_argument("--published-only", action="store_true", help="run only the cells with a published number")
+    rr.add_argument("--seeds", default=None, help="comma-separated seeds (default: the config's)")
+    rr.add_argument("--epochs", type=int, default=None)
+    rr.add_argument("-o", "--output", default=None, help="parent directory of the cells' study directories")
+    rr.add_argument("--page", default=None, help="write the Markdown page here (default <output>/REPRODUCTION.md)")
     return parser
 
 
@@ -252,6 +259,31 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reproduce(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .studies.reproduce import load_reproduction, reproduction_page, run_reproduction
+
+    rep = load_reproduction(args.config)
+    over: dict[str, Any] = {}
+    if args.seeds is not None:
+        try:
+            over["seeds"] = [int(s) for s in args.seeds.split(",") if s.strip()]
+        except ValueError:
+            raise ValueError(f"seeds must be comma-separated integers; got {args.seeds!r}") from None
+    if args.epochs is not None:
+        over["epochs"] = args.epochs
+    output = args.output or rep.study.get("output", "colayers-reproduce")
+    times = run_reproduction(rep, published_only=args.published_only, output=output, **over)
+    timing = f"CPU time of this run: {sum(times.values()):.0f} s over {len(times)} cells (process time)."
+    page = reproduction_page(rep, output, timing=timing)
+    path = Path(args.page or Path(output) / "REPRODUCTION.md")
+    path.write_text(page)
+    print(page)
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``colayers`` console script and ``python -m colayers``; returns the exit status.
 
@@ -270,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     from .studies.runner import StudyError, StudyInterrupted
 
     try:
+        if args.command == "reproduce":
+            return _reproduce(args)
         return _study(args) if args.command == "study" else _report(args)
     except StudyInterrupted as exc:
         print(f"colayers: {exc}", file=sys.stderr)

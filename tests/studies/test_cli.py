@@ -50,7 +50,7 @@ def test_tiny_study_end_to_end_meets_bounded_bars_for_every_method_and_report_re
     out = tmp_path / "tiny"
     # CI's reduced study: every method, small n, few epochs.
     argv = ["study", "--seeds", "0", "--epochs", "3", "-P", "n=200", "-P", "n_test=200", "-P", "n_val=100",
-            "--batch-size", "8", "--methods", ",".join(BOUNDED_BARS), "-o", str(out), "--no-progress"]
+            "-P", "deg=4", "--batch-size", "8", "--methods", ",".join(BOUNDED_BARS), "-o", str(out), "--no-progress"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     for m in BOUNDED_BARS:
@@ -117,7 +117,7 @@ def test_toml_config_and_flags_override(tmp_path):
         (["--lr", "0"], "lr"),
         (["--lr-milestones", "30"], "lr_milestones"),
         (["--seeds", "a,b"], "seeds"),
-        (["-M", "imle.lambda_=-1"], "methods[2].params.lambda_"),
+        (["-M", "imle.lambda_=-1"], "methods[3].params.lambda_"),
         (["--select", "best", "-P", "n_val=0"], "select"),
         (["-M", "nomethod.x=1"], "nomethod"),
         (["-P", "deg=0"], "deg"),

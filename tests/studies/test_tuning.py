@@ -15,7 +15,6 @@ from colayers.studies.config import MethodSpec, ProblemSpec, config_from_dict
 from colayers.studies.registry import register_method
 from colayers.studies.runner import RESULTS_FILE, StudyInterrupted, read_results, run_study
 
-
 SP = {"n": 48, "n_test": 32, "n_val": 32, "deg": 4, "noise": 0.5}
 
 
