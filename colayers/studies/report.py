@@ -224,6 +224,8 @@ def _columns(rows: list[dict[str, Any]]) -> list[tuple]:
 
 
 def _cell(mean: float, std: float, digits: int, scale: float, seeds: int = 2) -> str:
+    if math.isnan(mean):  # a metric this row's problem does not have (rank distance of 0/1 solutions...)
+        return "—"
     if seeds < 2:  # one seed: no spread to show
         return f"{mean * scale:.{digits}f}"
     return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
@@ -336,6 +338,7 @@ def _metric_panel(ax, prow: list[dict[str, Any]], key: str) -> None:
     stds = [r[key][1] * scale if r["seeds"] > 1 else 0.0 for r in prow]
     xs = range(len(prow))
     ax.errorbar(xs, means, yerr=stds, fmt="o", capsize=4)
+    ax.margins(x=0.15, y=0.15)
     finite = [m for m in means if not math.isnan(m)]
     if finite:
         best = (max if key in _HIGHER_IS_BETTER else min)(finite)
@@ -395,7 +398,9 @@ def plot_results(records: list[dict[str, Any]], out_dir: str | os.PathLike) -> l
         if paired:
             _paired_panel(axes[2], paired)
         seeds = sorted({r["seeds"] for r in prow})
-        fig.suptitle(f"{problem}: reported test metrics ({'/'.join(map(str, seeds))} seeds; % above the best)")
+        n = "/".join(map(str, seeds))
+        fig.suptitle(f"{problem}: reported test metrics (n = {n} seed{'s' if seeds[-1] > 1 else ''}; "
+                     "% from the best)")
         fig.tight_layout()
         p = out / f"final_{problem}.png"
         fig.savefig(p, dpi=100)
