@@ -223,6 +223,12 @@ def reproduction_page(
                      f"{r['source'] or ''} |")
     lines += ["", "\"differs?\": **yes** when the published value lies outside the 95 % Student-t interval of our "
               "mean over the seeds (the seed noise); blank where nothing was published or the cell was not run."]
+    differ = [f"{r['cell']} {r['method']} ({_ours(r)} vs {r['published']:.3f})" for r in rows if r["differs"]]
+    checked = [r for r in rows if r["differs"] is not None]
+    if differ:
+        lines += ["", f"**Beyond the seed noise:** {'; '.join(differ)} (see the notes below for why, where known)."]
+    elif checked:
+        lines += ["", f"Every published number compared here ({len(checked)}) lies within the seed noise of ours."]
     if timing:
         lines += ["", timing]
     if rep.notes:

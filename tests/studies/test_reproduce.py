@@ -81,10 +81,12 @@ def test_differs_means_outside_the_seed_noise(tmp_path):
     (row,) = reproduction_rows(rep, tmp_path)
     half = 4.302652729911275 * statistics.stdev(ours) / math.sqrt(3)  # t_{0.975, 2} * s / sqrt(3)
     assert abs(0.095 - 0.092) < half and row["differs"] is False
+    assert "Every published number compared here (1) lies within the seed noise" in reproduction_page(rep, tmp_path)
     rep.published[0]["value"] = 0.095 + 1.01 * half
     assert reproduction_rows(rep, tmp_path)[0]["differs"] is True
     page = reproduction_page(rep, tmp_path)
     assert "| n1000-deg4-noise0.5 | spo+ | 0.095 ± 0.005 |" in page and "**yes**" in page
+    assert f"**Beyond the seed noise:** n1000-deg4-noise0.5 spo+ (0.095 ± 0.005 vs {0.095 + 1.01 * half:.3f})" in page
 
 
 def test_bad_reproduction_files_are_refused_by_key(tmp_path):
