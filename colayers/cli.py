@@ -1,8 +1,10 @@
 """The ``colayers`` command line: ``colayers study`` runs a comparative study, ``colayers report`` redraws one.
 
-``colayers study`` with no flags runs the default study (PyEPO's 5×5 shortest path, n = 1000, deg 4,
-noise 0.5, a linear model; SPO+, perturbed Fenchel-Young, I-MLE, AIMLE, blackbox, straight-through and the
-two-stage baseline; 3 seeds) and prints the summary table. Plain ``colayers`` prints this help.
+``colayers study`` with no flags runs the default study (PyEPO's 5×5 shortest path, n = 1000, deg 6,
+noise 0.5, a linear model; the two-stage baseline, SPO+, perturbed Fenchel-Young, I-MLE, AIMLE, blackbox and
+straight-through; 5 seeds) and prints the summary table and the paired comparisons with two-stage.
+``colayers reproduce NAME`` runs a published table's cells (``pyepo_shortest_path``, ``pyepo_knapsack``).
+Plain ``colayers`` prints this help.
 
 Examples::
 
@@ -10,6 +12,8 @@ Examples::
     colayers study --preset warcraft --workers 2       # Warcraft-like 12x12 maps
     colayers study --methods spo+,fy --seeds 0,1 --epochs 5 -P n=200 -o runs/small
     colayers study --config study.toml --device cuda
+    colayers study --tune 20                           # tune each method first, 20 Optuna trials each
+    colayers reproduce pyepo_shortest_path --published-only
     colayers study -M fy.epsilon=0.5 -M imle.lambda_=20
     colayers study -M imle.lambda_=1,10,100            # a sweep: one method (and table row) per value
     colayers study --plugin examples/spanning_tree.py --problems spanning_tree --methods perceptron,spo+
