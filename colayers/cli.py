@@ -1,8 +1,10 @@
 """The ``colayers`` command line: ``colayers study`` runs a comparative study, ``colayers report`` redraws one.
 
-``colayers study`` with no flags runs the default study (PyEPO's 5×5 shortest path, n = 1000, deg 4,
-noise 0.5, a linear model; SPO+, perturbed Fenchel-Young, I-MLE, AIMLE, blackbox, straight-through and the
-two-stage baseline; 3 seeds) and prints the summary table. Plain ``colayers`` prints this help.
+``colayers study`` with no flags runs the default study (PyEPO's 5×5 shortest path, n = 1000, deg 6,
+noise 0.5, a linear model; the two-stage baseline, SPO+, perturbed Fenchel-Young, I-MLE, AIMLE, blackbox and
+straight-through; 5 seeds) and prints the summary table and the paired comparisons with two-stage.
+``colayers reproduce NAME`` runs a published table's cells (``pyepo_shortest_path``, ``pyepo_knapsack``).
+Plain ``colayers`` prints this help.
 
 Examples::
 
@@ -11,6 +13,8 @@ Examples::
     colayers study --problems warcraft --data DIR      # the published Warcraft maps (DIR: their directory)
     colayers study --methods spo+,fy --seeds 0,1 --epochs 5 -P n=200 -o runs/small
     colayers study --config study.toml --device cuda
+    colayers study --tune 20                           # tune each method first, 20 Optuna trials each
+    colayers reproduce pyepo_shortest_path --published-only
     colayers study -M fy.epsilon=0.5 -M imle.lambda_=20
     colayers study -M imle.lambda_=1,10,100            # a sweep: one method (and table row) per value
     colayers study --plugin examples/spanning_tree.py --problems spanning_tree --methods perceptron,spo+
@@ -99,12 +103,21 @@ def build_parser() -> argparse.ArgumentParser:
                     "the tensorboard extra)")
     st.add_argument("--data", default=None, metavar="DIR", help="the published data set's directory for the problems "
                     "that read one (warcraft: warcraft_shortest_path_oneskin; sets their data_dir)")
+    st.add_argument("--tune", type=int, default=None, metavar="N",
+                    help="tune every method with N Optuna trials on the validation split first (the 'tune' extra)")
     st.add_argument("--list", action="store_true", help="list problems, methods, presets and their defaults")
     st.add_argument("--no-progress", action="store_true", help="hide the progress bars (shown only on a terminal)")
     st.add_argument("--no-figures", action="store_true", help="write the tables only")
     rp = sub.add_parser("report", help="rebuild the table and figures of a study from its results.jsonl")
     rp.add_argument("directory", help="the study directory")
     rp.add_argument("--no-figures", action="store_true")
+    rr = sub.add_parser("reproduce", help="run a reproduction config (a published table's grid) and write its page")
+    rr.add_argument("config", help="a built-in reproduction (pyepo_shortest_path, pyepo_knapsack) or a .json file")
+    rr.add_argument("--published-only", action="store_true", help="run only the cells with a published number")
+    rr.add_argument("--seeds", default=None, help="comma-separated seeds (default: the config's)")
+    rr.add_argument("--epochs", type=int, default=None)
+    rr.add_argument("-o", "--output", default=None, help="parent directory of the cells' study directories")
+    rr.add_argument("--page", default=None, help="write the Markdown page here (default <output>/REPRODUCTION.md)")
     return parser
 
 
@@ -144,7 +157,7 @@ def _study_config(args: argparse.Namespace):
 
     load_plugins(data.get("plugins") or [], where="--plugin" if args.plugin else "plugins")
     for key in ("epochs", "batch_size", "lr", "lr_decay", "device", "workers", "threads", "output", "optimizer",
-                "select", "trial_timeout", "tensorboard"):
+                "select", "trial_timeout", "tensorboard", "tune"):
         v = getattr(args, key)
         if v is not None:
             data[key] = v
@@ -274,6 +287,31 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reproduce(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .studies.reproduce import load_reproduction, reproduction_page, run_reproduction
+
+    rep = load_reproduction(args.config)
+    over: dict[str, Any] = {}
+    if args.seeds is not None:
+        try:
+            over["seeds"] = [int(s) for s in args.seeds.split(",") if s.strip()]
+        except ValueError:
+            raise ValueError(f"seeds must be comma-separated integers; got {args.seeds!r}") from None
+    if args.epochs is not None:
+        over["epochs"] = args.epochs
+    output = args.output or rep.study.get("output", "colayers-reproduce")
+    times = run_reproduction(rep, published_only=args.published_only, output=output, **over)
+    timing = f"CPU time of this run: {sum(times.values()):.0f} s over {len(times)} cells (process time)."
+    page = reproduction_page(rep, output, timing=timing)
+    path = Path(args.page or Path(output) / "REPRODUCTION.md")
+    path.write_text(page)
+    print(page)
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``colayers`` console script and ``python -m colayers``; returns the exit status.
 
@@ -292,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     from .studies.runner import StudyError, StudyInterrupted
 
     try:
+        if args.command == "reproduce":
+            return _reproduce(args)
         return _study(args) if args.command == "study" else _report(args)
     except StudyInterrupted as exc:
         print(f"colayers: {exc}", file=sys.stderr)

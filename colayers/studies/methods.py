@@ -235,6 +235,7 @@ class _Direct(TrainingObjective):
 _TL = {"task_loss": TASK_LOSSES}
 
 
+# search_space: what `tune` searches for the method besides its learning rate (colayers.studies.tuning)
 @register_method("spo+", defaults={"alpha": 2.0}, summary="SPO+ loss (Elmachtoub & Grigas 2022); needs true scores")
 def _build_spo(ctx, *, alpha):
     return _SPOPlus(ctx, alpha=alpha)
@@ -244,6 +245,7 @@ def _build_spo(ctx, *, alpha):
     "fy",
     defaults={"epsilon": 1.0, "num_samples": 10, "multiplicative": False},
     summary="Fenchel-Young loss of a perturbed optimizer (Berthet et al. 2020); trained from solutions",
+    search_space={"epsilon": ("log", 0.05, 5.0)},
 )
 def _build_fy(ctx, *, epsilon, num_samples, multiplicative):
     return _FenchelYoung(ctx, epsilon=epsilon, num_samples=num_samples, multiplicative=multiplicative)
@@ -277,6 +279,7 @@ def _build_dpo(ctx, *, epsilon, num_samples):
     defaults={"epsilon": 1.0, "lambda_": 10.0, "num_samples": 1, "task_loss": "regret"},
     summary="I-MLE (Niepert et al. 2021) with Sum-of-Gamma noise and a task loss",
     choices=_TL,
+    search_space={"epsilon": ("log", 0.05, 5.0), "lambda_": ("log", 1.0, 100.0)},
 )
 def _build_imle(ctx, *, epsilon, lambda_, num_samples, task_loss):
     from colayers.layers import IMLE
@@ -293,6 +296,7 @@ def _build_imle(ctx, *, epsilon, lambda_, num_samples, task_loss):
     defaults={"epsilon": 1.0, "num_samples": 1, "task_loss": "regret"},
     summary="Adaptive I-MLE (Minervini et al. 2023): lambda adapted during training",
     choices=_TL,
+    search_space={"epsilon": ("log", 0.05, 5.0)},
 )
 def _build_aimle(ctx, *, epsilon, num_samples, task_loss):
     from colayers.layers import AIMLE
@@ -306,6 +310,7 @@ def _build_aimle(ctx, *, epsilon, num_samples, task_loss):
     defaults={"lambda_": 10.0, "task_loss": "regret"},
     summary="Blackbox differentiation (Vlastelica et al. 2020) with a task loss",
     choices=_TL,
+    search_space={"lambda_": ("log", 1.0, 100.0)},
 )
 def _build_blackbox(ctx, *, lambda_, task_loss):
     from colayers.layers import Blackbox
@@ -358,6 +363,7 @@ class _Ranking(TrainingObjective):
     "ltr-listwise",
     defaults={"solve_ratio": 1.0, "temperature": 1.0},
     summary="Listwise learning-to-rank loss over a solution pool (Mandi et al. 2022); needs true scores",
+    search_space={"temperature": ("log", 0.1, 10.0)},
 )
 def _build_ltr_listwise(ctx, *, solve_ratio, temperature):
     from colayers.losses import ListwiseRankingLoss
@@ -402,6 +408,7 @@ class _PerturbationGradient(TrainingObjective):
     "pg",
     defaults={"sigma": 0.1, "two_sided": False},  # PyEPO's perturbationGradient defaults
     summary="Perturbation-gradient loss (Huang & Gupta 2024), a finite difference along the true scores",
+    search_space={"sigma": ("log", 0.05, 10.0), "two_sided": ("choice", (False, True))},
 )
 def _build_pg(ctx, *, sigma, two_sided):
     return _PerturbationGradient(ctx, sigma=sigma, two_sided=two_sided)
@@ -435,6 +442,7 @@ class _ConeAligned(TrainingObjective):
     defaults={"projection": "truncated", "max_iter": 3, "inner_ratio": 0.2},
     summary="Cone-aligned cosine loss (CaVE, Tang & Khalil 2024); from solutions; oracles with LP constraints only",
     choices={"projection": ("truncated", "exact", "average")},
+    search_space={"inner_ratio": ("float", 0.05, 0.5)},
 )
 def _build_cave(ctx, *, projection, inner_ratio, max_iter):
     return _ConeAligned(ctx, projection=projection, inner_ratio=inner_ratio, max_iter=max_iter)

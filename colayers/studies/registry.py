@@ -68,7 +68,9 @@ class MethodInfo:
     ``defaults`` lists every accepted hyper-parameter with its *generic* default (the value used on a problem
     for which no tuned value is recorded in :data:`TUNED`); a study may override any of them, and ``lr`` (the
     method's own learning rate, which defaults to the study's). ``choices`` restricts string-valued
-    hyper-parameters to a list of values.
+    hyper-parameters to a list of values. ``search_space`` is what ``tune`` searches (besides ``lr``, searched
+    for every method): ``{name: ("log", low, high) | ("float", low, high) | ("int", low, high) | ("choice",
+    values)}`` (:mod:`colayers.studies.tuning`).
     """
 
     name: str
@@ -76,6 +78,7 @@ class MethodInfo:
     defaults: dict[str, Any] = field(default_factory=dict)
     build: Callable[..., Any] | None = None
     choices: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    search_space: dict[str, tuple[Any, ...]] = field(default_factory=dict)
 
 
 #: Problem builders by name: ``PROBLEMS[name](*, seed, device, **params) -> Problem``.
@@ -130,6 +133,7 @@ def register_method(
     defaults: dict[str, Any] | None = None,
     summary: str = "",
     choices: dict[str, Iterable[Any]] | None = None,
+    search_space: dict[str, tuple[Any, ...]] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: register a method builder ``g(ctx, **hyper) -> TrainingObjective`` as ``name``.
 
@@ -139,10 +143,14 @@ def register_method(
             these (and ``lr``), any other keyword is refused with the list of valid ones.
         summary: a one-line description (``colayers study --list``).
         choices: allowed values of string hyper-parameters, e.g. ``{"task_loss": ("regret", "hamming")}``.
+        search_space: the ranges ``tune`` searches, e.g. ``{"epsilon": ("log", 0.05, 5.0)}`` (kinds ``"log"``,
+            ``"float"``, ``"int"``: low and high; ``"choice"``: a tuple of values); ``lr`` is searched for every
+            method and need not be listed.
     """
     _check_name("method", name)
     if defaults is not None and not isinstance(defaults, dict):
         raise TypeError(f"register_method({name!r}): defaults must be a dict; got {type(defaults).__name__}")
+    space = _check_space(name, search_space or {}, set(defaults or {}) | {"lr"})
 
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
         if not callable(fn):
@@ -152,11 +160,34 @@ def register_method(
             raise ValueError(f"method {name!r} is already registered (by {_origin(old.build)}); choose another name")
         METHODS[name] = MethodInfo(
             name, summary or (fn.__doc__ or "").strip().split("\n")[0], dict(defaults or {}), fn,
-            {k: tuple(v) for k, v in (choices or {}).items()},
+            {k: tuple(v) for k, v in (choices or {}).items()}, space,
         )  # fmt: skip
         return fn
 
     return deco
+
+
+def _check_space(name: str, space: Any, known: set[str]) -> dict[str, tuple[Any, ...]]:
+    """Validate a method's search space (see :func:`register_method`); return it with tuple entries."""
+    if not isinstance(space, dict):
+        raise TypeError(f"register_method({name!r}): search_space must be a dict; got {type(space).__name__}")
+    out = {}
+    for key, spec in space.items():
+        where = f"register_method({name!r}): search_space[{key!r}]"
+        if key not in known:
+            raise ValueError(f"{where} names no hyper-parameter of the method; valid: {sorted(known)}")
+        spec = tuple(spec) if isinstance(spec, (list, tuple)) else (spec,)
+        kind = spec[0] if spec else None
+        if kind == "choice" and len(spec) == 2 and isinstance(spec[1], (list, tuple)) and spec[1]:
+            out[key] = ("choice", tuple(spec[1]))
+            continue
+        ok = kind in ("log", "float", "int") and len(spec) == 3 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in spec[1:]) and spec[1] < spec[2]
+        if not ok or (kind == "log" and spec[1] <= 0):
+            raise ValueError(f"{where} must be ('log'|'float'|'int', low, high) with low < high (low > 0 for 'log') "
+                             f"or ('choice', (values...)); got {spec!r}")
+        out[key] = spec
+    return out
 
 
 def tuned_defaults(problem: str, method: str) -> dict[str, Any]:

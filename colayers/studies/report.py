@@ -5,18 +5,22 @@ epoch*'s test metrics (normalized regret, exact match in %, Hamming distance, co
 time, the total trial time and the training oracle calls/instances. The reported epoch is the last one, or,
 for trials run with ``select = "best"``, the epoch of lowest validation normalized regret (the first on
 ties): model selection on the validation split, numbers on the test split. Standard deviations use
-``ddof = 1`` (0 for a single seed).
+``ddof = 1``; a row of a single seed shows its mean alone (no "± 0") and the table says ``n = 1``.
 
 **Paired comparisons** (:func:`paired_comparisons`): with two seeds or more, every method is compared with a
 reference method (the first of the problem's methods, or ``reference=``) on the seeds both ran — the same
 data, since a seed fixes the data: the mean difference of the test normalized regret (method − reference),
 its 95 % confidence interval (Student's t over the per-seed differences) and the two-sided p-value of the
-paired t-test (``scipy.stats.ttest_rel``). The terminal report prints them under the table; they are written
-to ``paired.csv``.
+paired t-test (``scipy.stats.ttest_rel``); ``*`` marks p < 0.05. The terminal report prints them under the
+table; they are written to ``paired.csv``.
 
 Figures, per problem: validation normalized regret (test when a trial has no validation split) against
-epoch and against training time (mean over seeds, shaded ± std), and the reported metrics as bars with
-error bars (``regret_epoch_<problem>.png``, ``regret_time_<problem>.png``, ``final_<problem>.png``).
+epoch and against training time on a log scale (mean over seeds, shaded ± std), and ``final_<problem>.png``:
+the reported normalized regret and the problem's own metric (:func:`problem_metric`: rank distance for
+rankings, cost ratio for knapsack, exact match otherwise) as mean ± std per method on an axis fitted to the
+values (not from 0), each labelled with its excess over the best method in %, and, with two seeds or more,
+the paired differences to the reference with their 95 % intervals (``regret_epoch_<problem>.png``,
+``regret_time_<problem>.png``, ``final_<problem>.png``).
 
 :func:`build_report` rebuilds everything from ``results.jsonl`` alone (the ``colayers report DIR``
 command). If a trial (problem, method label, seed) was run under several settings, the one written last
@@ -43,6 +47,8 @@ __all__ = [
     "selected_record",
     "paired_comparisons",
     "format_paired",
+    "problem_metric",
+    "PROBLEM_METRICS",
 ]
 
 COLUMNS = [
@@ -56,6 +62,26 @@ COLUMNS = [
     ("oracle_calls", "oracle calls", 0, 1.0),
     ("oracle_instances", "instances", 0, 1.0),
 ]
+
+
+#: The metric a problem's final figure shows beside the normalized regret: its own measure of a prediction
+#: (a problem not listed: the rank distance when its records carry one, else exact match).
+PROBLEM_METRICS = {"ranking": "rank_distance", "knapsack": "cost_ratio", "shortest_path": "exact_match",
+                   "warcraft": "exact_match", "topk": "hamming", "matching": "exact_match"}
+
+
+def problem_metric(problem: str, records: list[dict[str, Any]] = ()) -> str:
+    """The second metric of ``problem``'s final figure (:data:`PROBLEM_METRICS`).
+
+    Example:
+        >>> problem_metric("ranking"), problem_metric("knapsack"), problem_metric("mine", [{"rank_distance": 0.2}])
+        ('rank_distance', 'cost_ratio', 'rank_distance')
+    """
+    if problem in PROBLEM_METRICS:
+        return PROBLEM_METRICS[problem]
+    if any(r.get("rank_distance") is not None for r in records):
+        return "rank_distance"
+    return "exact_match"
 
 
 def _trials(records: list[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
@@ -150,9 +176,10 @@ def format_paired(rows: list[dict[str, Any]]) -> str:
              "over seeds; 95 % CI, paired t-test):"]
     for r in rows:
         lo, hi = r["ci"]
-        p = "n/a" if math.isnan(r["p"]) else f"{r['p']:.3g}"
+        p = "n/a" if math.isnan(r["p"]) else f"{r['p']:.3g}" + (" *" if r["p"] < 0.05 else "")
         lines.append(f"  {r['problem']}: {r['method']} - {r['reference']} = {r['diff']:+.4f} "
                      f"[{lo:+.4f}, {hi:+.4f}], p = {p} ({r['seeds']} seeds)")
+    lines.append("  (* p < 0.05)")
     return "\n".join(lines)
 
 
@@ -196,23 +223,41 @@ def _columns(rows: list[dict[str, Any]]) -> list[tuple]:
     return [c for c in COLUMNS if c[0] not in _OPTIONAL or any(not math.isnan(r[c[0]][0]) for r in rows)]
 
 
-def _cell(mean: float, std: float, digits: int, scale: float) -> str:
+def _cell(mean: float, std: float, digits: int, scale: float, seeds: int = 2) -> str:
+    if math.isnan(mean):  # a metric this row's problem does not have (rank distance of 0/1 solutions...)
+        return "—"
+    if seeds < 2:  # one seed: no spread to show
+        return f"{mean * scale:.{digits}f}"
     return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
 
 
+_ONE_SEED = "n = 1: rows of a single seed show the mean alone (no spread); run more seeds for a ± std"
+
+
 def format_table(rows: list[dict[str, Any]], markdown: bool = False) -> str:
-    """The summary rows as an aligned text table, or a Markdown table with ``markdown=True``."""
+    """The summary rows as an aligned text table, or a Markdown table with ``markdown=True``.
+
+    A cell is ``mean ± std`` over the row's seeds, or the mean alone for a single seed (a note under the
+    table then says ``n = 1``).
+
+    Example:
+        >>> rec = dict(problem="p", method="m", seed=0, settings="h", epoch=1, epochs=1, normalized_regret=0.25)
+        >>> print(format_table(summarize([rec])).splitlines()[2].split()[:4])
+        ['p', 'm', '1', '0.2500']
+    """
     cols = _columns(rows)
     header = ["problem", "method", "seeds"] + [c[1] for c in cols]
-    body = [[r["problem"], r["method"], str(r["seeds"])] + [_cell(*r[k], d, s) for k, _, d, s in cols] for r in rows]
+    body = [[r["problem"], r["method"], str(r["seeds"])] + [_cell(*r[k], d, s, r["seeds"]) for k, _, d, s in cols]
+            for r in rows]
+    note = ["", _ONE_SEED] if any(r["seeds"] < 2 for r in rows) else []
     if markdown:
         lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * len(cols)) + "|"]
         lines += ["| " + " | ".join(b) + " |" for b in body]
-        return "\n".join(lines)
+        return "\n".join(lines + note)
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(header)]
     fmt = lambda cells: "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
     lines = [fmt(header), "  ".join("-" * w for w in widths)] + [fmt(b) for b in body]
-    return "\n".join(lines)
+    return "\n".join(lines + note)
 
 
 def write_table(rows: list[dict[str, Any]], out_dir: str | os.PathLike) -> tuple[Path, Path]:
@@ -226,7 +271,9 @@ def write_table(rows: list[dict[str, Any]], out_dir: str | os.PathLike) -> tuple
         cols = _columns(rows)
         w.writerow(["problem", "method", "seeds"] + [f"{k}_{s}" for k, *_ in cols for s in ("mean", "std")])
         for r in rows:
-            w.writerow([r["problem"], r["method"], r["seeds"]] + [f"{v:.6g}" for k, *_ in cols for v in r[k]])
+            # one seed: no standard deviation (an empty cell, not 0)
+            w.writerow([r["problem"], r["method"], r["seeds"]] + [f"{v:.6g}" if i == 0 or r["seeds"] > 1 else ""
+                                                                  for k, *_ in cols for i, v in enumerate(r[k])])
     return md, path
 
 
@@ -250,52 +297,110 @@ def _curves(trials: dict[tuple, list[dict[str, Any]]], problem: str, x_key: str 
     return out
 
 
+_LABELS = {"normalized_regret": ("normalized regret", 1.0), "exact_match": ("exact match (%)", 100.0),
+           "hamming": ("Hamming distance", 1.0), "rank_distance": ("rank distance", 1.0),
+           "cost_ratio": ("cost ratio", 1.0)}
+_HIGHER_IS_BETTER = {"exact_match"}
+
+
+def _curve_figure(plt, trials, problem: str, x_key: str | None, xlabel: str, path: Path) -> None:
+    """Regret against epoch (or training time) on a log scale, mean over seeds with a ± std band."""
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    key = "val_normalized_regret" if all(
+        "val_normalized_regret" in r[0] for k, r in trials.items() if k[0] == problem
+    ) else "normalized_regret"
+    curves = _curves(trials, problem, x_key, key)
+    floor = min((v for _x, m, _s in curves.values() for v in m if v > 0), default=1.0) / 2
+    for method, (xs, m, s) in curves.items():
+        ax.plot(xs, [max(v, floor) for v in m], marker="o", ms=3, label=method)
+        ax.fill_between(xs, [max(a - b, floor) for a, b in zip(m, s)], [max(a + b, floor) for a, b in zip(m, s)],
+                        alpha=0.15)
+    ax.set_yscale("log")  # the curves fall by an order of magnitude; their ends differ by a few per cent
+    ax.set_xlabel(xlabel)
+    if x_key is None:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    split = "validation" if key.startswith("val_") else "test"
+    ax.set_ylabel(f"{split} normalized regret (log scale)")
+    ax.set_title(f"{problem}: {split} regret vs {xlabel}")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _metric_panel(ax, prow: list[dict[str, Any]], key: str) -> None:
+    """Mean ± std per method on an axis fitted to the values, each point labelled by its excess over the best."""
+    label, scale = _LABELS[key]
+    means = [r[key][0] * scale for r in prow]
+    stds = [r[key][1] * scale if r["seeds"] > 1 else 0.0 for r in prow]
+    xs = range(len(prow))
+    ax.errorbar(xs, means, yerr=stds, fmt="o", capsize=4)
+    ax.margins(x=0.15, y=0.15)
+    finite = [m for m in means if not math.isnan(m)]
+    if finite:
+        best = (max if key in _HIGHER_IS_BETTER else min)(finite)
+        ax.axhline(best, color="grey", ls="--", lw=0.8)
+        for x, m in zip(xs, means):
+            if not math.isnan(m) and best != 0:
+                ax.annotate(f"{100 * (m - best) / abs(best):+.1f} %", (x, m), textcoords="offset points",
+                            xytext=(6, 0), fontsize=7, va="center")
+    ax.set_xticks(list(xs), [r["method"] for r in prow], rotation=45, ha="right")
+    n = sorted({r["seeds"] for r in prow})
+    ax.set_ylabel(f"final test {label}")
+    ax.set_title(f"{label}: mean ± std" if n[0] > 1 else f"{label} (n = 1 seed: means only)", fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+
+
+def _paired_panel(ax, paired: list[dict[str, Any]]) -> None:
+    """Paired differences to the reference (mean, 95 % CI); ``*`` where p < 0.05."""
+    xs = range(len(paired))
+    diffs = [r["diff"] for r in paired]
+    lo = [r["diff"] - r["ci"][0] for r in paired]
+    hi = [r["ci"][1] - r["diff"] for r in paired]
+    ax.errorbar(xs, diffs, yerr=[lo, hi], fmt="o", capsize=4, color="C1")
+    ax.axhline(0.0, color="grey", lw=0.8)
+    for x, r in zip(xs, paired):
+        if r["p"] < 0.05:
+            ax.annotate("*", (x, r["ci"][1]), textcoords="offset points", xytext=(0, 2), ha="center")
+    ax.set_xticks(list(xs), [r["method"] for r in paired], rotation=45, ha="right")
+    ax.set_ylabel(f"{paired[0]['metric'].replace('_', ' ')} − {paired[0]['reference']}")
+    ax.set_title(f"paired difference to {paired[0]['reference']} (95 % CI, * p < 0.05)", fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+
+
 def plot_results(records: list[dict[str, Any]], out_dir: str | os.PathLike) -> list[Path]:
     """Save the PNG figures of every problem into ``out_dir`` (matplotlib, Agg backend); return their paths."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
 
     out = Path(out_dir)
     trials = _trials(records)
     rows = summarize(records)
+    paired_all = paired_comparisons(records)
     paths: list[Path] = []
     problems = list(dict.fromkeys(k[0] for k in trials))
     for problem in problems:
-        views = ((None, "epoch", "regret_epoch"), ("train_time_s", "training time (s)", "regret_time"))
-        for x_key, xlabel, stem in views:
-            fig, ax = plt.subplots(figsize=(6, 4))
-            key = "val_normalized_regret" if all(
-                "val_normalized_regret" in r[0] for k, r in trials.items() if k[0] == problem
-            ) else "normalized_regret"
-            for method, (xs, m, s) in _curves(trials, problem, x_key, key).items():
-                ax.plot(xs, m, marker="o", ms=3, label=method)
-                ax.fill_between(xs, [a - b for a, b in zip(m, s)], [a + b for a, b in zip(m, s)], alpha=0.15)
-            ax.set_xlabel(xlabel)
-            if x_key is None:
-                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            split = "validation" if key.startswith("val_") else "test"
-            ax.set_ylabel(f"{split} normalized regret")
-            ax.set_title(f"{problem}: {split} regret vs {xlabel}")
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=8)
-            fig.tight_layout()
-            p = out / f"{stem}_{problem}.png"
-            fig.savefig(p, dpi=100)
-            plt.close(fig)
-            paths.append(p)
+        for x_key, xlabel, stem in ((None, "epoch", "regret_epoch"), ("train_time_s", "training time (s)",
+                                                                      "regret_time")):
+            paths.append(out / f"{stem}_{problem}.png")
+            _curve_figure(plt, trials, problem, x_key, xlabel, paths[-1])
         prow = [r for r in rows if r["problem"] == problem]
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-        names = [r["method"] for r in prow]
-        for ax, (key, label, scale) in zip(axes, (("normalized_regret", "normalized regret", 1.0),
-                                                   ("exact_match", "exact match (%)", 100.0))):
-            ax.bar(names, [r[key][0] * scale for r in prow], yerr=[r[key][1] * scale for r in prow], capsize=4)
-            ax.set_ylabel(f"final test {label}")
-            ax.tick_params(axis="x", rotation=45)
-            ax.grid(axis="y", alpha=0.3)
-        fig.suptitle(f"{problem}: final metrics (mean ± std over seeds)")
+        paired = [r for r in paired_all if r["problem"] == problem and r["seeds"] >= 2]
+        second = problem_metric(problem, [r for k, v in trials.items() if k[0] == problem for r in v[-1:]])
+        fig, axes = plt.subplots(1, 3 if paired else 2, figsize=(15 if paired else 10, 4.5))
+        _metric_panel(axes[0], prow, "normalized_regret")
+        _metric_panel(axes[1], prow, second)
+        if paired:
+            _paired_panel(axes[2], paired)
+        seeds = sorted({r["seeds"] for r in prow})
+        n = "/".join(map(str, seeds))
+        fig.suptitle(f"{problem}: reported test metrics (n = {n} seed{'s' if seeds[-1] > 1 else ''}; "
+                     "% from the best)")
         fig.tight_layout()
         p = out / f"final_{problem}.png"
         fig.savefig(p, dpi=100)

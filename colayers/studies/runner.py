@@ -416,6 +416,11 @@ def run_study(
     failures: list[tuple[TrialSpec, str]] = []
     curves = open_curves(config.tensorboard_dir())  # a no-op without tensorboard; closes its writers on exit
     with study_lock(out, log), curves:
+        if config.tune:  # tuned values, read back from config.json or chosen now, are written before any trial
+            from .tuning import tune_study
+
+            tune_study(config, log=log)
+            specs = trial_specs(config)
         config.write_effective(out)  # refuses changed settings of existing trials (ValueError naming them)
         done, partial = _prune(path, {s.key for s in specs}, log)
         todo = [s for s in specs if s.key not in done]

@@ -153,7 +153,7 @@ def test_tuned_hyper_parameters_belong_to_their_problem():
     assert check_method_params("imle", {}, problem="knapsack") == registry.METHODS["imle"].defaults
     assert check_method_params("imle", {"lambda_": 7.0}, problem="shortest_path")["lambda_"] == 7.0
     cfg = config_from_dict({"preset": "default", "problems": ["knapsack"]})
-    eff = cfg.effective_method(cfg.problems[0], cfg.methods[2])
+    eff = cfg.effective_method(cfg.problems[0], next(m for m in cfg.methods if m.name == "imle"))
     assert eff.name == "imle" and eff.params["lambda_"] == 10.0 and eff.params["epsilon"] == 1.0
 
 

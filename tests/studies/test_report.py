@@ -58,7 +58,7 @@ def test_tables_markdown_and_csv(tmp_path):
     assert "0.3000 ± " in text and "50.0" in text.splitlines()[3]  # exact match in percent for b
     md, path = write_table(rows, tmp_path)
     md_lines = md.read_text().strip().splitlines()
-    assert len(md_lines) == 2 + 2 and md_lines[2].startswith("| p | a | 3 |")
+    assert len(md_lines) == 2 + 2 + 2 and md_lines[2].startswith("| p | a | 3 |")  # + the note on n = 1
     with path.open() as f:
         table = list(csv.DictReader(f))
     assert [r["method"] for r in table] == ["a", "b"]
@@ -131,3 +131,78 @@ def test_paired_comparisons_match_scipy_and_a_hand_computed_interval():
     assert row["p"] == pytest.approx(stats.ttest_rel(other, ref).pvalue)
     assert "new - ref = +0.0350" in format_paired([row])
     assert paired_comparisons(recs, reference="new")[0]["diff"] == pytest.approx(-mean)
+
+
+def test_one_seed_rows_show_the_mean_alone_and_say_n_1(tmp_path):
+    rows = summarize(synthetic())  # a: 3 seeds, b: 1 seed
+    text = format_table(rows)
+    line_b = next(l for l in text.splitlines() if l.startswith("p ") and " b " in l)
+    assert "±" not in line_b and "0.4000" in line_b
+    assert "0.3000 ± " in text and "n = 1" in text
+    assert "n = 1" not in format_table(rows[:1])  # every row has seeds: no note
+    _md, path = write_table(rows, tmp_path)
+    with path.open() as f:
+        table = list(csv.DictReader(f))
+    assert table[1]["normalized_regret_std"] == "" and float(table[0]["normalized_regret_std"]) > 0
+
+
+def test_final_figure_shows_each_problems_own_metric_on_a_fitted_axis(tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    from colayers.studies import report
+
+    shown = []
+    panel = report._metric_panel
+
+    def spy(ax, prow, key):
+        panel(ax, prow, key)
+        shown.append((prow[0]["problem"], key, ax.get_ylim()))
+
+    monkeypatch.setattr(report, "_metric_panel", spy)
+    recs = []
+    for problem in ("ranking", "knapsack", "shortest_path"):
+        for m, base in (("a", 0.10), ("b", 0.12)):
+            for s in range(3):
+                recs.append(record(m, s, 1, epochs=1, problem=problem, regret=base + 0.003 * s, rank_distance=0.2,
+                                   cost_ratio=1.1))
+    plot_results(recs, tmp_path)
+    keys = {(p, k) for p, k, _ in shown}
+    assert keys == {("ranking", "normalized_regret"), ("ranking", "rank_distance"), ("knapsack", "normalized_regret"),
+                    ("knapsack", "cost_ratio"), ("shortest_path", "normalized_regret"),
+                    ("shortest_path", "exact_match")}
+    # the regrets lie in [0.10, 0.126]: the axis is fitted to them, not started at 0
+    for p, k, (lo, hi) in shown:
+        if k == "normalized_regret":
+            assert 0.05 < lo < 0.10 and 0.126 < hi < 0.2, (p, lo, hi)
+    plt.close("all")
+
+
+def test_curves_are_drawn_on_a_log_scale(tmp_path, monkeypatch):
+    from colayers.studies import report
+
+    scales = []
+    real = report._curve_figure
+
+    def spy(plt, trials, problem, x_key, xlabel, path):
+        real(plt, trials, problem, x_key, xlabel, path)
+        scales.append(plt.gcf().axes)
+
+    import matplotlib.axes
+
+    seen = []
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_yscale", lambda self, v, **kw: seen.append(v))
+    monkeypatch.setattr(report, "_curve_figure", spy)
+    plot_results(synthetic(), tmp_path)
+    assert seen.count("log") == 2  # epoch and time curves
+
+
+def test_paired_lines_mark_significance():
+    from colayers.studies.report import format_paired
+
+    row = dict(problem="p", method="m", reference="r", metric="normalized_regret", seeds=5, diff=-0.05,
+               ci=(-0.07, -0.03), p=0.001)
+    text = format_paired([row, dict(row, method="n", p=0.2)])
+    assert "p = 0.001 *" in text and "p = 0.2 (" in text and "* p < 0.05" in text
