@@ -89,6 +89,15 @@ class _PortfolioSolver:
         return f"_PortfolioSolver(assets={self.scaled_factor.shape[1]}, solver={self.solver})"
 
 
+_CLARABEL_TIGHT = {"tol_gap_abs": 1e-9, "tol_gap_rel": 1e-9, "tol_feas": 1e-9}
+
+
+def _options(solver: str, given: dict | None) -> dict:
+    if given is not None:
+        return dict(given)
+    return dict(_CLARABEL_TIGHT) if solver == "CLARABEL" else {}
+
+
 class Portfolio(Oracle):
     r"""Markowitz allocation maximizing expected return under a risk budget (PyEPO's ``portfolioModel``).
 
@@ -108,7 +117,10 @@ class Portfolio(Oracle):
     run serially or on an ``executor`` (see :class:`~colayers.oracles.SolverOracle`).
 
     **Not a finite set.** :math:`\mathcal{X}` is convex; the answer is a maximizer up to the solver's tolerances
-    (Clarabel's default relative gap 1e-8), not an exact vertex, and it is checked: a status other than
+    (by default Clarabel with its gap and feasibility tolerances tightened from 1e-8 to 1e-9, at no measured
+    cost: over 150 random instances of 5 assets the allocation then moved by at most 1.7e-5 under a rescaling of θ,
+    against 8e-5 at Clarabel's defaults; at 1e-10 Clarabel sometimes ends "optimal_inaccurate"), not an exact
+    vertex, and it is checked: a status other than
     ``"optimal"`` (``"optimal_inaccurate"`` included), or an answer that violates a constraint by more than 1e-6
     (relative: the budget is scaled to 1), raises :class:`~colayers.oracles.OracleError`. When the risk
     constraint binds (as in PyEPO's data) and Σ is positive definite the maximizer is unique; when θ is
@@ -118,7 +130,8 @@ class Portfolio(Oracle):
         covariance: Σ, a symmetric positive semidefinite ``(m, m)`` matrix (array or tensor).
         gamma: the risk multiplier γ ≥ 0 (PyEPO's default 2.25).
         solver: the cvxpy solver, one of ``"CLARABEL"``, ``"SCS"``, ``"GUROBI"`` (it must be installed).
-        solver_options: keyword arguments for ``cvxpy.Problem.solve`` (e.g. tolerances).
+        solver_options: keyword arguments for ``cvxpy.Problem.solve`` (e.g. tolerances); ``None``: Clarabel's
+            ``tol_gap_abs``, ``tol_gap_rel`` and ``tol_feas`` at 1e-9 (nothing for the other solvers).
         executor, timeout: see :class:`~colayers.oracles.SolverOracle`.
         validate_args: see :class:`~colayers.oracles.Oracle`.
 
@@ -172,7 +185,7 @@ class Portfolio(Oracle):
         self.solver = checked["solver"]
         self.event_shape = (m,)
         self._instances = SolverOracle(
-            _PortfolioSolver(self._scaled_factor, self.solver, dict(solver_options or {})),
+            _PortfolioSolver(self._scaled_factor, self.solver, _options(self.solver, solver_options)),
             (m,),
             executor=executor,
             timeout=timeout,
