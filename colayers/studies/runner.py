@@ -358,6 +358,17 @@ def _check_problems(config: StudyConfig) -> None:
                              "(n_val = 0)")
 
 
+def _registrations(to_workers: bool) -> bytes:
+    """The user's problem and method registrations, pickled to carry to worker processes (``b""``: none needed)."""
+    if not to_workers:
+        return b""
+    import pickle
+
+    entries = registry.user_entries()
+    registry.check_picklable(entries)
+    return pickle.dumps(entries)
+
+
 def run_study(
     config: StudyConfig,
     *,
@@ -402,13 +413,7 @@ def run_study(
     log = _stderr if log is None else log
     config.validate()
     _check_problems(config)
-    entries_blob = b""
-    if executor is not None or config.workers > 1:  # carry the registrations to the workers
-        import pickle
-
-        entries = registry.user_entries()
-        registry.check_picklable(entries)
-        entries_blob = pickle.dumps(entries)
+    entries_blob = _registrations(executor is not None or config.workers > 1)
     out = Path(config.output)
     path = out / RESULTS_FILE
     _check_results_path(path)
