@@ -296,8 +296,9 @@ def test_a_users_own_layers_are_served_by_capability():
 
 
 def test_bad_input():
-    theta = torch.randn(4, 5)
-    y = ArgmaxOneHot()(torch.randn(4, 5))
+    g = torch.Generator().manual_seed(0)
+    theta = torch.randn(4, 5, generator=g)
+    y = ArgmaxOneHot()(torch.randn(4, 5, generator=g))
     with pytest.raises(ValueError, match="reduction must be one of"):
         FenchelYoungLoss(SoftArgmax(), reduction="means")
     with pytest.raises(ValueError, match="y_target must have the shape of theta"):
@@ -305,14 +306,38 @@ def test_bad_input():
     soft = torch.full((4, 5), 0.2)
     with pytest.raises(ValueError, match="one-hot.*allow_relaxed_targets=True"):
         FenchelYoungLoss(SoftArgmax())(theta, soft)
+    # uniform target: logsumexp(θ) - mean(θ) - log 5 > 0 unless θ is constant in a row
     assert FenchelYoungLoss(SoftArgmax(), allow_relaxed_targets=True)(theta, soft).item() > 0
     with pytest.raises(ValueError, match="probability vector"):
         FenchelYoungLoss(SoftArgmax(), allow_relaxed_targets=True)(theta, 2 * soft)
-    with pytest.raises(ValueError, match="y_target must be a solution in Y of TopKSubset"):
-        FenchelYoungLoss(PerturbedAdditive(TopKSubset(2)))(theta, y)  # one item where k = 2
-    assert FenchelYoungLoss(PerturbedAdditive(TopKSubset(2)), allow_relaxed_targets=True)(theta, y).ndim == 0
     with pytest.raises(ValueError, match="theta must be finite"):
         FenchelYoungLoss(SoftArgmax())(theta.clone().fill_(float("inf")), y)
+
+
+def test_relaxed_targets_in_the_hull_pass_and_targets_outside_trip_the_sign_check():
+    topk = PerturbedAdditive(TopKSubset(2), num_samples=8)
+    g = torch.Generator().manual_seed(0)
+    theta = torch.randn(4, 5, generator=g)
+    one_hot = ArgmaxOneHot()(torch.randn(4, 5, generator=g))
+    with pytest.raises(ValueError, match="y_target must be a solution in Y of TopKSubset"):
+        FenchelYoungLoss(topk)(theta, one_hot)  # one item where k = 2
+    # ȳ in conv(Y) (entries in [0, 1] summing to k = 2): each sample's max_y <η, y> - <η, ȳ> is >= 0, so the
+    # value is >= 0 for every draw, not only in expectation
+    hull = torch.full((4, 5), 0.4)
+    value = FenchelYoungLoss(topk, reduction="none", allow_relaxed_targets=True)(
+        theta, hull, generator=torch.Generator().manual_seed(1)
+    )
+    assert value.shape == (4,) and bool((value >= 0).all())
+    # a one-hot target is outside conv(Y) for k = 2: max_y <η, y> - η_j can be negative, and is, by about
+    # -10 per sample, with θ_j = 10 on the target and -10 elsewhere (unit Normal noise moves it by a few units);
+    # allow_relaxed_targets skips the membership check, not the sign check, which names the cause
+    theta = torch.where(one_hot.bool(), 10.0, -10.0)
+    with pytest.raises(ValueError, match="FenchelYoungLoss is negative"):
+        FenchelYoungLoss(topk, allow_relaxed_targets=True)(theta, one_hot, generator=torch.Generator().manual_seed(1))
+    value = FenchelYoungLoss(topk, reduction="none", allow_relaxed_targets=True, validate_args=False)(
+        theta, one_hot, generator=torch.Generator().manual_seed(1)
+    )
+    assert value.shape == (4,) and bool((value < -5).all())
 
 
 def test_generic_perturbed_with_additive_gumbel_perturbation_is_the_softmax_loss():
