@@ -367,3 +367,27 @@ def test_multiplicative_on_a_two_dimensional_event():
     value.sum().backward()
     sample, atoms = layer.sample(theta.detach(), generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(theta.grad, (atoms * torch.exp(0.2 * sample.noise - 0.02)).mean(0) - y)
+
+
+@pytest.mark.parametrize("closed_form", [True, False], ids=["closed-form-vjp", "autograd-vjp"])
+def test_perturbed_gradient_is_the_vjp_of_the_perturbation_either_way(closed_form):
+    # the gradient (1/S) Σ_s (∂η_s/∂θ)ᵀ g(y_s) - g(ȳ) from the perturbation's closed form (vjp_sum) equals the one
+    # from autograd through apply (a subclass whose apply is the same function, so vjp_sum is None), at the
+    # same noise: 1/S Σ y_s ⊙ exp(εZ_s - ε²/2) - ȳ, computed here from the drawn samples
+    from colayers.perturb import Multiplicative
+
+    class SameEta(Multiplicative):
+        def apply(self, theta, noise, epsilon=None):
+            return super().apply(theta, noise, epsilon)
+
+    g = torch.Generator().manual_seed(0)
+    oracle = TopKSubset(2)
+    pert = Multiplicative(epsilon=0.4) if closed_form else SameEta(epsilon=0.4)
+    assert (pert.vjp_sum(torch.ones(5), torch.zeros(1, 5), torch.ones(1, 5)) is None) is not closed_form
+    layer = Perturbed(oracle, pert, num_samples=6)
+    theta = (torch.rand(3, 5, generator=g, dtype=torch.float64) + 0.1).requires_grad_()
+    y = oracle(torch.randn(3, 5, generator=g, dtype=torch.float64))
+    FenchelYoungLoss(layer, reduction="sum")(theta, y, generator=torch.Generator().manual_seed(1)).backward()
+    sample, atoms = layer.sample(theta.detach(), generator=torch.Generator().manual_seed(1))
+    expected = (atoms * torch.exp(0.4 * sample.noise - 0.08)).mean(0) - y
+    torch.testing.assert_close(theta.grad, expected)
