@@ -543,13 +543,17 @@ def kernels_section(device: str, dry_run: bool) -> str:
     rows = []
 
     def row(name, shape, cpu_fn, dev_fn, agree, tensor_fn=None, calls_=calls):
-        torch.set_num_threads(1)
-        try:
-            t_cpu, out_cpu = _per_call(cpu_fn, "cpu", calls_, repeats)
-            t_tensor = _per_call(tensor_fn, "cpu", 1, 1)[0] if tensor_fn is not None else None
-        finally:
-            torch.set_num_threads(threads)
-        t_dev, out_dev = _per_call(dev_fn, device, calls_, repeats)
+        try:  # one failing row (recorded with its error) does not lose the others
+            torch.set_num_threads(1)
+            try:
+                t_cpu, out_cpu = _per_call(cpu_fn, "cpu", calls_, repeats)
+                t_tensor = _per_call(tensor_fn, "cpu", 1, 1)[0] if tensor_fn is not None else None
+            finally:
+                torch.set_num_threads(threads)
+            t_dev, out_dev = _per_call(dev_fn, device, calls_, repeats)
+        except Exception as exc:  # noqa: BLE001 - recorded in the table
+            rows.append([name, shape, "–", "–", "–", "–", f"**FAILED**: {type(exc).__name__}: {exc}"[:300]])
+            return
         rows.append([name, shape, f"{1e6 * t_cpu:,.0f}", "–" if t_tensor is None else f"{1e6 * t_tensor:,.0f}",
                      f"{1e6 * t_dev:,.0f}", f"{t_cpu / t_dev:.1f}×", agree(out_cpu, out_dev)])
 
