@@ -21,9 +21,13 @@ still leaves the steps it finished):
    scipy Dijkstra loop of ``bench_grid_oracles.py``; the CPU and scipy sides are timed on at most ``--cpu-max``
    / ``--scipy-max`` instances and their per-instance time extrapolated (the table says where). The device's
    answers are checked against the CPU's (bit for bit, both CPU paths) and scipy's (same optimal cost) on the
-   instances those solved.
-4. **estimators**: ``bench_estimators.py --device cuda`` (forward + backward overhead over the oracle calls).
-5. **Warcraft epoch**: one training epoch of the Warcraft preset (12×12; I-MLE, blackbox, perturbed FY) on the
+   instances those solved. The 5×5 DAG rows time its compiled kernel and its tensor algorithm on the CPU too.
+4. **kernels**: per call, one CPU thread against the device: ``TopKSubset`` / ``ArgmaxOneHot`` by selection
+   (B = 1 and 32, n = 10,000, integer scores with ties; bit-for-bit agreement), ``SoftRank`` KL forward +
+   backward (B = 8, n = 10,000: the compiled pool-adjacent-violators, the batched rounds on the CPU, the rounds
+   on the device) and ``SumOfGamma`` noise of shape (10, 32, 40) (one I-MLE step on the 5×5 benchmark).
+5. **estimators**: ``bench_estimators.py --device cuda`` (forward + backward overhead over the oracle calls).
+6. **Warcraft epoch**: one training epoch of the Warcraft preset (12×12; I-MLE, blackbox, perturbed FY) on the
    device and on the CPU, with the share of the epoch spent in oracle calls.
 
 Filling the wheel directory (on a machine with network access). The GPU machine has torch, numpy, scipy,
@@ -57,6 +61,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import json
+import math
 import os
 import platform
 import re
@@ -64,7 +69,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 import traceback
 import zipfile
@@ -98,8 +102,9 @@ BIT_FOR_BIT = {
 # Step budgets in seconds (real run, dry run); each step also stops at the run's deadline (TOTAL seconds after
 # the start), so that the real run ends within 8 minutes whatever happens.
 # The dry-run caps are generous (a loaded CI machine); an idle one runs the whole dry run in well under a minute.
-BUDGETS = {"install": (60, 60), "tests": (180, 120), "grid": (90, 60), "estimators": (60, 60), "warcraft": (70, 90)}
-STEPS = ("tests", "grid", "estimators", "warcraft")
+BUDGETS = {"install": (60, 60), "tests": (170, 110), "grid": (85, 60), "kernels": (30, 30), "estimators": (55, 60),
+           "warcraft": (65, 80)}
+STEPS = ("tests", "grid", "kernels", "estimators", "warcraft")
 TOTAL = {False: 465, True: 400}
 
 
@@ -442,12 +447,11 @@ def grid_section(device: str, sizes: list[int], cpu_max: int, scipy_max: int, re
         for n in sizes:
             cost = torch.rand((n, *oracle.event_shape), generator=gen, device=device) * 9.0 + 1.0  # in [1, 10)
             oracle.shortest_path(cost[:64])  # warm-up: index tables on the device, kernels
-            t_dev, y = _best_time(lambda c=cost: oracle.shortest_path(c), repeats, device)
+            t_dev, y = _best_time(lambda c=cost, o=oracle: o.shortest_path(c), repeats, device)
             k_cpu, k_sp = min(n, cpu_max), min(n, scipy_max)
             cost_cpu = cost[:k_cpu].cpu()
-            # Warcraft: the CPU's default path (the compiled kernel) and the tensor algorithm the device runs
-            cpu_sides = [oracle] + ([type(oracle)(*oracle.event_shape, backend="tensor")]
-                                    if isinstance(oracle, GridVertexShortestPath) else [])
+            # the CPU's default path (the compiled kernel) and the tensor algorithm the device runs
+            cpu_sides = [oracle, type(oracle)(oracle.height, oracle.width, backend="tensor")]
             torch.set_num_threads(1)
             try:
                 timed = []
@@ -463,7 +467,7 @@ def grid_section(device: str, sizes: list[int], cpu_max: int, scipy_max: int, re
             theirs = (y_sp * cost_np).reshape(k_sp, -1).sum(1)
             same_cost = bool(np.allclose(ours, theirs, rtol=1e-5))
             r_dev, r_cpu, r_sp = n / t_dev, k_cpu / timed[0][0], k_sp / t_sp
-            r_tensor = f"{k_cpu / timed[1][0]:,.0f}" if len(timed) > 1 else "–"
+            r_tensor = f"{k_cpu / timed[1][0]:,.0f}"
             note = ", ".join(f"{side} timed on {k:,}" for side, k in (("CPU", k_cpu), ("scipy", k_sp)) if k < n)
             rows.append([name, f"{n:,}", f"{r_dev:,.0f}", f"{r_cpu:,.0f}", r_tensor, f"{r_sp:,.0f}",
                          f"{r_dev / r_cpu:.1f}×", f"{r_dev / r_sp:.1f}×", "yes" if identical else "**NO**",
@@ -477,8 +481,8 @@ def grid_section(device: str, sizes: list[int], cpu_max: int, scipy_max: int, re
     body = (
         f"Positive float32 costs in [1, 10), one batched call per timing, best of {repeats} "
         f"(scipy: best of {max(1, min(repeats, 2))}); CPU side: the same oracle with `torch.set_num_threads(1)`: "
-        "its default CPU path (for Warcraft the compiled kernel; the device runs the tensor algorithm) and, for "
-        "Warcraft, the tensor algorithm on the CPU (`backend=\"tensor\"`); '= CPU bit for bit' covers both. "
+        "its default CPU path (the compiled kernel; the device runs the tensor algorithm) and the tensor "
+        "algorithm on the CPU (`backend=\"tensor\"`); '= CPU bit for bit' covers both. "
         "Where a side was timed on fewer instances than the batch (note), its per-instance time is extrapolated. "
         "Targets (issue): 12×12 at 32,000 instances ≥ 20× one CPU thread.\n\n"
     )
@@ -486,13 +490,129 @@ def grid_section(device: str, sizes: list[int], cpu_max: int, scipy_max: int, re
 
 
 # ----------------------------------------------------------------------------------------------------------
-# step 4: the estimators
+# step 4: the compiled CPU kernels and selections against the device
+
+
+def _per_call(fn, device, calls: int, repeats: int) -> tuple[float, Any]:
+    """Best over ``repeats`` of the mean time of ``calls`` back-to-back calls (seconds per call), and an output."""
+    out = fn()  # warm-up: kernels compiled or loaded, device tables built
+    best = float("inf")
+    for _ in range(repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            out = fn()
+        _sync(device)
+        best = min(best, (time.perf_counter() - t0) / calls)
+    return best, out
+
+
+@contextlib.contextmanager
+def _pav_rounds_on_the_cpu():
+    """Route CPU rows of SoftSort/SoftRank to the batched rounds (the algorithm CUDA runs) instead of the kernel."""
+    soft_sort = importlib.import_module("colayers.layers.soft_sort")  # the module (the package exports a function)
+    saved = soft_sort._COMPILED_DTYPES
+    soft_sort._COMPILED_DTYPES = ()
+    try:
+        yield
+    finally:
+        soft_sort._COMPILED_DTYPES = saved
+
+
+def _soft_rank_kl(theta):
+    """Soft ranks (KL) of ``theta`` and the gradient of their sum: what a training step pays."""
+    from colayers.layers import soft_rank
+
+    theta = theta.detach().requires_grad_()
+    ranks = soft_rank(theta, strength=1.0, regularization="kl")
+    ranks.sum().backward()
+    return ranks.detach(), theta.grad
+
+
+def kernels_section(device: str, dry_run: bool) -> str:
+    """Per call: the CPU kernels and selections of colayers (one thread) against the same call on ``device``."""
+    import torch
+
+    from colayers.oracles import ArgmaxOneHot, TopKSubset
+    from colayers.perturb import SumOfGamma
+
+    calls, repeats = (2, 1) if dry_run else (20, 3)
+    n_rank = 1_000 if dry_run else 10_000
+    gen = torch.Generator().manual_seed(0)
+    threads = torch.get_num_threads()
+    rows = []
+
+    def row(name, shape, cpu_fn, dev_fn, agree, tensor_fn=None, calls_=calls):
+        try:  # one failing row (recorded with its error) does not lose the others
+            torch.set_num_threads(1)
+            try:
+                t_cpu, out_cpu = _per_call(cpu_fn, "cpu", calls_, repeats)
+                t_tensor = _per_call(tensor_fn, "cpu", 1, 1)[0] if tensor_fn is not None else None
+            finally:
+                torch.set_num_threads(threads)
+            t_dev, out_dev = _per_call(dev_fn, device, calls_, repeats)
+        except Exception as exc:  # noqa: BLE001 - recorded in the table
+            rows.append([name, shape, "–", "–", "–", "–", f"**FAILED**: {type(exc).__name__}: {exc}"[:300]])
+            return
+        rows.append([name, shape, f"{1e6 * t_cpu:,.0f}", "–" if t_tensor is None else f"{1e6 * t_tensor:,.0f}",
+                     f"{1e6 * t_dev:,.0f}", f"{t_cpu / t_dev:.1f}×", agree(out_cpu, out_dev)])
+
+    def equal(a, b):
+        return "yes" if bool(torch.equal(a, b.cpu())) else "**NO**"
+
+    for name, oracle in (("TopKSubset(k=100)", TopKSubset(100)), ("ArgmaxOneHot", ArgmaxOneHot())):
+        for b in (1, 32):
+            # integer scores in [0, 50): many ties, broken by the lowest index on both sides
+            theta = torch.randint(0, 50, (b, 10_000), generator=gen).float()
+            theta_dev = theta.to(device)
+            row(name, f"B = {b}, n = 10,000", lambda o=oracle, t=theta: o(t), lambda o=oracle, t=theta_dev: o(t), equal)
+
+    theta = torch.randn(8, n_rank, generator=gen)
+    theta_dev = theta.to(device)
+
+    def close(a, b):
+        (ra, ga), (rb, gb) = a, (b[0].cpu(), b[1].cpu())
+        err = max(float((ra - rb).abs().max() / ra.abs().max()), float((ga - gb).abs().max() / ga.abs().max()))
+        return f"{'yes' if err <= 1e-4 else '**NO**'} (relative max difference {err:.1e})"
+
+    def rounds():
+        with _pav_rounds_on_the_cpu():
+            return _soft_rank_kl(theta)
+
+    row("SoftRank KL, forward + backward", f"B = 8, n = {n_rank:,}", lambda: _soft_rank_kl(theta),
+        lambda: _soft_rank_kl(theta_dev), close, tensor_fn=rounds, calls_=max(1, calls // 4))
+
+    noise, shape = SumOfGamma(k=2), (10, 32, 40)
+    se = (noise.variance / math.prod(shape)) ** 0.5
+
+    def law(a, b):
+        ok = all(abs(float(z.double().mean()) - noise.mean) <= 5 * se for z in (a, b))
+        return f"{'yes' if ok else '**NO**'} (both means within 5 s.e. = {5 * se:.3f} of {noise.mean:.3f})"
+
+    gen_dev = torch.Generator(device=device).manual_seed(1)
+    row("SumOfGamma(k=2) sample", "(10, 32, 40)", lambda: noise.sample(shape, generator=gen),
+        lambda: noise.sample(shape, generator=gen_dev, device=device), law)
+    header = ["operation", "size", "1 CPU thread µs/call", "1 CPU thread, tensor algorithm µs/call",
+              f"{device} µs/call", f"CPU / {device} time", f"{device} agrees with the CPU"]
+    body = (
+        f"Float32, best of {repeats} timings of back-to-back calls (µs per call); CPU side: "
+        "`torch.set_num_threads(1)`, the default CPU path (the compiled pool-adjacent-violators for SoftRank, "
+        "selection for top-k and argmax); 'tensor algorithm': SoftRank's batched rounds (the algorithm the device "
+        "runs) on the CPU, one call. Top-k and argmax on integer scores with ties: the device's answer equals the "
+        "CPU's bit for bit. SoftRank: ranks and the gradient of their sum. SumOfGamma: different streams on the "
+        "two sides, so the check is the law's mean. The grid oracles' kernels are in the grid section.\n\n"
+    )
+    return body + _md_table(header, rows)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# step 5: the estimators
 
 
 def estimators_section(device: str, env: dict[str, str], timeout: float, dry_run: bool) -> str:
     args = ["--device", device, "--threads", "1"]
-    args += ["--batch", "4", "--samples", "2", "--n", "10", "--k", "3", "--m", "3", "--reps", "2", "--scipy-reps", "1"] \
-        if dry_run else ["--batch", "32", "--samples", "10", "--reps", "30", "--scipy-reps", "5"]
+    tiny = ["--batch", "4", "--samples", "2", "--n", "10", "--k", "3", "--m", "3", "--reps", "2", "--scipy-reps", "1"]
+    args += tiny if dry_run else ["--batch", "32", "--samples", "10", "--reps", "30", "--scipy-reps", "5"]
     cmd = [sys.executable, str(BENCH / "bench_estimators.py"), *args]
     rc, out, secs = _run(cmd, env=env, timeout=timeout)
     shown = "python benchmarks/bench_estimators.py " + " ".join(args)
@@ -500,7 +620,7 @@ def estimators_section(device: str, env: dict[str, str], timeout: float, dry_run
 
 
 # ----------------------------------------------------------------------------------------------------------
-# step 5: one Warcraft epoch
+# step 6: one Warcraft epoch
 
 
 @contextlib.contextmanager
@@ -657,6 +777,8 @@ def _child(step: str, args: argparse.Namespace) -> str:
         if args.dry_run:
             return warcraft_section(["cpu"], 16, ["imle", "blackbox", "fy"], batch=8, cpu_batches=1)
         return warcraft_section(["cpu", device], 1000, ["imle", "blackbox", "fy"], cpu_batches=8)
+    if step == "kernels":
+        return kernels_section(device, args.dry_run)
     raise ValueError(f"no child step {step!r}")
 
 
@@ -748,7 +870,8 @@ def main(argv: list[str] | None = None) -> int:
         fragment = out_dir / f".gpu-check-{name}.md"
         fragment.unlink(missing_ok=True)
         cmd = [sys.executable, str(Path(__file__).resolve()), str(out_dir), "--child", name,
-               "--cpu-max", str(args.cpu_max), "--scipy-max", str(args.scipy_max)] + (["--dry-run"] if args.dry_run else [])
+               "--cpu-max", str(args.cpu_max), "--scipy-max", str(args.scipy_max)]
+        cmd += ["--dry-run"] if args.dry_run else []
         rc, out, _ = _run(cmd, env=env, timeout=budget[name])
         if rc != 0 or not fragment.exists():
             raise RuntimeError(f"step {name!r} exited {rc}:\n{out[-4000:]}")
@@ -763,6 +886,8 @@ def main(argv: list[str] | None = None) -> int:
         counts = res[1] if res else None
     if "grid" in steps:
         step("Grid shortest-path oracles", lambda: child("grid"))
+    if "kernels" in steps:
+        step("Selections, soft ranks and noise: CPU against the device", lambda: child("kernels"))
     if "estimators" in steps:
         step("Estimators: forward + backward overhead",
              lambda: estimators_section(device, env, budget["estimators"], args.dry_run))

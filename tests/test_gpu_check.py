@@ -143,6 +143,7 @@ def test_dry_run_writes_one_results_file_with_every_section(tmp_path):
     assert "dry run (CPU)" in text
     sections = re.findall(r"^## (.+)$", text, flags=re.M)
     assert sections == ["Environment", "Tests: marked cuda and device-parametrized", "Grid shortest-path oracles",
+                        "Selections, soft ranks and noise: CPU against the device",
                         "Estimators: forward + backward overhead", "Warcraft preset: one training epoch", "Summary"]
     env = dict(row[:2] for row in _table(text, "Environment"))
     assert env["torch"] and env["import colayers"] == "0.1.0" and env["benchmark device"] == "cpu"
@@ -156,8 +157,18 @@ def test_dry_run_writes_one_results_file_with_every_section(tmp_path):
     assert len(bit) == 4 and all(re.fullmatch(r"\d+ (passed|skipped)", r[-1]) for r in bit), bit
     grid = _table(text, "Grid shortest-path oracles")
     assert len(grid) == 6 and all(r[8] == "yes" and r[9] == "yes" for r in grid)  # = CPU (both paths), = scipy
-    # the Warcraft rows time both CPU paths: the compiled kernel (default) and the tensor algorithm the device runs
-    assert [r[4] != "–" for r in grid] == [False, False, True, True, True, True]
+    # every row (DAG and Warcraft) times both CPU paths: the compiled kernel (default) and the tensor algorithm the
+    # device runs
+    assert all(re.fullmatch(r"[\d,]+", r[3]) and re.fullmatch(r"[\d,]+", r[4]) for r in grid), grid
+    kernels = _table(text, "Selections, soft ranks and noise: CPU against the device")
+    assert [(r[0], r[1]) for r in kernels] == [
+        ("TopKSubset(k=100)", "B = 1, n = 10,000"), ("TopKSubset(k=100)", "B = 32, n = 10,000"),
+        ("ArgmaxOneHot", "B = 1, n = 10,000"), ("ArgmaxOneHot", "B = 32, n = 10,000"),
+        ("SoftRank KL, forward + backward", "B = 8, n = 1,000"), ("SumOfGamma(k=2) sample", "(10, 32, 40)"),
+    ]
+    assert all(re.fullmatch(r"[\d,]+", r[2]) and re.fullmatch(r"[\d,]+", r[4]) for r in kernels), kernels
+    assert [r[3] != "–" for r in kernels] == [False] * 4 + [True, False]  # SoftRank's rounds timed on the CPU too
+    assert all(r[6].startswith("yes") for r in kernels), kernels  # equal outputs; SumOfGamma: the law's mean
     est = text.split("## Estimators", 1)[1].split("\n## ", 1)[0]
     assert len(re.findall(r"^(ArgmaxOneHot|TopKSubset|scipy assignment)", est, flags=re.M)) == 30
     warcraft = _table(text, "Warcraft preset: one training epoch")

@@ -18,7 +18,6 @@ Whether a composition draws noise (and so takes a ``seed`` or a ``generator``) i
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import torch
@@ -80,19 +79,17 @@ class _SampleFunction(torch.autograd.Function):
     """``apply(theta, atoms, sample, extra_draws, context)``: the mean of the atoms (or the atoms) forward; the
     context's rule backward."""
 
+    # forward(ctx, ...) without setup_context: torch's Function.apply then skips binding the arguments through
+    # inspect.signature on every call (a few µs per step; these Functions need no torch.func transforms)
     @staticmethod
-    def forward(theta, atoms, sample, extra_draws, context):
-        if context.output == "mean":
-            return atoms[0].clone() if atoms.shape[0] == 1 else atoms.mean(0)  # (the mean of one sample is itself)
-        return atoms.clone()
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        theta, atoms, sample, extra_draws, context = inputs
+    def forward(ctx, theta, atoms, sample, extra_draws, context):
         ctx.save_for_backward(theta, atoms)
         ctx.sample = sample  # plain tensors that never require grad
         ctx.extra_draws = extra_draws
         ctx.context = context
+        if context.output == "mean":
+            return atoms[0].clone() if atoms.shape[0] == 1 else atoms.mean(0)  # (the mean of one sample is itself)
+        return atoms.clone()
 
     @staticmethod
     def backward(ctx, grad_output):
@@ -102,9 +99,6 @@ class _SampleFunction(torch.autograd.Function):
         return grad, None, None, None, None
 
 
-# torch's Function.apply binds the arguments through inspect.signature(forward) on every call; the signature
-# is stored once (PEP 362 __signature__, which inspect.signature returns as it is)
-_SampleFunction.forward.__signature__ = inspect.signature(_SampleFunction.forward)
 
 
 def _sample_and_solve(

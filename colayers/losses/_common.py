@@ -4,8 +4,6 @@ gradients. The frame that calls them (checks of θ and targets, reduction) is
 
 from __future__ import annotations
 
-import inspect
-
 import torch
 
 from ..oracles.base import Oracle
@@ -140,12 +138,9 @@ class _ValueWithGradient(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(theta, value, grad):  # noqa: D102
+    def forward(ctx, theta, value, grad):  # noqa: D102 - ctx first, no setup_context: no argument binding per call
+        ctx.save_for_backward(grad)
         return value.clone()
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):  # noqa: D102
-        ctx.save_for_backward(inputs[2])
 
     @staticmethod
     def backward(ctx, grad_output):  # noqa: D102
@@ -154,9 +149,6 @@ class _ValueWithGradient(torch.autograd.Function):
         return go * grad, None, None
 
 
-# torch's Function.apply binds the arguments through inspect.signature(forward) on every call; the signature
-# is stored once (PEP 362 __signature__, which inspect.signature returns as it is)
-_ValueWithGradient.forward.__signature__ = inspect.signature(_ValueWithGradient.forward)
 
 
 def value_with_gradient(theta: torch.Tensor, value: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:

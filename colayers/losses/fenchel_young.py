@@ -129,6 +129,11 @@ class FenchelYoungLoss(StructuredLoss):
             value, scale = (best - at_target).mean(0), (best.abs() + at_target.abs()).mean(0)
         if sample.noise is None:  # no noise: η_s = θ
             return value, g_atoms.mean(0) - g_target, scale
+        vjp_sum = getattr(pert, "vjp_sum", None)  # the perturbation's VJP in closed form (Additive...), else None
+        with torch.no_grad():
+            pulled = None if vjp_sum is None else vjp_sum(th, sample.noise, g_atoms)
+        if pulled is not None:
+            return value, pulled.div_(num_samples).sub_(g_target), scale
         # the gradient (1/S) Σ_s (∂η_s/∂θ)ᵀ g(y_s) - g(ȳ), the VJP of the perturbation at the drawn noise, by
         # autograd in the caller's backward: the value plus surrogate - surrogate.detach() (exactly 0) whose
         # gradient it is, with g(y_s) and g(ȳ) constants

@@ -2,8 +2,6 @@ r"""The SPO+ loss of Elmachtoub & Grigas (Management Science, 2022), in the maxi
 
 from __future__ import annotations
 
-import inspect
-
 import torch
 
 from .._validation import check_finite, check_positive, trusted_inputs
@@ -23,14 +21,10 @@ class _SPOPlusFunction(torch.autograd.Function):
     """Value and hand-written subgradient of SPO+; the oracle output never enters autograd."""
 
     @staticmethod
-    def forward(theta, theta_true, value, g_diff, alpha):  # noqa: D102
-        return value.clone()
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):  # noqa: D102
-        _, _, _, g_diff, alpha = inputs
+    def forward(ctx, theta, theta_true, value, g_diff, alpha):  # noqa: D102 - ctx first: no argument binding per call
         ctx.save_for_backward(g_diff)
         ctx.alpha = alpha
+        return value.clone()
 
     @staticmethod
     def backward(ctx, grad_output):  # noqa: D102
@@ -41,9 +35,6 @@ class _SPOPlusFunction(torch.autograd.Function):
         return grad_theta, grad_true, None, None, None
 
 
-# torch's Function.apply binds the arguments through inspect.signature(forward) on every call; the signature
-# is stored once (PEP 362 __signature__, which inspect.signature returns as it is)
-_SPOPlusFunction.forward.__signature__ = inspect.signature(_SPOPlusFunction.forward)
 
 
 class SPOPlusLoss(StructuredLoss):

@@ -224,6 +224,22 @@ class Perturbation:
         r""":math:`\nabla_\theta \log p(\eta_s\mid\theta)` for each sample, shape ``(S, *theta.shape)``."""
         raise NotImplementedError
 
+    def vjp_sum(self, theta: torch.Tensor, noise: torch.Tensor, cotangent: torch.Tensor) -> torch.Tensor | None:
+        r""":math:`\sum_s (\partial\eta_s/\partial\theta)^\top c_s` for η = :meth:`apply` (θ, Z) at the given noise,
+        in closed form, shape θ's; ``None`` (the default) where there is none: the caller differentiates
+        :meth:`apply` by autograd. ``cotangent`` ``c`` has the shape of η, ``(S, *theta.shape)``.
+
+        Example:
+            >>> import torch
+            >>> pert, theta = Multiplicative(epsilon=0.5), torch.tensor([1.0, -2.0])
+            >>> z, c = torch.randn(3, 2), torch.randn(3, 2)
+            >>> t = theta.clone().requires_grad_()
+            >>> (pert.apply(t, z) * c).sum().backward()
+            >>> torch.allclose(pert.vjp_sum(theta, z, c), t.grad)
+            True
+        """
+        return None
+
     def check_score(self) -> None:
         """Raise a ValueError naming ``epsilon`` or the noise when :meth:`score` does not exist."""
         if self.epsilon == 0:
@@ -295,6 +311,11 @@ class Additive(Perturbation):
     def score(self, theta: torch.Tensor, sample: PerturbedSample) -> torch.Tensor:
         return -self.noise.grad_log_density(sample.noise) / self.epsilon
 
+    def vjp_sum(self, theta: torch.Tensor, noise: torch.Tensor, cotangent: torch.Tensor) -> torch.Tensor | None:
+        if type(self).apply is not Additive.apply:  # a subclass with its own η: autograd differentiates it
+            return super().vjp_sum(theta, noise, cotangent)
+        return cotangent.sum(0)  # ∂(θ + εZ)/∂θ = I
+
     def score_mean(self, theta: torch.Tensor, sample: PerturbedSample, weights: torch.Tensor) -> torch.Tensor:
         if type(self).score is not Additive.score:  # a subclass with its own score: use it
             return super().score_mean(theta, sample, weights)
@@ -327,6 +348,12 @@ class Multiplicative(Perturbation):
     def apply(self, theta: torch.Tensor, noise: torch.Tensor, epsilon: float | None = None) -> torch.Tensor:
         eps = self.epsilon if epsilon is None else epsilon
         return theta * (eps * noise).sub_(eps * eps / 2).exp_()
+
+    def vjp_sum(self, theta: torch.Tensor, noise: torch.Tensor, cotangent: torch.Tensor) -> torch.Tensor | None:
+        if type(self).apply is not Multiplicative.apply:  # a subclass with its own η: autograd differentiates it
+            return super().vjp_sum(theta, noise, cotangent)
+        eps = self.epsilon
+        return (cotangent * (eps * noise).sub_(eps * eps / 2).exp_()).sum(0)  # ∂η/∂θ = diag(exp(εZ - ε²/2))
 
     def score(self, theta: torch.Tensor, sample: PerturbedSample) -> torch.Tensor:
         g = -self.noise.grad_log_density(sample.noise) / self.epsilon

@@ -296,8 +296,9 @@ def test_a_users_own_layers_are_served_by_capability():
 
 
 def test_bad_input():
-    theta = torch.randn(4, 5)
-    y = ArgmaxOneHot()(torch.randn(4, 5))
+    g = torch.Generator().manual_seed(0)
+    theta = torch.randn(4, 5, generator=g)
+    y = ArgmaxOneHot()(torch.randn(4, 5, generator=g))
     with pytest.raises(ValueError, match="reduction must be one of"):
         FenchelYoungLoss(SoftArgmax(), reduction="means")
     with pytest.raises(ValueError, match="y_target must have the shape of theta"):
@@ -305,14 +306,38 @@ def test_bad_input():
     soft = torch.full((4, 5), 0.2)
     with pytest.raises(ValueError, match="one-hot.*allow_relaxed_targets=True"):
         FenchelYoungLoss(SoftArgmax())(theta, soft)
+    # uniform target: logsumexp(θ) - mean(θ) - log 5 > 0 unless θ is constant in a row
     assert FenchelYoungLoss(SoftArgmax(), allow_relaxed_targets=True)(theta, soft).item() > 0
     with pytest.raises(ValueError, match="probability vector"):
         FenchelYoungLoss(SoftArgmax(), allow_relaxed_targets=True)(theta, 2 * soft)
-    with pytest.raises(ValueError, match="y_target must be a solution in Y of TopKSubset"):
-        FenchelYoungLoss(PerturbedAdditive(TopKSubset(2)))(theta, y)  # one item where k = 2
-    assert FenchelYoungLoss(PerturbedAdditive(TopKSubset(2)), allow_relaxed_targets=True)(theta, y).ndim == 0
     with pytest.raises(ValueError, match="theta must be finite"):
         FenchelYoungLoss(SoftArgmax())(theta.clone().fill_(float("inf")), y)
+
+
+def test_relaxed_targets_in_the_hull_pass_and_targets_outside_trip_the_sign_check():
+    topk = PerturbedAdditive(TopKSubset(2), num_samples=8)
+    g = torch.Generator().manual_seed(0)
+    theta = torch.randn(4, 5, generator=g)
+    one_hot = ArgmaxOneHot()(torch.randn(4, 5, generator=g))
+    with pytest.raises(ValueError, match="y_target must be a solution in Y of TopKSubset"):
+        FenchelYoungLoss(topk)(theta, one_hot)  # one item where k = 2
+    # ȳ in conv(Y) (entries in [0, 1] summing to k = 2): each sample's max_y <η, y> - <η, ȳ> is >= 0, so the
+    # value is >= 0 for every draw, not only in expectation
+    hull = torch.full((4, 5), 0.4)
+    value = FenchelYoungLoss(topk, reduction="none", allow_relaxed_targets=True)(
+        theta, hull, generator=torch.Generator().manual_seed(1)
+    )
+    assert value.shape == (4,) and bool((value >= 0).all())
+    # a one-hot target is outside conv(Y) for k = 2: max_y <η, y> - η_j can be negative, and is, by about
+    # -10 per sample, with θ_j = 10 on the target and -10 elsewhere (unit Normal noise moves it by a few units);
+    # allow_relaxed_targets skips the membership check, not the sign check, which names the cause
+    theta = torch.where(one_hot.bool(), 10.0, -10.0)
+    with pytest.raises(ValueError, match="FenchelYoungLoss is negative"):
+        FenchelYoungLoss(topk, allow_relaxed_targets=True)(theta, one_hot, generator=torch.Generator().manual_seed(1))
+    value = FenchelYoungLoss(topk, reduction="none", allow_relaxed_targets=True, validate_args=False)(
+        theta, one_hot, generator=torch.Generator().manual_seed(1)
+    )
+    assert value.shape == (4,) and bool((value < -5).all())
 
 
 def test_generic_perturbed_with_additive_gumbel_perturbation_is_the_softmax_loss():
@@ -342,3 +367,27 @@ def test_multiplicative_on_a_two_dimensional_event():
     value.sum().backward()
     sample, atoms = layer.sample(theta.detach(), generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(theta.grad, (atoms * torch.exp(0.2 * sample.noise - 0.02)).mean(0) - y)
+
+
+@pytest.mark.parametrize("closed_form", [True, False], ids=["closed-form-vjp", "autograd-vjp"])
+def test_perturbed_gradient_is_the_vjp_of_the_perturbation_either_way(closed_form):
+    # the gradient (1/S) Σ_s (∂η_s/∂θ)ᵀ g(y_s) - g(ȳ) from the perturbation's closed form (vjp_sum) equals the one
+    # from autograd through apply (a subclass whose apply is the same function, so vjp_sum is None), at the
+    # same noise: 1/S Σ y_s ⊙ exp(εZ_s - ε²/2) - ȳ, computed here from the drawn samples
+    from colayers.perturb import Multiplicative
+
+    class SameEta(Multiplicative):
+        def apply(self, theta, noise, epsilon=None):
+            return super().apply(theta, noise, epsilon)
+
+    g = torch.Generator().manual_seed(0)
+    oracle = TopKSubset(2)
+    pert = Multiplicative(epsilon=0.4) if closed_form else SameEta(epsilon=0.4)
+    assert (pert.vjp_sum(torch.ones(5), torch.zeros(1, 5), torch.ones(1, 5)) is None) is not closed_form
+    layer = Perturbed(oracle, pert, num_samples=6)
+    theta = (torch.rand(3, 5, generator=g, dtype=torch.float64) + 0.1).requires_grad_()
+    y = oracle(torch.randn(3, 5, generator=g, dtype=torch.float64))
+    FenchelYoungLoss(layer, reduction="sum")(theta, y, generator=torch.Generator().manual_seed(1)).backward()
+    sample, atoms = layer.sample(theta.detach(), generator=torch.Generator().manual_seed(1))
+    expected = (atoms * torch.exp(0.4 * sample.noise - 0.08)).mean(0) - y
+    torch.testing.assert_close(theta.grad, expected)

@@ -76,9 +76,9 @@ def test_custom_margin_with_its_loss_augmented_oracle():
 
 
 def test_ssvm_bad_input():
-    oracle = TopKSubset(2)
-    theta = torch.randn(3, 5)
-    y = TopKSubset(2)(torch.randn(3, 5))
+    oracle, g = TopKSubset(2), torch.Generator().manual_seed(0)
+    theta = torch.randn(3, 5, generator=g)
+    y = TopKSubset(2)(torch.randn(3, 5, generator=g))
     with pytest.raises(ValueError, match="y_target must have the shape of theta"):
         StructuredSVMLoss(oracle)(theta, y[:, :4])
     with pytest.raises(ValueError, match="reduction must be one of"):

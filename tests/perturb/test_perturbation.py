@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from colayers.perturb import Additive, Gumbel, Multiplicative, Normal
+from colayers.perturb import Additive, Gumbel, Multiplicative, Normal, Perturbation
 from tests.conftest import DEVICES
 
 
@@ -87,3 +87,34 @@ def test_score_mean_is_the_weighted_mean_of_scores(pert, seed):
     got = pert.score_mean(theta, sample, w)
     assert got.shape == theta.shape and torch.isfinite(got).all()
     assert torch.allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("make", [lambda e: Additive(Normal(), e), lambda e: Additive(Gumbel(), e),
+                                  lambda e: Multiplicative(Normal(), e)], ids=["add-normal", "add-gumbel", "mult"])
+@pytest.mark.parametrize("eps", [0.3, 1.0])
+def test_vjp_sum_is_the_autograd_vjp_of_apply(make, eps):
+    # Σ_s (∂η_s/∂θ)ᵀ c_s in closed form against autograd through apply, θ of both signs and zeros
+    g = torch.Generator().manual_seed(0)
+    pert = make(eps)
+    theta = torch.randn(3, 5, generator=g, dtype=torch.float64)
+    theta[0, 0] = 0.0
+    noise = pert.noise.sample((4, 3, 5), generator=g, dtype=torch.float64)
+    cot = torch.randn(4, 3, 5, generator=g, dtype=torch.float64)
+    t = theta.clone().requires_grad_()
+    (grad,) = torch.autograd.grad((pert.apply(t, noise) * cot).sum(), t)
+    torch.testing.assert_close(pert.vjp_sum(theta, noise, cot), grad)
+
+
+def test_vjp_sum_is_none_where_a_subclass_changes_eta():
+    # a subclass with its own apply has no closed form here: the caller differentiates its apply by autograd
+    class Shifted(Additive):
+        def apply(self, theta, noise, epsilon=None):
+            return 2.0 * theta + noise
+
+    class Scaled(Multiplicative):
+        def apply(self, theta, noise, epsilon=None):
+            return theta.pow(3) * noise.exp()
+
+    z = torch.randn(2, 3)
+    for pert in (Shifted(), Scaled(), Perturbation(Normal())):  # the base class: no closed form
+        assert pert.vjp_sum(torch.ones(3), z, torch.ones(2, 3)) is None
