@@ -4,11 +4,12 @@ Selection: ``TopKSubset(k).solve`` and ``ArgmaxOneHot().solve`` on float32 score
 algorithm (stable sort of -theta, first k indices, scattered), which this script keeps. Each output is checked
 equal to the former one (random scores, and scores rounded to a few integers: many ties). Sum-of-Gamma: the draws of
 one I-MLE step of the 5x5 shortest-path benchmark (``SumOfGamma(k=5, terms=10)``, noise of shape (S=10, B=32, 40
-edges): 12,800 entries, 128,000 Gamma(1/5) terms) with this tree's sampler and with the ``noise.py`` of a baseline
-revision (``--baseline``, loaded from git), and Normal noise of the same shape. Process CPU time
-(``time.process_time``), interleaved repetition by repetition; minimum over repetitions (median in brackets).
+edges): 12,800 entries, 128,000 Gamma(1/5) terms; and a larger (10, 256, 400)) with this tree's sampler and with the
+``noise.py`` of a baseline revision (``--baseline``, loaded from git), and Normal noise of the same shape. Process CPU
+time (``time.process_time``), interleaved repetition by repetition; minimum over repetitions (median in brackets).
 
     python benchmarks/bench_selection.py --threads 1 --reps 7 [--baseline REV] [--device cuda]
+        [--parts selection sum_of_gamma] [--sog-shapes 10x32x40 10x256x400]
 """
 
 from __future__ import annotations
@@ -95,20 +96,21 @@ def _baseline_noise(rev: str):
 
 
 def sum_of_gamma(args, device: torch.device) -> None:
-    shape = (10, 32, 40)
     new, normal = SumOfGamma(k=5, terms=10), Normal()
-    fns = {"this tree": lambda: new.sample(shape, generator=gen_new, device=device)}
-    if args.baseline:
-        old = _baseline_noise(args.baseline).SumOfGamma(k=5, terms=10)
-        fns[f"baseline {args.baseline}"] = lambda: old.sample(shape, generator=gen_old, device=device)
-    fns["Normal"] = lambda: normal.sample(shape, generator=gen_new, device=device)
-    gen_new = torch.Generator(device=device).manual_seed(0)
-    gen_old = torch.Generator(device=device).manual_seed(0)
-    ts = interleaved(fns, args.reps, 20, device)
-    print(f"\nSumOfGamma(k=5, terms=10).sample{shape} (128,000 Gamma terms): ms per call, min [median]")
-    base = min(ts["this tree"])
-    for name, t in ts.items():
-        print(f"{name:24s} {_fmt(t)}   this tree / {name}: {min(t) / base:.2f}")
+    old = _baseline_noise(args.baseline).SumOfGamma(k=5, terms=10) if args.baseline else None
+    for shape in args.sog_shapes:
+        entries = shape[0] * shape[1] * shape[2]
+        gen_new = torch.Generator(device=device).manual_seed(0)
+        gen_old = torch.Generator(device=device).manual_seed(0)
+        fns = {"this tree": lambda s=shape, g=gen_new: new.sample(s, generator=g, device=device)}
+        if old is not None:
+            fns[f"baseline {args.baseline}"] = lambda s=shape, g=gen_old: old.sample(s, generator=g, device=device)
+        fns["Normal"] = lambda s=shape, g=gen_new: normal.sample(s, generator=g, device=device)
+        ts = interleaved(fns, args.reps, max(1, int(256_000 / (10 * entries))), device)
+        print(f"\nSumOfGamma(k=5, terms=10).sample{shape} ({10 * entries:,} Gamma terms): ms per call, min [median]")
+        base = min(ts["this tree"])
+        for name, t in ts.items():
+            print(f"{name:24s} {_fmt(t)}   {name} / this tree: {min(t) / base:.2f}")
 
 
 def main() -> None:
@@ -120,12 +122,18 @@ def main() -> None:
     parser.add_argument("--work", type=float, default=2e5, help="scores per timing (sets the inner loop)")
     parser.add_argument("--baseline", default=None, help="git revision whose noise.py is timed beside this tree's")
     parser.add_argument("--device", default="cpu")
+    parts = ["selection", "sum_of_gamma"]
+    parser.add_argument("--parts", nargs="+", default=parts, choices=parts)
+    parser.add_argument("--sog-shapes", type=lambda text: tuple(int(v) for v in text.split("x")), nargs="+",
+                        default=[(10, 32, 40), (10, 256, 400)], help="noise shapes S x B x n for the sampler")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     print(f"threads={args.threads} device={device} torch={torch.__version__} python={sys.version.split()[0]}")
-    selection(args, device)
-    sum_of_gamma(args, device)
+    if "selection" in args.parts:
+        selection(args, device)
+    if "sum_of_gamma" in args.parts:
+        sum_of_gamma(args, device)
 
 
 if __name__ == "__main__":

@@ -125,7 +125,7 @@ def _stepped_proposals(u, alpha, lower, first, span, x, t, piece):  # pragma: no
         for q in range(n):
             x[q] = math.exp(power * math.log(x[q])) if x[q] > 0.0 else 0.0
     for q in range(n):
-        t[q] = x[q] - lower[piece[q]]  # the envelope exceeds the density by e^{x - c}
+        t[q] = max(x[q] - lower[piece[q]], 0.0)  # the envelope exceeds the density by e^{x - c} (t >= 0)
     c = lower[pieces - 1]
     for q in range(n):  # the last piece (a fraction 1/P of the proposals): the exponential tail beyond c
         if piece[q] == pieces - 1:
@@ -149,39 +149,40 @@ def _mt_proposals(z, alpha, x, t):  # pragma: no cover - compiled
         if v > 0.0:
             v3 = v * v * v
             x[m] = d * v3
-            t[m] = -(0.5 * zq * zq + d - d * v3 + 3.0 * d * math.log(v))
+            t[m] = max(-(0.5 * zq * zq + d - d * v3 + 3.0 * d * math.log(v)), 0.0)  # >= 0 but for rounding
             m += 1
     return m
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _walk(x, t, nq, ex, r, out, inv, tau, shift, state, carry):  # pragma: no cover - compiled
-    """Test the proposals ``x[:nq]`` (thresholds ``t``) in order against the exponentials ``ex[r:]``, summing the
+    """Test the proposals ``x[:nq]`` (thresholds ``t >= 0``) in order against the exponentials ``ex[r:]``, summing the
     accepted ones into ``out``; returns the next unused exponential, ``state``/``carry`` updated. Stops at the end of
     the proposals, of the exponentials, or of ``out``."""
     n, ne, terms = out.shape[0], ex.shape[0], inv.shape[0] - 1
     acc, e = carry[0], carry[1]
-    q = 0
-    for j in range(state[0], n):
-        for i in range(state[1], terms + 1):
-            while True:
-                if e < 0.0 and r < ne:  # no exponential at hand (a rejection spent it): take the next one
-                    e = ex[r]
-                    r += 1
-                if q >= nq or e < 0.0:
-                    state[0], state[1], carry[0], carry[1] = j, i, acc, e
-                    return r
-                tq = t[q]
-                q += 1
-                if e >= tq:  # accepted: E - t is Exp(1) again (t <= 0: every E accepts, E unchanged)
-                    e -= max(tq, 0.0)
-                    break
-                e = ex[r] if r < ne else -1.0  # rejected: the exponential is spent, the next one taken
-                r += 1 if r < ne else 0
-            acc += x[q - 1] * inv[i]
+    j, i, q = state[0], state[1], 0
+    if e < 0.0:  # no exponential at hand: take the next one
+        if r >= ne:
+            return r
+        e, r = ex[r], r + 1
+    while j < n:
+        while i <= terms:
+            if q >= nq:
+                state[0], state[1], carry[0], carry[1] = j, i, acc, e
+                return r
+            if e >= t[q]:  # accepted: E - t is Exp(1) again
+                e -= t[q]
+                acc += x[q] * inv[i]
+                i += 1
+            elif r < ne:  # rejected: the exponential is spent, the next one taken
+                e, r = ex[r], r + 1
+            else:
+                state[0], state[1], carry[0], carry[1] = j, i, acc, -1.0
+                return r
+            q += 1
         out[j] = tau * acc - shift
-        acc = 0.0
-        state[1] = 1
+        j, i, acc = j + 1, 1, 0.0
     state[0], state[1], carry[0], carry[1] = n, 1, acc, e
     return r
 
