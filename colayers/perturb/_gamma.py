@@ -58,17 +58,16 @@ def tables(alpha: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _pieces(alpha, w, pieces):  # pragma: no cover - compiled
-    """Breakpoints c_0 = 0 < c_1 < ... of ``pieces`` pieces, all but the last of envelope mass ``w``
-    (c_{m+1}^alpha = c_m^alpha + alpha w e^{c_m}), and the mass of the last piece [c_{P-1}, inf),
-    c^(alpha - 1) e^{-c}; the mass is -1 where the breakpoints overflow (w too large)."""
-    lower = np.zeros(pieces)
+    """Breakpoints of ``pieces`` pieces, all but the last of envelope mass ``w``, kept as a_m = c_m^alpha (c_m may
+    underflow to 0 for a small alpha, a_m does not): a_0 = 0, a_{m+1} = a_m + alpha w e^{c_m}; and the mass of the
+    last piece [c_{P-1}, inf), c^(alpha - 1) e^{-c} (-1 where the breakpoints overflow: w too large)."""
+    a = np.zeros(pieces)
     for m in range(pieces - 1):
-        power = lower[m] ** alpha + alpha * w * math.exp(lower[m])
-        if math.log(power) / alpha > 700.0:
-            return lower, -1.0
-        lower[m + 1] = power ** (1.0 / alpha)
-    c = lower[pieces - 1]
-    return lower, c ** (alpha - 1.0) * math.exp(-c)
+        a[m + 1] = a[m] + alpha * w * math.exp(a[m] ** (1.0 / alpha))
+        if math.log(a[m + 1]) / alpha > 700.0:
+            return a, -1.0
+    c = a[pieces - 1] ** (1.0 / alpha)
+    return a, c ** (alpha - 1.0) * math.exp(-c)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -76,10 +75,9 @@ def envelope(alpha, pieces):  # pragma: no cover - compiled
     """The envelope of Gamma(alpha <= 1) in ``pieces`` pieces of equal mass ``w``: ``(lower, first, span, w)``.
     Piece m covers [lower[m], lower[m + 1]) (the last one up to infinity); on a finite piece the envelope is
     e^{-c} x^(alpha - 1) (c = lower[m]: above the density x^(alpha - 1) e^{-x} there), and x is drawn by
-    x^alpha = first[m] + V span[m] (V uniform on [0, 1)); on the last one it is c^(alpha - 1) e^{-x}, drawn as
-    x = c - log(1 - V).
-    The masses are equal (to rounding) for w found by bisection on the mass of the last piece; the acceptance
-    probability is Gamma(alpha) / (pieces w)."""
+    x^alpha = first[m] + V span[m] (V uniform on [0, 1); first[m] = c^alpha); on the last one it is
+    c^(alpha - 1) e^{-x}, drawn as x = c - log(1 - V). The masses are equal (to rounding) for w found by bisection
+    on the mass of the last piece; the acceptance probability is Gamma(alpha) / (pieces w)."""
     lo, hi = math.gamma(alpha) / pieces, 4.0 * (1.0 / alpha + 1.0) / pieces
     for _ in range(200):
         mid = 0.5 * (lo + hi)
@@ -90,11 +88,12 @@ def envelope(alpha, pieces):  # pragma: no cover - compiled
             lo = mid
         if hi - lo <= 1e-16 * hi:
             break
-    lower = _pieces(alpha, lo, pieces)[0]
-    first, span = np.zeros(pieces), np.zeros(pieces)
-    for m in range(pieces - 1):
-        first[m] = lower[m] ** alpha
-        span[m] = lower[m + 1] ** alpha - first[m]
+    first = _pieces(alpha, lo, pieces)[0]
+    lower, span = np.empty(pieces), np.zeros(pieces)
+    for m in range(pieces):
+        lower[m] = first[m] ** (1.0 / alpha)
+        if m + 1 < pieces:
+            span[m] = first[m + 1] - first[m]
     return lower, first, span, lo
 
 
