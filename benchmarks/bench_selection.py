@@ -4,11 +4,16 @@ Selection: ``TopKSubset(k).solve`` and ``ArgmaxOneHot().solve`` on float32 score
 algorithm (stable sort of -theta, first k indices, scattered), which this script keeps. Each output is checked
 equal to the former one (random scores, and scores rounded to a few integers: many ties). Sum-of-Gamma: the draws of
 one I-MLE step of the 5x5 shortest-path benchmark (``SumOfGamma(k=5, terms=10)``, noise of shape (S=10, B=32, 40
-edges): 12,800 entries, 128,000 Gamma(1/5) terms) with this tree's sampler and with the ``noise.py`` of a baseline
-revision (``--baseline``, loaded from git), and Normal noise of the same shape. Process CPU time
-(``time.process_time``), interleaved repetition by repetition; minimum over repetitions (median in brackets).
+edges): 12,800 entries, 128,000 Gamma(1/5) terms; and a larger (10, 256, 400)) with this tree's sampler and with the
+``noise.py`` of a baseline revision (``--baseline``, loaded from git), and Normal noise of the same shape. Process CPU
+time (``time.process_time``), interleaved repetition by repetition; minimum over repetitions (median in brackets).
 
     python benchmarks/bench_selection.py --threads 1 --reps 7 [--baseline REV] [--device cuda]
+        [--parts selection sum_of_gamma imle_epoch] [--sog-shapes 10x32x40 10x256x400] [--sog-k 5]
+        [--sog-dtypes float32] [--epochs 5]
+
+``imle_epoch`` (with ``--baseline``): training epochs of bench_pyepo.py's I-MLE (S = 10, SumOfGamma(k=5)) with
+this tree's sampler and the baseline's, side by side (see :func:`imle_epoch`).
 """
 
 from __future__ import annotations
@@ -95,20 +100,77 @@ def _baseline_noise(rev: str):
 
 
 def sum_of_gamma(args, device: torch.device) -> None:
-    shape = (10, 32, 40)
-    new, normal = SumOfGamma(k=5, terms=10), Normal()
-    fns = {"this tree": lambda: new.sample(shape, generator=gen_new, device=device)}
-    if args.baseline:
-        old = _baseline_noise(args.baseline).SumOfGamma(k=5, terms=10)
-        fns[f"baseline {args.baseline}"] = lambda: old.sample(shape, generator=gen_old, device=device)
-    fns["Normal"] = lambda: normal.sample(shape, generator=gen_new, device=device)
+    baseline = _baseline_noise(args.baseline) if args.baseline else None
+    for k in args.sog_k:
+        for dtype in (getattr(torch, name) for name in args.sog_dtypes):
+            new, normal = SumOfGamma(k=k, terms=10), Normal()
+            old = baseline.SumOfGamma(k=k, terms=10) if baseline else None
+            for shape in args.sog_shapes:
+                _time_sampler(args, device, new, old, normal, shape, dtype)
+
+
+def _time_sampler(args, device, new, old, normal, shape, dtype) -> None:
+    entries = shape[0] * shape[1] * shape[2]
     gen_new = torch.Generator(device=device).manual_seed(0)
     gen_old = torch.Generator(device=device).manual_seed(0)
-    ts = interleaved(fns, args.reps, 20, device)
-    print(f"\nSumOfGamma(k=5, terms=10).sample{shape} (128,000 Gamma terms): ms per call, min [median]")
+    kw = dict(device=device, dtype=dtype)
+    fns = {"this tree": lambda g=gen_new: new.sample(shape, generator=g, **kw)}
+    if old is not None:
+        fns[f"baseline {args.baseline}"] = lambda g=gen_old: old.sample(shape, generator=g, **kw)
+    fns["Normal"] = lambda g=gen_new: normal.sample(shape, generator=g, **kw)
+    ts = interleaved(fns, args.reps, max(1, int(256_000 / (10 * entries))), device)
+    print(f"\n{new!r}.sample{shape}, {dtype} ({10 * entries:,} Gamma terms): ms per call, min [median]")
     base = min(ts["this tree"])
     for name, t in ts.items():
-        print(f"{name:24s} {_fmt(t)}   this tree / {name}: {min(t) / base:.2f}")
+        print(f"{name:24s} {_fmt(t)}   {name} / this tree: {min(t) / base:.2f}")
+
+
+def imle_epoch(args) -> None:
+    """Training epochs of bench_pyepo.py's I-MLE on the 5x5 shortest path (IMLE(noise=SumOfGamma(k=5), epsilon=1,
+    lambda_=10, num_samples=10, output="mean"), loss <c, y>, nn.Linear(5, 40), Adam lr 0.01, batch 32, n = 1000,
+    deg 4, noise 0.5, seed 0) with this tree's sampler and with the baseline's (its ``SumOfGamma.sample`` put on the
+    layer's noise), each oracle of bench_pyepo.py, side by side epoch by epoch; process CPU time per epoch."""
+    from torch import nn
+
+    from colayers import IMLE
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_pyepo
+
+    setup = bench_pyepo.shortest_path_setup(argparse.Namespace(seed=0, n=1000, deg=4, noise=0.5))
+    prob, sign = setup["prob"], setup["sign"]
+    x, c = prob.x_train.float(), (sign * prob.theta_train).float()
+    old_sample = _baseline_noise(args.baseline).SumOfGamma(k=5, terms=10).sample
+    torch.manual_seed(0)
+    init = nn.Linear(5, 40).state_dict()
+    orders = [torch.randperm(1000, generator=torch.Generator().manual_seed(e)) for e in range(args.epochs)]
+    print("\nI-MLE epoch (bench_pyepo.py's, S = 10, SumOfGamma(k=5)): s of process CPU per epoch, min [median]")
+    for oracle_name, oracle in setup["oracles"].items():
+        runs = {}
+        for side in ("this tree", f"baseline {args.baseline}"):
+            noise = SumOfGamma(k=5, terms=10)
+            if side != "this tree":
+                noise.sample = old_sample  # the baseline's sampler on the same layer
+            layer = IMLE(oracle, noise=noise, epsilon=1.0, lambda_=10.0, num_samples=10, output="mean", seed=135,
+                         validate_args=False)
+            model = nn.Linear(5, 40)
+            model.load_state_dict(init)
+            runs[side] = (model, torch.optim.Adam(model.parameters(), lr=1e-2), layer)
+        times = {side: [] for side in runs}
+        for order in orders:
+            for side, (model, optimizer, layer) in runs.items():
+                t0 = time.process_time()
+                for i in range(0, 1000, 32):
+                    idx = order[i : i + 32]
+                    loss = -(layer(sign * model(x[idx])) * sign * c[idx]).sum(1).mean()
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+                times[side].append(time.process_time() - t0)
+        base = min(times["this tree"])
+        for side, t in times.items():
+            print(f"{oracle_name:24s} {side:20s} {min(t):7.4f} [{statistics.median(t):7.4f}]   "
+                  f"{side} / this tree: {min(t) / base:.2f}")
 
 
 def main() -> None:
@@ -120,12 +182,23 @@ def main() -> None:
     parser.add_argument("--work", type=float, default=2e5, help="scores per timing (sets the inner loop)")
     parser.add_argument("--baseline", default=None, help="git revision whose noise.py is timed beside this tree's")
     parser.add_argument("--device", default="cpu")
+    parts = ["selection", "sum_of_gamma", "imle_epoch"]
+    parser.add_argument("--parts", nargs="+", default=parts[:2], choices=parts)
+    parser.add_argument("--epochs", type=int, default=5, help="I-MLE epochs per side (imle_epoch, needs --baseline)")
+    parser.add_argument("--sog-shapes", type=lambda text: tuple(int(v) for v in text.split("x")), nargs="+",
+                        default=[(10, 32, 40), (10, 256, 400)], help="noise shapes S x B x n for the sampler")
+    parser.add_argument("--sog-k", type=float, nargs="+", default=[5.0], help="k of the sampler's SumOfGamma(k, 10)")
+    parser.add_argument("--sog-dtypes", nargs="+", default=["float32"], help="dtypes of the sampler's draws")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     print(f"threads={args.threads} device={device} torch={torch.__version__} python={sys.version.split()[0]}")
-    selection(args, device)
-    sum_of_gamma(args, device)
+    if "selection" in args.parts:
+        selection(args, device)
+    if "sum_of_gamma" in args.parts:
+        sum_of_gamma(args, device)
+    if "imle_epoch" in args.parts:
+        imle_epoch(args)
 
 
 if __name__ == "__main__":

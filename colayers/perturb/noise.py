@@ -18,148 +18,58 @@ __all__ = ["Noise", "Normal", "Gumbel", "SumOfGamma"]
 EULER_GAMMA = 0.5772156649015329
 
 
-def standard_gamma_small(
-    alpha: float,
-    n: int,
-    *,
-    generator: torch.Generator | None = None,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype = torch.float32,
-) -> torch.Tensor:
-    r"""``n`` i.i.d. draws of :math:`\mathrm{Gamma}(\alpha, 1)`, :math:`0 < \alpha \le 1`, exact in law.
-
-    Vectorised rejection sampler GS of Ahrens & Dieter (*Computer methods for sampling from gamma, beta,
-    Poisson and binomial distributions*, Computing 12, 1974), with :math:`b = 1 + \alpha/e`: draw
-    :math:`U_1, U_2` uniform and :math:`P = bU_1`;
-
-    * if :math:`P \le 1`: propose :math:`X = P^{1/\alpha}`, accept if :math:`-\log U_2 \ge X` (decided without
-      the logarithm where :math:`U_2 \le 1 - X`, since :math:`e^{-X} \ge 1 - X`);
-    * else: propose :math:`X = -\log((b - P)/\alpha)`, accept if :math:`\log U_2 \le (\alpha - 1)\log X`.
-
-    The acceptance probability is :math:`\Gamma(\alpha + 1)/b` (0.92 at α = 0.1, 0.75 at α = 0.5, 0.73 at
-    α = 1); uniforms are drawn in bulk with ``generator`` and only the rejected entries are drawn again, so
-    equal generator states give equal draws. It replaces :func:`torch._standard_gamma`, which draws one
-    scalar at a time on the CPU, for the many small-shape draws of :class:`SumOfGamma`.
-
-    Args:
-        alpha: the shape, in (0, 1].
-        n: the number of draws.
-        generator, device, dtype: where and how to draw (dtype float32 or float64).
-
-    Returns:
-        A tensor of shape ``(n,)``.
-
-    Example:
-        >>> import torch
-        >>> x = standard_gamma_small(0.5, 100000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-        >>> abs(x.mean().item() - 0.5) < 0.01, bool((x >= 0).all())
-        (True, True)
-    """
-    if not 0 < alpha <= 1:
-        raise ValueError(f"alpha must be in (0, 1]; got {alpha!r}")
-    b = 1.0 + alpha / math.e
-    accept_rate = math.gamma(alpha + 1.0) / b
-    # first round: one proposal per entry, accepted ones written in place; later rounds: enough proposals for
-    # the remaining entries, whose accepted ones fill them in order (i.i.d. accepted draws, so exact)
-    x, rejected = _gs_round(alpha, b, n, generator, device, dtype)
-    out, todo = x, rejected
-    while todo.numel():
-        m = todo.numel()
-        x, rejected = _gs_round(alpha, b, int(m / accept_rate * 1.2) + 16, generator, device, dtype)
-        keep = torch.ones(x.shape, dtype=torch.bool, device=x.device)
-        keep[rejected] = False
-        x = torch.masked_select(x, keep)[:m]
-        out.index_copy_(0, todo[: x.numel()], x)
-        todo = todo[x.numel() :]
-    # like torch._standard_gamma, report draws that underflow as the smallest positive normal number
-    return out.clamp_(min=torch.finfo(dtype).tiny)
-
-
-def _gs_round(alpha, b, m, generator, device, dtype):
-    """One round of m GS proposals: ``(x, rejected)``, the proposals and the indices of the rejected ones."""
-    inv_alpha = 1.0 / alpha
-    tiny = torch.finfo(dtype).tiny
-    u = torch.rand((2, m), generator=generator, device=device, dtype=dtype)
-    p, u2 = u[0].mul_(b), u[1]
-    x = _power(p, inv_alpha)  # P^(1/alpha): the proposal where P <= 1
-    # Quick acceptance without a logarithm: exp(-x) >= 1 - x, so U2 + x <= 1 accepts (with a margin of a few
-    # ulps, so that rounding never accepts what the exact test would reject). The few other entries get the
-    # exact tests below; they include every P > 1 (about alpha / (e b) of them, second proposal), since
-    # P > 1 gives x = P^(1/alpha) >= 1 in floating point too.
-    special = (u2 + x > 1.0 - 4 * torch.finfo(dtype).eps).nonzero().squeeze(-1)
-    # (index_select / index_copy_ / masked_select: the same as advanced indexing, several times faster on CPU)
-    ps, xs, log_u2 = p.index_select(0, special), x.index_select(0, special), torch.log(u2.index_select(0, special))
-    upper = ps > 1.0
-    xb = torch.log(((b - ps) * inv_alpha).clamp_(min=tiny)).neg_()  # >= 1 where P in (1, b)
-    ok = torch.where(upper, log_u2 <= (alpha - 1.0) * torch.log(xb.clamp(min=tiny)), log_u2 <= -xs)
-    x.index_copy_(0, special, torch.where(upper, xb, xs))
-    return x, torch.masked_select(special, ok.logical_not_())
-
-
-def _standard_gamma_large(
-    alpha: float, n: int, generator: torch.Generator | None, device, dtype: torch.dtype
-) -> torch.Tensor:
-    r"""``n`` i.i.d. draws of :math:`\mathrm{Gamma}(\alpha, 1)`, :math:`\alpha > 1`, exact in law: the rejection
-    sampler of Marsaglia & Tsang (*A simple method for generating gamma variables*, ACM TOMS 26, 2000). With
-    :math:`d = \alpha - 1/3`, :math:`c = 1/\sqrt{9d}`, :math:`X` standard normal, :math:`V = (1 + cX)^3` and
-    :math:`U` uniform, :math:`dV` is accepted where :math:`V > 0` and :math:`\log U < X^2/2 + d - dV + d\log V`
-    (acceptance probability above 0.95 for every α ≥ 1). As in :func:`standard_gamma_small`, proposals are drawn
-    in bulk with ``generator`` and only the rejected entries are drawn again."""
-    d = alpha - 1.0 / 3.0
-    c = 1.0 / math.sqrt(9.0 * d)
-    out = torch.empty(n, device=device, dtype=dtype)
-    todo = torch.arange(n, device=device)
-    while todo.numel():
-        m = int(todo.numel() * 1.1) + 16
-        x = torch.randn(m, generator=generator, device=device, dtype=dtype)
-        log_u = torch.rand(m, generator=generator, device=device, dtype=dtype).log()
-        v = (1.0 + c * x) ** 3
-        ok = (v > 0) & (log_u < 0.5 * x * x + d - d * v + d * torch.log(v.clamp(min=torch.finfo(dtype).tiny)))
-        accepted = torch.masked_select(d * v, ok)[: todo.numel()]
-        out.index_copy_(0, todo[: accepted.numel()], accepted)
-        todo = todo[accepted.numel() :]
-    return out
-
-
-def _bulk_on(device) -> bool:
-    """Whether the bulk rejection samplers run on ``device`` (the CPU, where reading a count back costs nothing)."""
+def _compiled_on(device) -> bool:
+    """Whether Sum-of-Gamma noise is drawn by the compiled sampler on ``device`` (the CPU)."""
     return (torch.device(device) if device is not None else torch.get_default_device()).type == "cpu"
 
 
-def _standard_gamma(
-    alpha: float, n: int, generator: torch.Generator | None, device, dtype: torch.dtype
+def _pool_for(acceptance: float, terms: int) -> tuple[int, int]:
+    """How many proposals and exponentials :func:`colayers.perturb._gamma.sum_of_gamma` needs for ``terms``
+    Gamma draws with acceptance probability p: the means (1/p and 1/p - 1 per term) plus 6 standard deviations
+    (the proposals of a term are geometric) and 32 each, so that a second pool is needed about once in 10^9 calls."""
+    p = acceptance
+    margin = 6.0 * math.sqrt(terms * (1.0 - p)) / p + 32
+    return int(terms / p + margin), int(terms * (1.0 / p - 1.0) + margin)
+
+
+def _sum_of_gamma_compiled(
+    alpha: float,
+    terms: int,
+    tau: float,
+    shift: float,
+    n: int,
+    generator,
+    dtype: torch.dtype,
+    pool: tuple[int, int] | None = None,
 ) -> torch.Tensor:
-    r"""``n`` i.i.d. draws of :math:`\mathrm{Gamma}(\alpha, 1)`, exact in law, with ``generator``, on ``device``.
+    r"""``n`` draws of :math:`\tau \sum_{i \le s} G_i / i - \text{shift}`, :math:`G_i` i.i.d. Gamma(α, 1), on the CPU in
+    ``dtype`` (float32 or float64) by the compiled rejection samplers of :mod:`colayers.perturb._gamma`, from random
+    numbers drawn in bulk with ``generator`` in ``dtype``: the proposals' (uniforms, or normals for α > 1), then the
+    exponentials' uniforms. Where the pool runs out, another one is drawn (sized for the terms left, or ``pool`` =
+    (proposals, exponentials) every time, which tests use to force refills) and the kernel goes on where it
+    stopped, so the draws depend on the generator only."""
+    import numpy as np
 
-    On the CPU: the bulk rejection samplers above (:func:`standard_gamma_small` for α ≤ 1, Marsaglia–Tsang for
-    α > 1), whose rounds size themselves from the number of rejections, a count read on the host. On any other
-    device, where that read would wait for the device, one call of torch's per-entry gamma kernel
-    (``torch._standard_gamma``, Marsaglia–Tsang with the boost :math:`\mathrm{Gamma}(\alpha + 1)\,U^{1/\alpha}` for
-    α < 1, each entry rejecting until it accepts on the device): exact, on the generator given, and no value read
-    back. (The public ``torch.distributions.Gamma`` calls the same kernel but takes no generator; on the CPU the
-    kernel draws one scalar at a time, 2–3× slower than the bulk samplers.)
-    """
-    if not _bulk_on(device):
-        return torch._standard_gamma(torch.full((n,), alpha, device=device, dtype=dtype), generator=generator)
-    if alpha <= 1.0:
-        return standard_gamma_small(alpha, n, generator=generator, device=device, dtype=dtype)
-    return _standard_gamma_large(alpha, n, generator, device, dtype)
+    from ._gamma import sum_of_gamma, tables  # numba is imported (and the kernel loaded from its cache) on first use
 
+    lower, first, span, acceptance = tables(alpha)
 
-def _power(p: torch.Tensor, exponent: float) -> torch.Tensor:
-    """``p ** exponent`` for p >= 0: by repeated squaring when the exponent is a small integer (as 1/alpha = k
-    is for Sum-of-Gamma noise; a few multiplications instead of a logarithm and an exponential)."""
-    k = round(exponent)
-    if k != exponent or not 1 <= k <= 256:
-        return torch.log(p).mul_(exponent).exp_()
-    result, base = None, p
-    while True:
-        if k & 1:
-            result = base.clone() if result is None and base is p else base if result is None else result.mul_(base)
-        k >>= 1
-        if not k:
-            return result
-        base = base * base
+    out = torch.empty(n, dtype=dtype)
+    state = np.array([0, 1], dtype=np.int64)  # the next entry, the next term (from 1)
+    carry = np.array([0.0, -1.0])  # partial sum, unspent exponential (none: -1)
+    while state[0] < n:
+        left = (n - int(state[0])) * terms - (int(state[1]) - 1)
+        proposals, exponentials = pool or _pool_for(acceptance, left)
+        numbers = torch.empty(proposals + exponentials, dtype=dtype)
+        if alpha <= 1.0:
+            numbers[:proposals].uniform_(generator=generator)
+        else:
+            numbers[:proposals].normal_(generator=generator)
+        numbers[proposals:].uniform_(generator=generator)
+        sum_of_gamma(
+            numbers.numpy(), proposals, out.numpy(), alpha, terms, tau, shift, state, carry, lower, first, span
+        )
+    return out
 
 
 class Noise:
@@ -287,13 +197,16 @@ class SumOfGamma(Noise):
     Gumbel perturbation of the k-subset distribution; a real k (torch-imle's path example uses
     :math:`k = 1.3 \cdot 16 = 20.8`) keeps the law above. It has no closed-form density.
 
-    Sampling is exact in law and vectorised, with ``generator``: on the CPU, for k > 1 the s·(entries) Gamma(1/k)
-    draws come from :func:`standard_gamma_small` (bulk rejection sampling), for k < 1 (shape 1/k > 1) from the
-    rejection sampler of Marsaglia & Tsang; on CUDA (and any other device) from one call of torch's per-entry gamma
-    kernel, so that no count is read back to the host; for k = 1 the terms are Exp(1)/i and their sum has the law
-    of the maximum of s i.i.d. Exp(1) (Rényi's representation), drawn from one uniform per entry as
-    :math:`-\log(1 - U^{1/s})` (on every device). (For k = 1 and s → ∞ the law tends to Gumbel(0, τ); with finite s
-    it is not Gumbel, and this class keeps the truncated law.)
+    Sampling is exact in law and draws every random number from ``generator``. On the CPU, a compiled kernel
+    (:mod:`colayers.perturb._gamma`, numba) draws the s Gamma(1/k) terms of each entry one after the other by exact
+    rejection (for k > 1 from a 256-step envelope, acceptance above 0.99; for k < 1 by Marsaglia & Tsang), with an
+    exponential variable recycled from one acceptance test to the next, and sums them as it goes; its random numbers
+    are drawn in bulk beforehand with ``generator`` (about 1.01 uniforms per term at k = 5; where the pool runs out,
+    more are drawn and the kernel goes on). On CUDA (and any other device) all s·(entries) terms come from one call
+    of torch's per-entry gamma kernel, so that no count is read back to the host. For k = 1 the terms are Exp(1)/i
+    and their sum has the law of the maximum of s i.i.d. Exp(1) (Rényi's representation), drawn from one uniform per
+    entry as :math:`-\log(1 - U^{1/s})` (on every device). (For k = 1 and s → ∞ the law tends to Gumbel(0, τ); with
+    finite s it is not Gumbel, and this class keeps the truncated law.)
 
     Args:
         k: the shape parameter, a real number > 0 (the subset size in I-MLE, where k summands together follow
@@ -328,6 +241,11 @@ class SumOfGamma(Noise):
         shape = tuple(shape)
         work = dtype if dtype in (torch.float32, torch.float64) else torch.float32
         s = self.terms
+        if self.k != 1 and _compiled_on(device):
+            # (tau/k)[sum_i (k/i) G_i - log s] = tau sum_i G_i / i - (tau/k) log s, G_i ~ Gamma(1/k, 1)
+            shift = self.temperature / self.k * math.log(s)
+            total = _sum_of_gamma_compiled(1.0 / self.k, s, self.temperature, shift, math.prod(shape), generator, work)
+            return total.view(shape) if work == dtype else total.view(shape).to(dtype)
         if self.k == 1:
             # Gamma(1, 1/i) = E_i / i with E_i ~ Exp(1), and sum_{i<=s} E_i / i has the law of the maximum of
             # s i.i.d. Exp(1) (Renyi's representation of exponential order statistics), whose CDF is
@@ -335,8 +253,10 @@ class SumOfGamma(Noise):
             u = torch.rand(shape, generator=generator, device=device, dtype=work)
             total = torch.log(u).div_(s).expm1_().neg_().log_().neg_()
         else:
+            # torch's per-entry gamma kernel (Marsaglia-Tsang, boosted for shape < 1), one call for all s * n terms
             n = math.prod(shape)
-            gammas = _standard_gamma(1.0 / self.k, s * n, generator, device, work)
+            alpha = torch.full((s * n,), 1.0 / self.k, device=device, dtype=work)
+            gammas = torch._standard_gamma(alpha, generator=generator)
             scale = self.k / torch.arange(1, s + 1, device=device, dtype=work)  # Gamma(1/k, k/i) = (k/i) Gamma(1/k)
             total = (scale @ gammas.view(s, n)).view(shape)
         total = (total - math.log(s)) * (self.temperature / self.k)
