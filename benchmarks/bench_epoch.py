@@ -2,6 +2,7 @@
 seed 0) through the study's own methods, without evaluation: the cost of a training epoch per method.
 
     python benchmarks/bench_epoch.py --epochs 3 spo+ blackbox imle
+    python benchmarks/bench_epoch.py --preset warcraft --epochs 1 imle blackbox fy
 
 prints each method's training time, wall and process CPU time (``time.process_time()``: the figure to compare
 on a loaded machine). Under an outside timer (whole process, start-up included) compare two trees of the code
@@ -25,9 +26,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("methods", nargs="*", default=["spo+", "blackbox", "imle"])
     ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--preset", default="default", help="the study preset whose first problem is trained (warcraft...)")
     a = ap.parse_args()
     torch.set_num_threads(1)
-    cfg = preset("default")
+    cfg = preset(a.preset)
     by_label = {m.label: m for m in cfg.methods}
     spec = cfg.problems[0]
     torch.manual_seed(0)
