@@ -37,7 +37,7 @@ def main() -> None:
     for label in a.methods:
         m = by_label[label]
         torch.manual_seed(0)
-        oracle = CountingOracle(problem.oracle)
+        oracle = CountingOracle(problem.training_oracle or problem.oracle)
         objective = make_method(m.name, oracle, problem.event_ndim, seed=0, **m.params)
         model = objective.wrap_model(problem.make_model(), problem)
         params = list(model.parameters()) + [p for p in objective.parameters() if p.requires_grad]
