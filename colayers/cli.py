@@ -3,7 +3,8 @@
 ``colayers study`` with no flags runs the default study (PyEPO's 5×5 shortest path, n = 1000, deg 6,
 noise 0.5, a linear model; the two-stage baseline, SPO+, perturbed Fenchel-Young, I-MLE, AIMLE, blackbox and
 straight-through; 5 seeds) and prints the summary table and the paired comparisons with two-stage.
-``colayers reproduce NAME`` runs a published table's cells (``pyepo_shortest_path``, ``pyepo_knapsack``).
+``colayers reproduce NAME`` runs a published table's cells (``pyepo_shortest_path``, ``pyepo_knapsack``,
+``pyepo_tsp``, ``warcraft_12x12`` with ``--data DIR``).
 Plain ``colayers`` prints this help.
 
 Examples::
@@ -15,6 +16,7 @@ Examples::
     colayers study --config study.toml --device cuda
     colayers study --tune 20                           # tune each method first, 20 Optuna trials each
     colayers reproduce pyepo_shortest_path --published-only
+    colayers reproduce warcraft_12x12 --data DIR       # the published Warcraft maps (a GPU job)
     colayers study -M fy.epsilon=0.5 -M imle.lambda_=20
     colayers study -M imle.lambda_=1,10,100            # a sweep: one method (and table row) per value
     colayers study --plugin examples/spanning_tree.py --problems spanning_tree --methods perceptron,spo+
@@ -112,10 +114,18 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("directory", help="the study directory")
     rp.add_argument("--no-figures", action="store_true")
     rr = sub.add_parser("reproduce", help="run a reproduction config (a published table's grid) and write its page")
-    rr.add_argument("config", help="a built-in reproduction (pyepo_shortest_path, pyepo_knapsack) or a .json file")
+    rr.add_argument("config", help="a built-in reproduction (pyepo_shortest_path, pyepo_knapsack, pyepo_tsp, "
+                    "warcraft_12x12) or a .json file")
     rr.add_argument("--published-only", action="store_true", help="run only the cells with a published number")
     rr.add_argument("--seeds", default=None, help="comma-separated seeds (default: the config's)")
     rr.add_argument("--epochs", type=int, default=None)
+    rr.add_argument("--lr-milestones", default=None, metavar="E1,E2",
+                    help="comma-separated epochs of the lr decay (default: the config's; '' for none, e.g. with "
+                    "fewer --epochs)")
+    rr.add_argument("-P", "--problem-param", action="append", metavar="KEY=VALUE",
+                    help="set a generator parameter of every cell's problems, e.g. -P n_test=200 (repeatable)")
+    rr.add_argument("--data", default=None, metavar="DIR", help="the published data set's directory, for the "
+                    "reproductions that read one (warcraft_12x12: warcraft_shortest_path_oneskin)")
     rr.add_argument("-o", "--output", default=None, help="parent directory of the cells' study directories")
     rr.add_argument("--page", default=None, help="write the Markdown page here (default <output>/REPRODUCTION.md)")
     return parser
@@ -301,8 +311,15 @@ def _reproduce(args: argparse.Namespace) -> int:
             raise ValueError(f"seeds must be comma-separated integers; got {args.seeds!r}") from None
     if args.epochs is not None:
         over["epochs"] = args.epochs
+    if args.lr_milestones is not None:
+        try:
+            over["lr_milestones"] = [int(s) for s in args.lr_milestones.split(",") if s.strip()]
+        except ValueError:
+            raise ValueError(f"lr_milestones must be comma-separated integers; got {args.lr_milestones!r}") from None
+    if args.problem_param:
+        over["problem_params"] = dict(_pairs(args.problem_param, "--problem-param"))
     output = args.output or rep.study.get("output", "colayers-reproduce")
-    times = run_reproduction(rep, published_only=args.published_only, output=output, **over)
+    times = run_reproduction(rep, published_only=args.published_only, output=output, data=args.data, **over)
     timing = f"CPU time of this run: {sum(times.values()):.0f} s over {len(times)} cells (process time)."
     page = reproduction_page(rep, output, timing=timing)
     path = Path(args.page or Path(output) / "REPRODUCTION.md")

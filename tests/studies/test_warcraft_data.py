@@ -223,21 +223,3 @@ def test_cli_data_flag(data_root, tmp_path, capsys):
     assert "is not a directory: download the Warcraft shortest-path data set" in capsys.readouterr().err
     assert main(["study", "--problems", "shortest_path", "--data", str(data_root)]) == 2
     assert "--data names the Warcraft data set's directory" in capsys.readouterr().err
-
-
-def test_reproduction_config_refuses_without_the_data(tmp_path, monkeypatch, capsys):
-    """studies/warcraft_12x12.toml: the papers' settings, the six methods; without the data it stops before training."""
-    from pathlib import Path
-
-    from colayers.studies import load_config
-
-    path = Path(__file__).resolve().parents[2] / "studies" / "warcraft_12x12.toml"
-    cfg = load_config(path)
-    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.lr_milestones) == (50, 70, 0.0005, [30, 40])
-    assert [m.name for m in cfg.methods] == ["imle", "blackbox", "fy", "dpo", "spo+", "two-stage"]
-    assert cfg.problems[0].params["size"] == 12 and cfg.problems[0].params["model"] == "resnet18"
-    monkeypatch.chdir(tmp_path)  # no data set here
-    assert main(["study", "--config", str(path), "-o", str(tmp_path / "out"), "--no-progress"]) == 2
-    err = capsys.readouterr().err
-    assert "'warcraft_shortest_path_oneskin' is not a directory: download the Warcraft shortest-path data set" in err
-    assert not (tmp_path / "out" / "results.jsonl").exists()
