@@ -67,7 +67,8 @@ COLUMNS = [
 #: The metric a problem's final figure shows beside the normalized regret: its own measure of a prediction
 #: (a problem not listed: the rank distance when its records carry one, else exact match).
 PROBLEM_METRICS = {"ranking": "rank_distance", "knapsack": "cost_ratio", "shortest_path": "exact_match",
-                   "warcraft": "exact_match", "topk": "hamming", "matching": "exact_match"}
+                   "warcraft": "exact_match", "topk": "hamming", "matching": "exact_match",
+                   "tsp": "cost_ratio", "portfolio": "cost_ratio"}  # (a continuous allocation is never exact)
 
 
 def problem_metric(problem: str, records: list[dict[str, Any]] = ()) -> str:
