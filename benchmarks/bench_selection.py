@@ -89,13 +89,19 @@ def selection(args, device: torch.device) -> None:
 
 
 def _baseline_noise(rev: str):
-    text = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:colayers/perturb/noise.py"], check=True,
-                          capture_output=True, text=True).stdout
-    path = Path(tempfile.mkdtemp()) / "baseline_noise.py"
-    path.write_text(text.replace("from .._validation import", "from colayers._validation import"))
-    spec = importlib.util.spec_from_file_location("baseline_noise", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    """The baseline revision's ``colayers/perturb/noise.py`` (and its ``_gamma.py`` where it has one), imported as a
+    package of their own from a temporary folder."""
+    package = Path(tempfile.mkdtemp()) / "baseline_perturb"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    for name in ("noise.py", "_gamma.py"):
+        shown = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:colayers/perturb/{name}"],
+                               capture_output=True, text=True)
+        if shown.returncode == 0:
+            text = shown.stdout.replace("from .._validation import", "from colayers._validation import")
+            (package / name).write_text(text)
+    sys.path.insert(0, str(package.parent))
+    module = importlib.import_module("baseline_perturb.noise")
     return module
 
 
@@ -137,7 +143,7 @@ def imle_epoch(args) -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import bench_pyepo
 
-    setup = bench_pyepo.shortest_path_setup(argparse.Namespace(seed=0, n=1000, deg=4, noise=0.5))
+    setup = bench_pyepo.shortest_path_setup(argparse.Namespace(seed=0, n=1000, deg=4, noise=0.5, no_validate=False))
     prob, sign = setup["prob"], setup["sign"]
     x, c = prob.x_train.float(), (sign * prob.theta_train).float()
     old_sample = _baseline_noise(args.baseline).SumOfGamma(k=5, terms=10).sample

@@ -2,7 +2,7 @@ r"""Sum-of-Gamma noise on the CPU, compiled by numba (imported on first use).
 
 :func:`sum_of_gamma` fills each output entry with :math:`\tau \sum_{i=1}^{s} G_i / i - \text{shift}`, the
 :math:`G_i` i.i.d. :math:`\mathrm{Gamma}(\alpha, 1)`, drawn one after the other by exact rejection samplers that
-read their random numbers from a pool drawn beforehand with the caller's generator (no random state of their own):
+read their random numbers from a generator seeded by the caller (see "Random numbers" below):
 
 * :math:`\alpha \le 1`: rejection from a step envelope (the idea of Ahrens & Dieter's GS, Computing 12, 1974, on
   finer steps), built once per α by :func:`envelope`: P = 256 pieces of equal mass,
@@ -21,15 +21,22 @@ Both tests compare an exponential variable :math:`E = -\log(1 - U)` with a thres
 (the usual :math:`\log U' \le -t`). :math:`E` is recycled: after an acceptance, :math:`E - t` is again
 :math:`\mathrm{Exp}(1)` and independent of everything drawn so far (the exponential law has no memory), so it serves
 the next test; only a rejection spends it. A Gamma term then costs :math:`1/p` proposals and :math:`1/p - 1`
-exponentials on average (1.006 and 0.006 at α = 0.2) instead of :math:`2/p` uniforms. The pool holds the
-proposals' random numbers first (uniforms, or normals for α > 1), then the exponentials' uniforms; the proposals
-are computed in chunks by branch-free loops (vectorised; :math:`y^{k}` by repeated squaring where 1/α = k is an
-integer ≤ 127), then walked in order against the exponentials. Arithmetic is in float64 whatever the pool's dtype;
-results are stored in the output's.
+exponentials on average (1.006 and 0.006 at α = 0.2) instead of :math:`2/p` uniforms. The proposals are computed in
+chunks by tight loops (the powers vectorised; :math:`y^{k}` by repeated squaring where 1/α = k is an integer
+≤ 127), then walked in order against the exponentials, drawn as they are needed. The s tests of an entry whose
+proposals lie in the current chunk are made at once: as every :math:`t \ge 0`, they all pass iff
+:math:`E \ge \sum t` (and then :math:`E - \sum t` is what the s tests leave), which breaks the chain of dependent
+subtractions; where one fails, the entry's tests are made one by one. Arithmetic is in float64; results are stored
+in the output's dtype.
 
-When a part of the pool runs out, the kernel stops before the proposal it cannot pay for and leaves its progress
-in ``state`` (entry, term) and ``carry`` (partial sum, unspent exponential); called again with a new pool it goes on
-from there, so the draws depend only on the sequence of pools.
+Random numbers: the kernel has a generator of its own, xoshiro256** (Blackman & Vigna, ACM TOMS 47, 2021; 256 bits
+of state, period :math:`2^{256} - 1`, about 1 ns a number), whose state is set from ``seed``, four words the caller
+draws from its torch generator (each through SplitMix64, as the authors advise). Uniforms are
+:math:`2^{-53}\lfloor x / 2^{11} \rfloor` (x the 64-bit output), in [0, 1); the normals of Marsaglia–Tsang come
+from Marsaglia's polar method. The draws are therefore a function of the torch generator's state (the same state
+gives the same draws, and each call advances it by the four words), and no other random state is read or changed.
+Drawing the numbers inside the kernel spares the bulk pool of torch uniforms it used to read (40 % of its time at
+k = 5) and the refills where such a pool ran out.
 """
 
 from __future__ import annotations
@@ -42,6 +49,71 @@ from numba import njit
 
 CHUNK = 4096  # proposals computed at a time (their values and thresholds stay in the L1/L2 cache)
 PIECES = 256  # pieces of the envelope for alpha <= 1 (acceptance 0.994 at alpha = 0.2, 0.99 at alpha = 1)
+
+_GOLDEN, _MIX1, _MIX2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+_U = tuple(np.uint64(v) for v in range(65))  # shift counts, typed as uint64 (numba types uint64 with int64 as float64)
+_TO_UNIT = 2.0**-53
+
+
+@njit(cache=True, nogil=True)
+def seed_state(words):  # pragma: no cover - compiled
+    """xoshiro256**'s state from four 64-bit words (uint64): each through SplitMix64's output function (the state
+    is all zero only if every word is the one that mixes to 0, about 2^-256 for random words; then it is set to 1)."""
+    s = np.empty(4, np.uint64)
+    for i in range(4):
+        z = words[i] + _GOLDEN
+        z = (z ^ (z >> _U[30])) * _MIX1
+        z = (z ^ (z >> _U[27])) * _MIX2
+        s[i] = z ^ (z >> _U[31])
+    if s[0] == 0 and s[1] == 0 and s[2] == 0 and s[3] == 0:
+        s[0] = _U[1]
+    return s
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _next(s0, s1, s2, s3):  # pragma: no cover - compiled
+    """One step of xoshiro256**: (output, new state)."""
+    r = s1 * _U[5]
+    r = ((r << _U[7]) | (r >> _U[57])) * _U[9]
+    t = s1 << _U[17]
+    s2 ^= s0
+    s3 ^= s1
+    s1 ^= s2
+    s0 ^= s3
+    s2 ^= t
+    s3 = (s3 << _U[45]) | (s3 >> _U[19])
+    return r, s0, s1, s2, s3
+
+
+@njit(cache=True, nogil=True)
+def uniforms(s, u):  # pragma: no cover - compiled
+    """Fill ``u`` with uniforms in [0, 1) (53 bits) from the xoshiro256** state ``s``, which advances."""
+    s0, s1, s2, s3 = s[0], s[1], s[2], s[3]
+    for q in range(u.shape[0]):
+        r, s0, s1, s2, s3 = _next(s0, s1, s2, s3)
+        u[q] = float(r >> _U[11]) * _TO_UNIT
+    s[0], s[1], s[2], s[3] = s0, s1, s2, s3
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _normals(s, z):  # pragma: no cover - compiled
+    """Fill ``z`` with standard normals by Marsaglia's polar method (a point (a, b) uniform on the square [-1, 1)^2,
+    kept inside the unit disc, gives the pair (a, b) sqrt(-2 log r / r), r = a^2 + b^2), from the state ``s``."""
+    s0, s1, s2, s3 = s[0], s[1], s[2], s[3]
+    n, q = z.shape[0], 0
+    while q < n:
+        r1, s0, s1, s2, s3 = _next(s0, s1, s2, s3)
+        r2, s0, s1, s2, s3 = _next(s0, s1, s2, s3)
+        a = float(r1 >> _U[11]) * (2.0 * _TO_UNIT) - 1.0
+        b = float(r2 >> _U[11]) * (2.0 * _TO_UNIT) - 1.0
+        r = a * a + b * b
+        if 0.0 < r < 1.0:
+            f = math.sqrt(-2.0 * math.log(r) / r)
+            z[q] = a * f
+            if q + 1 < n:
+                z[q + 1] = b * f
+            q += 2
+    s[0], s[1], s[2], s[3] = s0, s1, s2, s3
 
 
 @functools.lru_cache(maxsize=64)
@@ -98,20 +170,28 @@ def envelope(alpha, pieces):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _stepped_proposals(u, alpha, lower, first, span, x, t, piece):  # pragma: no cover - compiled
-    """Proposals ``x`` and thresholds ``t`` (accepted where E >= t) for Gamma(alpha <= 1) from the uniforms ``u``,
-    on the envelope of :func:`envelope` (``piece``: room for the piece of each): U P = m + V picks the piece m and the
-    place V in it (P pieces of equal mass)."""
+def _stepped_proposals(s, n, alpha, lower, first, span, x, t, piece, tail, tail_v):  # pragma: no cover - compiled
+    """``n`` proposals ``x`` and thresholds ``t`` (accepted where E >= t) for Gamma(alpha <= 1) from uniforms drawn
+    from the state ``s``, on the envelope of :func:`envelope` (``piece``: room for the piece of each; ``tail`` and
+    ``tail_v``: for the places and V of those on the last piece): U P = m + V picks the piece m and the place V in
+    it (P pieces of equal mass)."""
     pieces = lower.shape[0]
     power = 1.0 / alpha
     k = int(power) if power == int(power) and power <= 127 else 0
-    n = u.shape[0]
-    # every proposal as if on a finite piece, in branch-free loops (vectorised); the last piece is redone below
+    scale = _TO_UNIT * pieces
+    s0, s1, s2, s3 = s[0], s[1], s[2], s[3]
+    nt = 0
+    # every proposal as if on a finite piece; the last piece (a fraction 1/P of the proposals) noted, redone below
     for q in range(n):
-        s = float(u[q]) * pieces
-        m = int(s)
+        r, s0, s1, s2, s3 = _next(s0, s1, s2, s3)
+        v = float(r >> _U[11]) * scale
+        m = int(v)
         piece[q] = m
-        x[q] = max(first[m] + (s - m) * span[m], 0.0)  # x^alpha
+        x[q] = max(first[m] + (v - m) * span[m], 0.0)  # x^alpha
+        if m == pieces - 1:
+            tail[nt], tail_v[nt] = q, v - m
+            nt += 1
+    s[0], s[1], s[2], s[3] = s0, s1, s2, s3
     if k:  # x = (x^alpha)^k by repeated squaring over the bits of k (a fixed loop)
         for q in range(n):
             y, result = x[q], 1.0
@@ -126,12 +206,11 @@ def _stepped_proposals(u, alpha, lower, first, span, x, t, piece):  # pragma: no
     for q in range(n):
         t[q] = max(x[q] - lower[piece[q]], 0.0)  # the envelope exceeds the density by e^{x - c} (t >= 0)
     c = lower[pieces - 1]
-    for q in range(n):  # the last piece (a fraction 1/P of the proposals): the exponential tail beyond c
-        if piece[q] == pieces - 1:
-            s = float(u[q]) * pieces
-            xq = c - math.log(1.0 - (s - (pieces - 1)))
-            x[q] = xq
-            t[q] = (1.0 - alpha) * math.log(xq / c)  # the envelope exceeds the density by (x / c)^(1 - alpha)
+    for p in range(nt):  # the exponential tail beyond c
+        q = tail[p]
+        xq = c - math.log(1.0 - tail_v[p])
+        x[q] = xq
+        t[q] = (1.0 - alpha) * math.log(xq / c)  # the envelope exceeds the density by (x / c)^(1 - alpha)
     return n
 
 
@@ -154,59 +233,67 @@ def _mt_proposals(z, alpha, x, t):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _walk(x, t, nq, ex, r, out, inv, tau, shift, state, carry):  # pragma: no cover - compiled
-    """Test the proposals ``x[:nq]`` (thresholds ``t >= 0``) in order against the exponentials ``ex[r:]``, summing the
-    accepted ones into ``out``; returns the next unused exponential, ``state``/``carry`` updated. Stops at the end of
-    the proposals, of the exponentials, or of ``out``."""
-    n, ne, terms = out.shape[0], ex.shape[0], inv.shape[0] - 1
+def _walk(x, t, nq, s, out, inv, tau, shift, state, carry):  # pragma: no cover - compiled
+    """Test the proposals ``x[:nq]`` (thresholds ``t >= 0``) in order against exponentials drawn from the state ``s``
+    as they are needed, summing the accepted ones into ``out``; ``state`` (entry, term) and ``carry`` (partial sum,
+    unspent exponential) updated. Stops at the end of the proposals or of ``out``."""
+    n, terms = out.shape[0], inv.shape[0] - 1
     acc, e = carry[0], carry[1]
     j, i, q = state[0], state[1], 0
-    if e < 0.0:  # no exponential at hand: take the next one
-        if r >= ne:
-            return r
-        e, r = ex[r], r + 1
+    s0, s1, s2, s3 = s[0], s[1], s[2], s[3]
     while j < n:
+        if i == 1 and q + terms <= nq:  # a whole entry at once: its tests all pass iff E >= the sum of thresholds
+            total, acc = 0.0, 0.0  # (t >= 0: the partial sums grow), and then E - sum t is the E left over
+            for m in range(terms):
+                total += t[q + m]
+                acc += x[q + m] * inv[m + 1]
+            if e >= total:
+                e -= total
+                out[j] = tau * acc - shift
+                j, q, acc = j + 1, q + terms, 0.0
+                continue
+            acc = 0.0  # a rejection among them: test them one by one
         while i <= terms:
             if q >= nq:
                 state[0], state[1], carry[0], carry[1] = j, i, acc, e
-                return r
+                s[0], s[1], s[2], s[3] = s0, s1, s2, s3
+                return
             if e >= t[q]:  # accepted: E - t is Exp(1) again
                 e -= t[q]
                 acc += x[q] * inv[i]
                 i += 1
-            elif r < ne:  # rejected: the exponential is spent, the next one taken
-                e, r = ex[r], r + 1
-            else:
-                state[0], state[1], carry[0], carry[1] = j, i, acc, -1.0
-                return r
+            else:  # rejected: the exponential is spent, the next one drawn
+                r, s0, s1, s2, s3 = _next(s0, s1, s2, s3)
+                e = -math.log(1.0 - float(r >> _U[11]) * _TO_UNIT)
             q += 1
         out[j] = tau * acc - shift
         j, i, acc = j + 1, 1, 0.0
     state[0], state[1], carry[0], carry[1] = n, 1, acc, e
-    return r
+    s[0], s[1], s[2], s[3] = s0, s1, s2, s3
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def sum_of_gamma(pool, split, out, alpha, terms, tau, shift, state, carry, lower, first, span):  # pragma: no cover
-    """Fill ``out[state[0]:]`` (1-d) with ``tau * sum_{i<=terms} G_i / i - shift``, G_i ~ Gamma(alpha), from the
-    random numbers ``pool`` (1-d): ``pool[:split]`` for the proposals (uniforms in [0, 1) if alpha <= 1, standard
-    normals otherwise), ``pool[split:]`` uniforms in [0, 1) for the exponentials. ``state`` (int64: entry, next term
-    from 1) and ``carry`` (float64: partial sum, unspent exponential or -1) hold the progress: where a part of the
-    pool runs out the kernel returns early, to be called again with a new pool (``state[0] < out.shape[0]``)."""
-    ex = np.empty(pool.shape[0] - split)
-    for r in range(ex.shape[0]):
-        ex[r] = -math.log(1.0 - float(pool[split + r]))  # 1 - U in (0, 1]: E finite
+def sum_of_gamma(seed, out, alpha, terms, tau, shift, lower, first, span):  # pragma: no cover - compiled
+    """Fill ``out`` (1-d) with ``tau * sum_{i<=terms} G_i / i - shift``, G_i ~ Gamma(alpha), from xoshiro256**
+    seeded by the four words ``seed`` (uint64, :func:`seed_state`). Each chunk draws as many proposals as there are
+    terms left (at most CHUNK): uniforms if alpha <= 1, standard normals otherwise."""
+    s = seed_state(seed)
+    n = out.shape[0]
     inv = np.empty(terms + 1)
     for i in range(1, terms + 1):
         inv[i] = 1.0 / i
-    x, t, piece = np.empty(CHUNK), np.empty(CHUNK), np.empty(CHUNK, np.int64)
-    r = 0
-    for start in range(0, split, CHUNK):
-        stop = min(start + CHUNK, split)
+    u, x, t, piece = np.empty(CHUNK), np.empty(CHUNK), np.empty(CHUNK), np.empty(CHUNK, np.int64)
+    tail, tail_v = np.empty(CHUNK, np.int64), np.empty(CHUNK)
+    state = np.array([0, 1], dtype=np.int64)  # the next entry, the next term (from 1)
+    carry = np.zeros(2)  # partial sum, unspent exponential
+    uniforms(s, carry[1:])
+    carry[1] = -math.log(1.0 - carry[1])
+    while state[0] < n:
+        left = (n - state[0]) * terms - (state[1] - 1)
+        size = min(CHUNK, left)
         if alpha <= 1.0:
-            nq = _stepped_proposals(pool[start:stop], alpha, lower, first, span, x, t, piece)
+            nq = _stepped_proposals(s, size, alpha, lower, first, span, x, t, piece, tail, tail_v)
         else:
-            nq = _mt_proposals(pool[start:stop], alpha, x, t)
-        r = _walk(x, t, nq, ex, r, out, inv, tau, shift, state, carry)
-        if state[0] >= out.shape[0] or (r >= ex.shape[0] and carry[1] < 0.0):
-            break
+            _normals(s, u[:size])
+            nq = _mt_proposals(u[:size], alpha, x, t)
+        _walk(x, t, nq, s, out, inv, tau, shift, state, carry)

@@ -23,52 +23,19 @@ def _compiled_on(device) -> bool:
     return (torch.device(device) if device is not None else torch.get_default_device()).type == "cpu"
 
 
-def _pool_for(acceptance: float, terms: int) -> tuple[int, int]:
-    """How many proposals and exponentials :func:`colayers.perturb._gamma.sum_of_gamma` needs for ``terms``
-    Gamma draws with acceptance probability p: the means (1/p and 1/p - 1 per term) plus 6 standard deviations
-    (the proposals of a term are geometric) and 32 each, so that a second pool is needed about once in 10^9 calls."""
-    p = acceptance
-    margin = 6.0 * math.sqrt(terms * (1.0 - p)) / p + 32
-    return int(terms / p + margin), int(terms * (1.0 / p - 1.0) + margin)
-
-
 def _sum_of_gamma_compiled(
-    alpha: float,
-    terms: int,
-    tau: float,
-    shift: float,
-    n: int,
-    generator,
-    dtype: torch.dtype,
-    pool: tuple[int, int] | None = None,
+    alpha: float, terms: int, tau: float, shift: float, n: int, generator, dtype: torch.dtype
 ) -> torch.Tensor:
     r"""``n`` draws of :math:`\tau \sum_{i \le s} G_i / i - \text{shift}`, :math:`G_i` i.i.d. Gamma(α, 1), on the CPU in
-    ``dtype`` (float32 or float64) by the compiled rejection samplers of :mod:`colayers.perturb._gamma`, from random
-    numbers drawn in bulk with ``generator`` in ``dtype``: the proposals' (uniforms, or normals for α > 1), then the
-    exponentials' uniforms. Where the pool runs out, another one is drawn (sized for the terms left, or ``pool`` =
-    (proposals, exponentials) every time, which tests use to force refills) and the kernel goes on where it
-    stopped, so the draws depend on the generator only."""
-    import numpy as np
-
+    ``dtype`` (float32 or float64) by the compiled rejection samplers of :mod:`colayers.perturb._gamma`, whose own
+    generator (xoshiro256**) is seeded by four 63-bit words drawn from ``generator``: the draws are a function of
+    ``generator``'s state, which advances by those four words."""
     from ._gamma import sum_of_gamma, tables  # numba is imported (and the kernel loaded from its cache) on first use
 
-    lower, first, span, acceptance = tables(alpha)
-
+    lower, first, span, _ = tables(alpha)
+    seed = torch.empty(4, dtype=torch.int64).random_(generator=generator).numpy().view("uint64")
     out = torch.empty(n, dtype=dtype)
-    state = np.array([0, 1], dtype=np.int64)  # the next entry, the next term (from 1)
-    carry = np.array([0.0, -1.0])  # partial sum, unspent exponential (none: -1)
-    while state[0] < n:
-        left = (n - int(state[0])) * terms - (int(state[1]) - 1)
-        proposals, exponentials = pool or _pool_for(acceptance, left)
-        numbers = torch.empty(proposals + exponentials, dtype=dtype)
-        if alpha <= 1.0:
-            numbers[:proposals].uniform_(generator=generator)
-        else:
-            numbers[:proposals].normal_(generator=generator)
-        numbers[proposals:].uniform_(generator=generator)
-        sum_of_gamma(
-            numbers.numpy(), proposals, out.numpy(), alpha, terms, tau, shift, state, carry, lower, first, span
-        )
+    sum_of_gamma(seed, out.numpy(), alpha, terms, tau, shift, lower, first, span)
     return out
 
 
@@ -197,16 +164,16 @@ class SumOfGamma(Noise):
     Gumbel perturbation of the k-subset distribution; a real k (torch-imle's path example uses
     :math:`k = 1.3 \cdot 16 = 20.8`) keeps the law above. It has no closed-form density.
 
-    Sampling is exact in law and draws every random number from ``generator``. On the CPU, a compiled kernel
+    Sampling is exact in law and every draw is a function of ``generator``'s state. On the CPU, a compiled kernel
     (:mod:`colayers.perturb._gamma`, numba) draws the s Gamma(1/k) terms of each entry one after the other by exact
     rejection (for k > 1 from a 256-step envelope, acceptance above 0.99; for k < 1 by Marsaglia & Tsang), with an
     exponential variable recycled from one acceptance test to the next, and sums them as it goes; its random numbers
-    are drawn in bulk beforehand with ``generator`` (about 1.01 uniforms per term at k = 5; where the pool runs out,
-    more are drawn and the kernel goes on). On CUDA (and any other device) all s·(entries) terms come from one call
-    of torch's per-entry gamma kernel, so that no count is read back to the host. For k = 1 the terms are Exp(1)/i
-    and their sum has the law of the maximum of s i.i.d. Exp(1) (Rényi's representation), drawn from one uniform per
-    entry as :math:`-\log(1 - U^{1/s})` (on every device). (For k = 1 and s → ∞ the law tends to Gumbel(0, τ); with
-    finite s it is not Gumbel, and this class keeps the truncated law.)
+    (about 1.01 per term at k = 5) come from a xoshiro256** generator inside the kernel, seeded by four words drawn
+    from ``generator`` (which advances by those four). On CUDA (and any other device) all s·(entries) terms come
+    from one call of torch's per-entry gamma kernel, so that no count is read back to the host. For k = 1 the terms
+    are Exp(1)/i and their sum has the law of the maximum of s i.i.d. Exp(1) (Rényi's representation), drawn from one
+    uniform per entry as :math:`-\log(1 - U^{1/s})` (on every device). (For k = 1 and s → ∞ the law tends to
+    Gumbel(0, τ); with finite s it is not Gumbel, and this class keeps the truncated law.)
 
     Args:
         k: the shape parameter, a real number > 0 (the subset size in I-MLE, where k summands together follow

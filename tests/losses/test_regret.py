@@ -79,7 +79,9 @@ def test_regret_loss_averages_imle_samples_and_trains():
     assert value.ndim == 0
     with torch.no_grad():
         after = regret(oracle(model(x)), theta_true, oracle=oracle).mean().item()
-    assert after < 0.5 * before
+    # after / before over the layer's seeds 0-7: 0.33-0.52, with this Sum-of-Gamma sampler and the one before it (the
+    # same law, another stream); 0.6 leaves a margin, and a model that does not train stays near 1
+    assert after < 0.6 * before
 
 
 def test_experience_loss_gradient_matches_softmax_closed_form():

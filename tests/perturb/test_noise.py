@@ -338,44 +338,108 @@ def test_compiled_sampler_for_a_tiny_shape(k):
     assert abs(z.mean().item() - noise.mean) < 5 * math.sqrt(noise.variance / N)
 
 
-@pytest.mark.parametrize("pool", [(5, 5), (5000, 1)], ids=["proposals-run-out", "exponentials-run-out"])
-@pytest.mark.parametrize("k", [5.0, 0.5])
-def test_compiled_sampler_refills_its_pool_with_the_same_law_and_replay(k, pool):
-    # a tiny pool forces the kernel to stop and go on from new pools drawn with the same generator, many times
-    # (5 proposals each; or 1 exponential each, spent by every rejection): same law (KS against the numpy
-    # definition at 1e-3, n = 20 000 per side), same draws for the same seed
-    from scipy.stats import ks_2samp
+def _xoshiro_reference(words, count):
+    # xoshiro256** and SplitMix64's output function as their authors publish them (prng.di.unimi.it), in Python
+    # integers modulo 2^64: the kernel's generator must give exactly these uniforms
+    mask = 2**64 - 1
+
+    def mix(z):
+        z = (z + 0x9E3779B97F4A7C15) & mask
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        return z ^ (z >> 31)
+
+    def rotl(x, k):
+        return ((x << k) | (x >> (64 - k))) & mask
+
+    s = [mix(w) for w in words]
+    out = []
+    for _ in range(count):
+        out.append((rotl((s[1] * 5) & mask, 7) * 9 & mask) >> 11)
+        t = (s[1] << 17) & mask
+        s[2] ^= s[0]
+        s[3] ^= s[1]
+        s[1] ^= s[2]
+        s[0] ^= s[3]
+        s[2] ^= t
+        s[3] = rotl(s[3], 45)
+    return [v * 2.0**-53 for v in out]
+
+
+def test_compiled_generator_is_xoshiro256starstar():
+    import numpy as np
+
+    from colayers.perturb._gamma import seed_state, uniforms
+
+    words = [0, 1, 2**63 + 12345, 2**64 - 1]
+    s = seed_state(np.array(words, dtype=np.uint64))
+    u = np.empty(1000)
+    uniforms(s, u[:7])  # two calls: the state carries over
+    uniforms(s, u[7:])
+    assert u.tolist() == _xoshiro_reference(words, 1000)
+
+
+def test_compiled_walk_equals_the_term_by_term_tests():
+    # the kernel accepts a whole entry at once where E exceeds the sum of its thresholds; a reference in Python
+    # tests each term one by one (the recycled exponential of the module docstring), from the same random numbers
+    # (the kernel's own proposals and generator), over three chunks: the same draws up to rounding
+    import numpy as np
 
     from colayers.perturb import _gamma
-    from colayers.perturb.noise import _sum_of_gamma_compiled
+
+    alpha, terms, tau, shift, n = 0.2, 10, 1.3, 0.4, 1000
+    lower, first, span, _ = _gamma.tables(alpha)
+    words = np.array([3, 1, 4, 1], dtype=np.uint64)
+    out = np.empty(n)
+    _gamma.sum_of_gamma(words, out, alpha, terms, tau, shift, lower, first, span)
+    s, u = _gamma.seed_state(words), np.empty(1)
+    x, t = np.empty(_gamma.CHUNK), np.empty(_gamma.CHUNK)
+    piece, tail, tail_v = np.empty(_gamma.CHUNK, np.int64), np.empty(_gamma.CHUNK, np.int64), np.empty(_gamma.CHUNK)
+    _gamma.uniforms(s, u)
+    e, ref, acc, i = -math.log(1.0 - u[0]), [], 0.0, 1
+    while len(ref) < n:
+        size = min(_gamma.CHUNK, (n - len(ref)) * terms - (i - 1))
+        _gamma._stepped_proposals(s, size, alpha, lower, first, span, x, t, piece, tail, tail_v)
+        for q in range(size):
+            if len(ref) == n:
+                break
+            if e >= t[q]:
+                e, acc, i = e - t[q], acc + x[q] / i, i + 1
+                if i > terms:
+                    ref.append(tau * acc - shift)
+                    acc, i = 0.0, 1
+            else:
+                _gamma.uniforms(s, u)
+                e = -math.log(1.0 - u[0])
+    assert n * terms > 2 * _gamma.CHUNK
+    np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("k", [5.0, 0.5])
+def test_compiled_sampler_is_the_same_law_over_many_chunks_and_calls(k):
+    # 200 000 terms per side go through about 50 chunks of proposals (and, for k = 0.5, polar-method normals, an odd
+    # count in the last chunks); many small calls, each seeded anew from the generator, give the same law as one
+    # large call: KS against the numpy definition at 1e-3, n = 20 000 per side
+    from scipy.stats import ks_2samp
 
     s, tau, n = 10, 1.3, 20_000
-    shift = tau / k * math.log(s)
-
-    def draw(seed, dtype=torch.float64):
-        return _sum_of_gamma_compiled(1.0 / k, s, tau, shift, n, gen(seed=seed), dtype, pool=pool)
-
-    with mock.patch.object(_gamma, "sum_of_gamma", wraps=_gamma.sum_of_gamma) as kernel:
-        z = draw(71)
-    assert kernel.call_count > 100  # it did run out, again and again
+    noise = SumOfGamma(k, terms=s, temperature=tau)
     ref = _definition_numpy(k, s, tau, n, seed=73)
-    assert ks_2samp(z.numpy(), ref).pvalue > 1e-3
-    assert torch.equal(z, draw(71)) and not torch.equal(z, draw(72))
-    z32 = draw(74, torch.float32)
-    assert z32.dtype == torch.float32 and ks_2samp(z32.double().numpy(), ref).pvalue > 1e-3
+    g = gen(seed=71)
+    one = noise.sample((n,), generator=g, dtype=torch.float64)
+    many = torch.cat([noise.sample((7,), generator=g, dtype=torch.float64) for _ in range(n // 7 + 1)])[:n]
+    assert ks_2samp(one.numpy(), ref).pvalue > 1e-3
+    assert ks_2samp(many.numpy(), ref).pvalue > 1e-3
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("k", [5.0, 2.5, 0.5])
 def test_compiled_sampler_draws_from_the_generator_only(k, dtype):
-    # the same seed gives the same draws, in the dtype asked for; the generator advances by exactly the pool the
-    # kernel was given (its proposals' numbers, then the exponentials' uniforms), and no other random state is used:
-    # reseeding numpy's and numba's own generators changes nothing
+    # the same seed gives the same draws, in the dtype asked for; the generator advances by exactly the four words
+    # that seed the kernel's own generator, and no other random state is used: reseeding numpy's and numba's own
+    # generators changes nothing
     import numpy as np
     from numba import njit
-
-    from colayers.perturb._gamma import tables
-    from colayers.perturb.noise import _pool_for
 
     @njit
     def reseed_numba(seed):
@@ -388,11 +452,6 @@ def test_compiled_sampler_draws_from_the_generator_only(k, dtype):
     reseed_numba(2)
     b = noise.sample(shape, generator=gen(seed=81), dtype=dtype)
     assert a.dtype == dtype and a.shape == shape and torch.equal(a, b)
-    work = dtype if dtype in (torch.float32, torch.float64) else torch.float32
-    proposals, exponentials = _pool_for(tables(1.0 / k)[3], 10 * math.prod(shape))  # 10 terms per entry
     replay = gen(seed=81)
-    (torch.empty(proposals, dtype=work).uniform_ if k > 1 else torch.empty(proposals, dtype=work).normal_)(
-        generator=replay
-    )
-    torch.empty(exponentials, dtype=work).uniform_(generator=replay)
+    torch.empty(4, dtype=torch.int64).random_(generator=replay)
     assert torch.equal(g.get_state(), replay.get_state())
