@@ -83,7 +83,21 @@ def _run(highs: Any) -> Any:
     return status
 
 
-class HighsProgram:
+class PerThread:
+    """A picklable per-instance solver with one model per thread in ``self._local`` (a ``threading.local``): the
+    configuration travels when pickled (to a worker process), the models are rebuilt where they are used."""
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        del state["_local"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
+
+
+class HighsProgram(PerThread):
     r"""Picklable solver of :math:`\max_x \langle \theta, x \rangle` s.t. ``row_lower ≤ A x ≤ row_upper``,
     ``col_lower ≤ x ≤ col_upper``, :math:`x_j \in \mathbb{Z}` for ``integrality[j] = 1``, on a persistent HiGHS
     model (one per thread).
@@ -160,16 +174,6 @@ class HighsProgram:
             got = f"{type(check_optimality).__name__} {check_optimality!r}"
             raise TypeError(f"check_optimality must be a bool; got {got}")
         self.check_optimality = check_optimality
-        self._local = threading.local()
-
-    # -- pickling: the configuration travels, the model is rebuilt where it is used ---------------------------
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        del state["_local"]
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
         self._local = threading.local()
 
     # -- the model ----------------------------------------------------------------------------------------------

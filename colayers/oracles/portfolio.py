@@ -22,7 +22,7 @@ import torch
 from .._validation import check_args, nonnegative, one_of
 from . import _membership
 from .base import Oracle, OracleError, SolverOracle
-from .highs import _power_of_two_scale
+from .highs import PerThread, _power_of_two_scale
 
 __all__ = ["Portfolio"]
 
@@ -44,20 +44,11 @@ def _violation(x: np.ndarray, factor: np.ndarray) -> np.ndarray:
     return np.max(np.stack(parts), axis=0)
 
 
-class _PortfolioSolver:
+class _PortfolioSolver(PerThread):
     """Picklable per-instance solver: one cvxpy problem per thread, the returns as its Parameter."""
 
     def __init__(self, scaled_factor: np.ndarray, solver: str, solver_options: dict) -> None:
         self.scaled_factor, self.solver, self.solver_options = scaled_factor, solver, solver_options
-        self._local = threading.local()
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        del state["_local"]
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
         self._local = threading.local()
 
     def _problem(self) -> tuple[Any, Any, Any]:
