@@ -150,16 +150,7 @@ def _study_config(args: argparse.Namespace):
     if args.methods is not None:
         old = {m["label"]: m for m in cfg.to_dict()["methods"]}
         data["methods"] = [old.get(m.strip(), {"name": m.strip()}) for m in args.methods.split(",") if m.strip()]
-    if args.seeds is not None:
-        try:
-            data["seeds"] = [int(s) for s in args.seeds.split(",") if s.strip()]
-        except ValueError:
-            raise ValueError(f"seeds must be comma-separated integers; got {args.seeds!r}") from None
-    if args.lr_milestones is not None:
-        try:
-            data["lr_milestones"] = [int(s) for s in args.lr_milestones.split(",") if s.strip()]
-        except ValueError:
-            raise ValueError(f"lr_milestones must be comma-separated integers; got {args.lr_milestones!r}") from None
+    data.update(_int_lists(args, "seeds", "lr_milestones"))
     if args.plugin:
         known = list(data.get("plugins") or [])
         data["plugins"] = known + [p for p in args.plugin if p not in known]
@@ -230,6 +221,19 @@ def _pairs_raw(items: list[str], flag: str) -> list[tuple[str, Any, str]]:
             raise ValueError(f"{flag} expects KEY=VALUE; got {item!r}")
         k, v = item.split("=", 1)
         out.append((k.strip(), _value(v), v))
+    return out
+
+
+def _int_lists(args: argparse.Namespace, *names: str) -> dict[str, list[int]]:
+    """The comma-separated integer flags among ``names`` that were given, parsed (a bad one named)."""
+    out = {}
+    for name in names:
+        text = getattr(args, name)
+        if text is not None:
+            try:
+                out[name] = [int(s) for s in text.split(",") if s.strip()]
+            except ValueError:
+                raise ValueError(f"{name} must be comma-separated integers; got {text!r}") from None
     return out
 
 
@@ -304,18 +308,9 @@ def _reproduce(args: argparse.Namespace) -> int:
 
     rep = load_reproduction(args.config)
     over: dict[str, Any] = {}
-    if args.seeds is not None:
-        try:
-            over["seeds"] = [int(s) for s in args.seeds.split(",") if s.strip()]
-        except ValueError:
-            raise ValueError(f"seeds must be comma-separated integers; got {args.seeds!r}") from None
     if args.epochs is not None:
         over["epochs"] = args.epochs
-    if args.lr_milestones is not None:
-        try:
-            over["lr_milestones"] = [int(s) for s in args.lr_milestones.split(",") if s.strip()]
-        except ValueError:
-            raise ValueError(f"lr_milestones must be comma-separated integers; got {args.lr_milestones!r}") from None
+    over.update(_int_lists(args, "seeds", "lr_milestones"))
     if args.problem_param:
         over["problem_params"] = dict(_pairs(args.problem_param, "--problem-param"))
     output = args.output or rep.study.get("output", "colayers-reproduce")
