@@ -178,7 +178,8 @@ def check_finite(name: str, value: torch.Tensor) -> torch.Tensor:
     in ``value``, or finite entries whose sum overflows) goes to the entry-by-entry test, which raises only for
     entries that are not finite. A sum costs one pass, where ``isfinite(value).all()`` costs several.
     """
-    if not value.is_complex() and math.isfinite(value.sum().item()):
+    total = (value.detach() if value.requires_grad else value).sum()  # no autograd node for a check
+    if not value.is_complex() and math.isfinite(total.item()):
         return value
     finite = torch.isfinite(value)
     if not bool(finite.all()):

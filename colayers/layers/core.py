@@ -249,12 +249,17 @@ class OracleLayer(torch.nn.Module):
         """The layer-owned generator for ``device`` (``None`` without a seed)."""
         if self.seed is None:
             return None
-        device = torch.device(device)
+        cached = self._generators.get(device)  # theta.device as given: no normalisation on the hot path
+        if cached is not None:
+            return cached
+        given, device = device, torch.device(device)
         if device.type == "cuda" and device.index is None:
             device = torch.device("cuda", torch.cuda.current_device())
         key = str(device)
         if key not in self._generators:
             self._generators[key] = torch.Generator(device=device).manual_seed(self.seed)
+        if isinstance(given, torch.device) and (given.type != "cuda" or given.index is not None):
+            self._generators[given] = self._generators[key]  # the same generator under the device itself
         return self._generators[key]
 
     def resolve_generator(self, generator: torch.Generator | None, theta: torch.Tensor) -> torch.Generator | None:

@@ -4,8 +4,11 @@ gradients. The frame that calls them (checks of θ and targets, reduction) is
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
+from .._validation import reduce
 from ..oracles.base import Oracle
 
 __all__: list[str] = []
@@ -59,6 +62,7 @@ def check_in_solution_set(
         )
 
 
+@functools.cache
 def sign_tolerance(dtype: torch.dtype) -> float:
     """Relative rounding tolerance of the sign check: 10·√ε of ``dtype`` (3.5e-3 in float32, 1.5e-7 in float64)."""
     return 10.0 * torch.finfo(dtype).eps ** 0.5
@@ -86,9 +90,13 @@ def check_nonnegative(loss: str, value: torch.Tensor, scale: torch.Tensor, hint:
     ``value`` is (e.g. :math:`|F(\theta, \hat y)| + |F(\theta, \bar y)|`), so the tolerance is
     :func:`sign_tolerance` × (1 + scale). Called only in validate mode: it costs one host synchronisation.
     """
-    tol = sign_tolerance(value.dtype) * (1.0 + scale)
-    bad = value < -tol
-    if bool(bad.any()):
+    c = sign_tolerance(value.dtype)
+    margin = torch.add(value, scale, alpha=c)  # value + tolerance - c: below -c is below the tolerance
+    if margin.numel() and float(margin.min()) < -c:  # one reduction, one read-back
+        tol = c * (1.0 + scale)
+        bad = value < -tol
+        if not bool(bad.any()):  # the two roundings of the boundary disagree: within the tolerance
+            return
         index = bad.nonzero()[0]
         first = tuple(int(i) for i in index.tolist())
         raise ValueError(
@@ -130,27 +138,38 @@ def check_simplex(name: str, y: torch.Tensor, *, allow_relaxed: bool, atol: floa
 
 
 class _ValueWithGradient(torch.autograd.Function):
-    """Return a precomputed per-instance value whose gradient in θ is a precomputed tensor.
+    """Return a precomputed per-instance value, reduced, whose gradient in θ is a precomputed tensor.
 
-    ``forward(theta, value, grad)``: ``value`` is ``(*batch)``, ``grad`` is ``(*batch, *event)`` (θ's shape);
-    backward returns ``grad_output * grad``. Used for losses whose (sub)gradient is known in closed form
-    (Danskin's theorem), so that no oracle output enters autograd.
+    ``forward(theta, value, grad, reduction)``: ``value`` is ``(*batch)``, ``grad`` is ``(*batch, *event)``
+    (θ's shape), ``reduction`` one of ``"mean"``, ``"sum"``, ``"none"``; backward returns ``grad_output * grad``
+    (divided by the number of instances for ``"mean"``). Used for losses whose (sub)gradient is known in closed
+    form (Danskin's theorem), so that no oracle output enters autograd; the reduction is done here so that a step
+    pays one autograd node for the loss.
     """
 
     @staticmethod
-    def forward(ctx, theta, value, grad):  # noqa: D102 - ctx first, no setup_context: no argument binding per call
+    def forward(ctx, theta, value, grad, reduction):  # noqa: D102 - ctx first, no setup_context: no argument binding
         ctx.save_for_backward(grad)
-        return value.clone()
+        ctx.reduction = reduction
+        ctx.count = value.numel()
+        return reduce(value, reduction) if reduction != "none" else value.clone()
 
     @staticmethod
     def backward(ctx, grad_output):  # noqa: D102
         (grad,) = ctx.saved_tensors
-        go = grad_output.reshape(grad_output.shape + (1,) * (grad.ndim - grad_output.ndim))
-        return go * grad, None, None
+        if ctx.reduction == "none":
+            go = grad_output.reshape(grad_output.shape + (1,) * (grad.ndim - grad_output.ndim))
+            return go * grad, None, None, None
+        if ctx.reduction == "mean" and ctx.count:
+            grad_output = grad_output / ctx.count
+        return grad * grad_output, None, None, None
 
 
-
-
-def value_with_gradient(theta: torch.Tensor, value: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-    """``value`` (detached) as a function of θ with gradient ``grad`` (see :class:`_ValueWithGradient`)."""
-    return _ValueWithGradient.apply(theta, value.detach(), grad.detach())
+def value_with_gradient(
+    theta: torch.Tensor, value: torch.Tensor, grad: torch.Tensor, reduction: str = "none"
+) -> torch.Tensor:
+    """``value`` (detached) as a function of θ with gradient ``grad`` (see :class:`_ValueWithGradient`), reduced
+    by ``reduction`` (``"mean"``, ``"sum"`` or ``"none"``)."""
+    value = value.detach() if value.requires_grad else value
+    grad = grad.detach() if grad.requires_grad else grad
+    return _ValueWithGradient.apply(theta, value, grad, reduction)

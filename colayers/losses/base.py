@@ -107,7 +107,7 @@ class StructuredLoss(nn.Module):
             raise ValueError(f"{name} must be on theta's device ({theta.device}); got {value.device}")
         if self.validate_args:
             check_finite(name, value)
-        return value.to(theta.dtype)
+        return value if value.dtype == theta.dtype else value.to(theta.dtype)
 
     def check_target(self, y_target: torch.Tensor, theta: torch.Tensor, name: str = "y_target") -> torch.Tensor:
         """A target like θ (:meth:`check_like_scores`), in Y while validating (:meth:`check_target_in_set`);
@@ -152,7 +152,7 @@ class StructuredLoss(nn.Module):
             if sign_checkable(self.solution_set):
                 check_nonnegative(type(self).__name__, value.detach(), scale, self.sign_hint)
         if grad is not None:
-            value = value_with_gradient(theta, value, grad)
+            return value_with_gradient(theta, value, grad, self.reduction)
         return reduce(value, self.reduction)
 
     def extra_repr(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..oracles.base import linear_objective
 from ._common import check_simplex, inner, negative_loss_hint
 from .base import StructuredLoss
 
@@ -31,8 +32,10 @@ class FenchelYoungLoss(StructuredLoss):
                \widehat{\nabla_\theta L} = \frac1S\sum_s \Big(\frac{\partial\eta_s}{\partial\theta}\Big)^{\!\top}
                g(y_s) - g(\bar y),
 
-    ≥ 0 sample-wise for ȳ ∈ Y; the gradient is the VJP of ``perturbation.apply`` at the drawn noise
-    (:math:`\frac1S\sum_s g(y_s)\odot e^{\varepsilon Z_s - \varepsilon^2/2}` for the multiplicative η, as
+    ≥ 0 sample-wise for ȳ ∈ Y; the gradient is the VJP of ``perturbation.apply`` at the drawn noise, the mean
+    :math:`\frac1S\sum_s g(y_s) - g(\bar y)` where ``perturbation.identity_jacobian`` (additive η; one compiled
+    pass over η, the y_s and ȳ on the CPU when the objective is :math:`\langle\eta, y\rangle` itself), and
+    :math:`\frac1S\sum_s g(y_s)\odot e^{\varepsilon Z_s - \varepsilon^2/2}` for the multiplicative η (as
     InferOpt.jl). Unbiased for zero-mean noise; Gumbel noise (mean γ) shifts it by :math:`-\varepsilon\gamma
     \sum_i g(\bar y)_i` (one-hot argmax: ε·CE(θ/ε, ȳ)). ε = 0: the structured perceptron loss.
 
@@ -122,14 +125,14 @@ class FenchelYoungLoss(StructuredLoss):
                 return value, mu - y_target, scale
         oracle, pert = layer.oracle, layer.perturbation
         sample, atoms = self._sample(th, generator)  # η_s (S, *theta.shape), y_s = f(η_s) (S, *batch, *solution)
+        if sample.noise is None or getattr(pert, "identity_jacobian", False):  # ∂η_s/∂θ = I (η_s = θ + εZ_s)
+            return _statistics(oracle, sample.eta, atoms, y_target, self.event_ndim)
         num_samples = sample.eta.shape[0]
         with torch.no_grad():
             g_atoms, g_target = oracle.g(atoms), oracle.g(y_target)
             best, at_target = oracle.objective(sample.eta, atoms), oracle.objective(sample.eta, y_target)
             value, scale = (best - at_target).mean(0), (best.abs() + at_target.abs()).mean(0)
-        if sample.noise is None:  # no noise: η_s = θ
-            return value, g_atoms.mean(0) - g_target, scale
-        vjp_sum = getattr(pert, "vjp_sum", None)  # the perturbation's VJP in closed form (Additive...), else None
+        vjp_sum = getattr(pert, "vjp_sum", None)  # the perturbation's VJP in closed form (Multiplicative...)
         with torch.no_grad():
             pulled = None if vjp_sum is None else vjp_sum(th, sample.noise, g_atoms)
         if pulled is not None:
@@ -153,3 +156,28 @@ class FenchelYoungLoss(StructuredLoss):
 
     def extra_repr(self) -> str:
         return f"layer={type(self.layer).__name__}, reduction={self.reduction!r}"
+
+
+def _statistics(oracle, eta, atoms, y_target, event_ndim):
+    r"""``(value, grad, scale)`` of the perturbed estimate where :math:`\partial\eta_s/\partial\theta = I`:
+    :math:`\hat L`, :math:`\frac1S\sum_s g(y_s) - g(\bar y)` and the size of the terms. For a linear objective on
+    the CPU (float32/float64), one compiled pass (:mod:`colayers.losses._fy_kernel`); otherwise tensor operations."""
+    if (
+        eta.device.type == "cpu"
+        and eta.dtype in _KERNEL_DTYPES
+        and atoms.dtype == eta.dtype == y_target.dtype
+        and atoms.shape == eta.shape
+        and y_target.shape == eta.shape[1:]
+        and linear_objective(oracle)
+    ):
+        from . import _fy_kernel  # numba is imported on first use only
+
+        value, scale, grad = _fy_kernel.linear_statistics(eta, atoms, y_target, event_ndim)
+        return value, grad, scale
+    with torch.no_grad():
+        best, at_target = oracle.objective(eta, atoms), oracle.objective(eta, y_target)
+        value, scale = (best - at_target).mean(0), (best.abs() + at_target.abs()).mean(0)
+        return value, oracle.g(atoms).mean(0) - oracle.g(y_target), scale
+
+
+_KERNEL_DTYPES = (torch.float32, torch.float64)

@@ -22,8 +22,9 @@ DTYPES = (torch.float32, torch.float64)  # the dtypes the kernel computes in (it
 
 
 @numba.njit(cache=True, nogil=True)
-def _grid_dag_paths(theta: np.ndarray, y: np.ndarray, height: int, width: int) -> None:  # pragma: no cover - jit
-    """Write into ``y`` (N, E), zeros on entry, the longest path of each row of ``theta`` (N, E)."""
+def _grid_dag_paths(theta: np.ndarray, height: int, width: int) -> np.ndarray:  # pragma: no cover - jit
+    """The longest path (N, E) of each row of ``theta`` (N, E), as 0/1 entries in ``theta``'s dtype."""
+    y = np.zeros(theta.shape, dtype=theta.dtype)
     stride = 2 * width - 1
     value = np.empty(height * width, dtype=theta.dtype)
     up = np.empty(height * width, dtype=np.bool_)
@@ -56,19 +57,19 @@ def _grid_dag_paths(theta: np.ndarray, y: np.ndarray, height: int, width: int) -
             else:
                 c -= 1
                 path[r * stride + c] = 1.0
+    return y
 
 
 def solve(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """The paths (N, E) for scores ``theta`` (N, E) on the CPU, in one of :data:`DTYPES`."""
-    y = torch.zeros(theta.shape, dtype=theta.dtype)
-    _grid_dag_paths(theta.detach().contiguous().numpy(), y.numpy(), height, width)
-    return y
+    return torch.from_numpy(_grid_dag_paths(theta.detach().contiguous().numpy(), height, width))
 
 
 @numba.njit(cache=True, nogil=True)
-def _grid_dag_contains(y: np.ndarray, out: np.ndarray, height: int, width: int) -> None:  # pragma: no cover - jit
-    """``out[i]``: whether row ``i`` of ``y`` (N, E) is a path: 0/1 entries, one edge out of every vertex met
-    from vertex 0 until the last one, and no other edge (h + w - 2 ones in all)."""
+def _grid_dag_contains(y: np.ndarray, height: int, width: int) -> np.ndarray:  # pragma: no cover - jit
+    """Whether each row ``i`` of ``y`` (N, E) is a path: 0/1 entries, one edge out of every vertex met from
+    vertex 0 until the last one, and no other edge (h + w - 2 ones in all)."""
+    out = np.empty(y.shape[0], dtype=np.bool_)
     stride = 2 * width - 1
     for i in range(y.shape[0]):
         row = y[i]
@@ -91,10 +92,9 @@ def _grid_dag_contains(y: np.ndarray, out: np.ndarray, height: int, width: int) 
             else:
                 r += 1
         out[i] = ok and ones == height + width - 2
+    return out
 
 
 def contains(y: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Whether each row of ``y`` (N, E), on the CPU in one of :data:`DTYPES`, is a path (a bool tensor (N,))."""
-    out = torch.empty(y.shape[0], dtype=torch.bool)
-    _grid_dag_contains(y.detach().contiguous().numpy(), out.numpy(), height, width)
-    return out
+    return torch.from_numpy(_grid_dag_contains(y.detach().contiguous().numpy(), height, width))

@@ -156,16 +156,20 @@ class Oracle:
         event = tuple(theta.shape[len(batch_shape) :])
         if validate and not inputs_trusted():  # a layer that checked theta passes derived scores unchecked
             check_finite("theta", theta)
-        flat = theta.detach().reshape((math.prod(batch_shape), *event))  # not -1: an event may be empty
+        flat = theta.detach() if theta.requires_grad else theta
+        if len(batch_shape) != 1:
+            flat = flat.reshape((math.prod(batch_shape), *event))  # not -1: an event may be empty
         expected = (flat.shape[0], *self.solution_shape(event))
-        with torch.no_grad():
-            if flat.shape[0] == 0:
-                y = flat.new_zeros(expected)
-            else:
+        if flat.shape[0] == 0:
+            y = flat.new_zeros(expected)
+        elif torch.is_grad_enabled():
+            with torch.no_grad():
                 y = self.solve(flat)
+        else:
+            y = self.solve(flat)
         if validate:
             _check_solution(type(self).__name__, y, expected, theta)
-        return y.reshape((*batch_shape, *expected[1:]))
+        return y if len(batch_shape) == 1 else y.reshape((*batch_shape, *expected[1:]))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -225,6 +229,24 @@ class OracleWrapper(Oracle):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.oracle!r})"
+
+
+def linear_objective(oracle: Oracle) -> bool:
+    r"""Whether ``oracle``'s objective is :math:`\langle\theta, y\rangle` itself: :meth:`Oracle.objective`,
+    :meth:`Oracle.g` and :meth:`Oracle.h` as defined on :class:`Oracle` (an :class:`OracleWrapper` that only
+    forwards them answers for the oracle it wraps). Losses take compiled shortcuts for such oracles.
+
+    Example:
+        >>> from colayers import TopKSubset
+        >>> linear_objective(TopKSubset(2))
+        True
+    """
+    while type(oracle).g is OracleWrapper.g and type(oracle).h is OracleWrapper.h and (
+        type(oracle).objective is OracleWrapper.objective
+    ):
+        oracle = oracle.oracle
+    cls = type(oracle)
+    return cls.objective is Oracle.objective and cls.g is Oracle.g and cls.h is Oracle.h
 
 
 def _check_solution(owner: str, y: Any, expected: tuple[int, ...], theta: torch.Tensor) -> None:

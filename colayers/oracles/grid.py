@@ -211,6 +211,8 @@ class GridDAGShortestPath(Oracle):
         if self.backend != "tensor" and y.device.type == "cpu" and y.dtype in (torch.float32, torch.float64):
             from . import _dag_kernels
 
+            if len(batch) == 1:
+                return _dag_kernels.contains(y, self.height, self.width)
             return _dag_kernels.contains(y.reshape(-1, self.num_edges), self.height, self.width).reshape(batch)
         tail, head = _membership.edge_tensors(self, y.device)
         nv = self.height * self.width

@@ -224,6 +224,18 @@ class Perturbation:
         r""":math:`\nabla_\theta \log p(\eta_s\mid\theta)` for each sample, shape ``(S, *theta.shape)``."""
         raise NotImplementedError
 
+    @property
+    def identity_jacobian(self) -> bool:
+        r"""Whether :math:`\partial\eta/\partial\theta` is the identity at every noise (η = θ + εZ), so that
+        :meth:`vjp_sum` is the sum of the cotangents over the samples (False by default; :class:`Additive` says
+        True unless a subclass redefines :meth:`apply`).
+
+        Example:
+            >>> Additive(epsilon=0.5).identity_jacobian, Multiplicative(epsilon=0.5).identity_jacobian
+            (True, False)
+        """
+        return False
+
     def vjp_sum(self, theta: torch.Tensor, noise: torch.Tensor, cotangent: torch.Tensor) -> torch.Tensor | None:
         r""":math:`\sum_s (\partial\eta_s/\partial\theta)^\top c_s` for η = :meth:`apply` (θ, Z) at the given noise,
         in closed form, shape θ's; ``None`` (the default) where there is none: the caller differentiates
@@ -311,8 +323,12 @@ class Additive(Perturbation):
     def score(self, theta: torch.Tensor, sample: PerturbedSample) -> torch.Tensor:
         return -self.noise.grad_log_density(sample.noise) / self.epsilon
 
+    @property
+    def identity_jacobian(self) -> bool:  # noqa: D102 - see Perturbation.identity_jacobian
+        return type(self).apply is Additive.apply  # a subclass with its own η: not known
+
     def vjp_sum(self, theta: torch.Tensor, noise: torch.Tensor, cotangent: torch.Tensor) -> torch.Tensor | None:
-        if type(self).apply is not Additive.apply:  # a subclass with its own η: autograd differentiates it
+        if not self.identity_jacobian:  # a subclass with its own η: autograd differentiates it
             return super().vjp_sum(theta, noise, cotangent)
         return cotangent.sum(0)  # ∂(θ + εZ)/∂θ = I
 
