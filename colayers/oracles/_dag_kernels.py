@@ -1,7 +1,7 @@
 r"""The compiled CPU kernel of :class:`~colayers.oracles.GridDAGShortestPath` (numba), imported on first use.
 
-The kernel solves one instance after the other with the dynamic program of the tensor algorithm, in the same
-floating-point operations, so that both give the same paths bit for bit, ties included: the value of a vertex is
+The kernel solves blocks of instances, vertex after vertex with the instance innermost, with the dynamic program
+of the tensor algorithm, in the same floating-point operations per instance, so that both give the same paths bit for bit, ties included: the value of a vertex is
 ``max(value[left] + theta[edge from the left], value[up] + theta[edge from above])`` in ``theta``'s dtype, the
 vertex is entered from above only when that sum is strictly larger (ties and NaN enter from the left), the first
 row is entered from the left and the first column from above. Edge indices follow PyEPO's order (see
