@@ -34,7 +34,7 @@ from .._validation import (
     trusted_inputs,
 )
 from ..oracles.base import Oracle
-from ..perturb import Perturbation, PerturbedSample
+from ..perturb import Additive, Normal, Perturbation, PerturbedSample
 
 __all__ = [
     "BackwardContext",
@@ -110,6 +110,12 @@ def score_function_vjp(
         >>> score_function_vjp(torch.zeros(2), values, sample, pert, torch.tensor([1.0, 0.0]), 1)
         tensor([ 2., -2.])
     """
+    if not per_sample and _on_kernel(theta, values, sample, perturbation, grad_output):
+        from . import _score_kernel  # numba is imported on first use only
+
+        return _score_kernel.additive_normal_vjp(
+            values, grad_output, sample.noise, perturbation.epsilon, value_ndim, baseline
+        )
     dims = _event_dims(value_ndim)
     if per_sample:
         centered = perturbation.centered(values, sample) if baseline else values
@@ -121,6 +127,27 @@ def score_function_vjp(
     if baseline:
         inner = perturbation.centered(inner, sample)
     return perturbation.score_mean(theta, sample, inner)
+
+
+def _on_kernel(theta, values, sample, perturbation, grad_output) -> bool:
+    """Whether :func:`score_function_vjp` runs as one compiled pass (:mod:`colayers.layers._score_kernel`): θ + εZ
+    with Normal Z exactly (``Additive`` itself, no subclass), independent samples, CPU tensors of one float32/64
+    dtype."""
+    noise = sample.noise
+    return (
+        type(perturbation) is Additive
+        and type(perturbation.noise) is Normal
+        and noise is not None
+        and sample.groups is None
+        and theta.device.type == "cpu"
+        and theta.dtype in _KERNEL_DTYPES
+        and values.dtype == grad_output.dtype == noise.dtype == theta.dtype
+        and values.device.type == grad_output.device.type == "cpu"
+        and noise.shape[1:] == theta.shape
+    )
+
+
+_KERNEL_DTYPES = (torch.float32, torch.float64)
 
 
 def finite_difference_vjp(
