@@ -71,11 +71,11 @@ def additive_normal_vjp(
         return noise.new_zeros(noise.shape[1:])
     nv = math.prod(grad_output.shape[grad_output.ndim - value_ndim :])
     centering = num / (num - 1) if baseline and num > 1 else 0.0
-    grad = _vjp(
-        values.reshape(num, n, nv).contiguous().numpy(),
-        grad_output.reshape(n, nv).contiguous().numpy(),
-        noise.reshape(num, n, -1).contiguous().numpy(),
-        1.0 / (num * epsilon),
-        centering,
-    )
-    return torch.from_numpy(grad).reshape(noise.shape[1:])
+    flat = len(batch) == 1 and value_ndim == 1 and noise.ndim == 3
+    if flat:  # (S, N, V), (N, V), (S, N, E) already
+        arrays = (values, grad_output, noise)
+    else:
+        arrays = (values.reshape(num, n, nv), grad_output.reshape(n, nv), noise.reshape(num, n, -1))
+    grad = _vjp(*(a.contiguous().numpy() for a in arrays), 1.0 / (num * epsilon), centering)
+    grad = torch.from_numpy(grad)
+    return grad if flat else grad.reshape(noise.shape[1:])

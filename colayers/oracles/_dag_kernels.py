@@ -1,13 +1,14 @@
 r"""The compiled CPU kernel of :class:`~colayers.oracles.GridDAGShortestPath` (numba), imported on first use.
 
-The kernel solves blocks of instances, vertex after vertex with the instance innermost, with the dynamic program
-of the tensor algorithm, in the same floating-point operations per instance, so that both give the same paths bit for bit, ties included: the value of a vertex is
-``max(value[left] + theta[edge from the left], value[up] + theta[edge from above])`` in ``theta``'s dtype, the
-vertex is entered from above only when that sum is strictly larger (ties and NaN enter from the left), the first
-row is entered from the left and the first column from above. Edge indices follow PyEPO's order (see
-:class:`~colayers.oracles.GridDAGShortestPath`): a row :math:`r < h - 1` holds :math:`2w - 1` edges, its
-:math:`w - 1` right edges and then its :math:`w` down edges, so the edge entering :math:`(r, c)` from the left
-is :math:`r(2w - 1) + c - 1` and the one entering it from above is :math:`(r - 1)(2w - 1) + w - 1 + c`.
+The kernel solves blocks of instances, vertex after vertex with the instance innermost, with the dynamic program of
+the tensor algorithm in the same floating-point operations per instance, so that both give the same paths bit for
+bit, ties included: the value of a vertex is ``max(value[left] + theta[edge from the left], value[up] +
+theta[edge from above])`` in ``theta``'s dtype, the vertex is entered from above only when that sum is strictly
+larger (ties and NaN enter from the left), the first row is entered from the left and the first column from above.
+Edge indices follow PyEPO's order (see :class:`~colayers.oracles.GridDAGShortestPath`): a row :math:`r < h - 1`
+holds :math:`2w - 1` edges, its :math:`w - 1` right edges and then its :math:`w` down edges, so the edge entering
+:math:`(r, c)` from the left is :math:`r(2w - 1) + c - 1` and the one entering it from above is
+:math:`(r - 1)(2w - 1) + w - 1 + c`.
 """
 
 from __future__ import annotations
