@@ -133,21 +133,13 @@ def _on_kernel(theta, values, sample, perturbation, grad_output) -> bool:
     """Whether :func:`score_function_vjp` runs as one compiled pass (:mod:`colayers.layers._score_kernel`): θ + εZ
     with Normal Z exactly (``Additive`` itself, no subclass), independent samples, CPU tensors of one float32/64
     dtype."""
-    noise = sample.noise
+    noise, dtype = sample.noise, theta.dtype
     return (
-        type(perturbation) is Additive
-        and type(perturbation.noise) is Normal
-        and noise is not None
-        and sample.groups is None
-        and theta.device.type == "cpu"
-        and theta.dtype in _KERNEL_DTYPES
-        and values.dtype == grad_output.dtype == noise.dtype == theta.dtype
-        and values.device.type == grad_output.device.type == "cpu"
-        and noise.shape[1:] == theta.shape
+        type(perturbation) is Additive and type(perturbation.noise) is Normal and noise is not None
+        and sample.groups is None and dtype in (torch.float32, torch.float64) and noise.shape[1:] == theta.shape
+        and values.dtype == grad_output.dtype == noise.dtype == dtype
+        and theta.device.type == values.device.type == grad_output.device.type == "cpu"
     )
-
-
-_KERNEL_DTYPES = (torch.float32, torch.float64)
 
 
 def finite_difference_vjp(
