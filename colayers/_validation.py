@@ -6,11 +6,10 @@ what was expected and what came, e.g. ``theta must be finite; found 3 NaN entrie
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import math
 import numbers
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -137,13 +136,13 @@ def inputs_trusted() -> bool:
     return _TRUSTED.get()
 
 
-@contextlib.contextmanager
-def trusted_inputs() -> Iterator[None]:
+class trusted_inputs:  # noqa: N801 - called like a function: ``with trusted_inputs():``
     """Inside the block, oracles skip the value checks of their input (finiteness: a host read-back).
 
     Layers and losses validate θ once, then call the oracle on tensors derived from it (the perturbed scores
     η = θ + εZ, the targets θ − λȳ of the finite-difference rule, SSVM's θ + Δ): those are not validated a
-    second time. Shape checks and the checks of the oracle's *output* still run.
+    second time. Shape checks and the checks of the oracle's *output* still run. (A class rather than a
+    generator-based context manager: it is entered on every training step.)
 
     Example:
         >>> import torch
@@ -152,11 +151,14 @@ def trusted_inputs() -> Iterator[None]:
         ...     ArgmaxOneHot()(torch.tensor([float("nan"), 0.0])).shape  # not checked
         torch.Size([2])
     """
-    token = _TRUSTED.set(True)
-    try:
-        yield
-    finally:
-        _TRUSTED.reset(token)
+
+    __slots__ = ("_token",)
+
+    def __enter__(self) -> None:
+        self._token = _TRUSTED.set(True)
+
+    def __exit__(self, *exc_info: object) -> None:
+        _TRUSTED.reset(self._token)
 
 
 def check_tensor(name: str, value: object) -> torch.Tensor:

@@ -29,8 +29,10 @@ DTYPES = (torch.float32, torch.float64)
 
 
 @numba.njit(cache=True, nogil=True)
-def _statistics(eta, atoms, target):  # pragma: no cover - jit
-    """``eta``, ``atoms`` (S, N, E) and ``target`` (N, E): value (N), scale (N), mean of atoms − target (N, E)."""
+def _statistics(eta, atoms, target, tolerance):  # pragma: no cover - jit
+    """``eta``, ``atoms`` (S, N, E) and ``target`` (N, E): value (N), scale (N), mean of atoms − target (N, E), and
+    the lowest ``value + tolerance (1 + scale)`` (in float64; +inf for no instance)."""
+    lowest = np.inf
     num, n, e = eta.shape
     value = np.empty(n, eta.dtype)
     scale = np.empty(n, eta.dtype)
@@ -55,30 +57,37 @@ def _statistics(eta, atoms, target):  # pragma: no cover - jit
             size += abs(best) + abs(at_target)
         value[i] = v / num
         scale[i] = size / num
+        margin = v / num + tolerance * (1.0 + size / num)
+        if margin < lowest:
+            lowest = margin
         for j in range(e):
             grad[i, j] = acc[j] / num - y[j]
-    return value, scale, grad
+    return value, scale, grad, lowest
 
 
 def linear_statistics(
-    eta: torch.Tensor, atoms: torch.Tensor, target: torch.Tensor, event_ndim: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(value, scale, grad)`` of shapes ``(*batch)``, ``(*batch)``, ``target.shape`` from ``eta`` and ``atoms``
-    ``(S, *batch, *event)`` and ``target`` ``(*batch, *event)``, CPU tensors of one dtype in :data:`DTYPES`."""
+    eta: torch.Tensor, atoms: torch.Tensor, target: torch.Tensor, event_ndim: int, tolerance: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    r"""``(value, scale, grad, lowest)``: tensors of shapes ``(*batch)``, ``(*batch)``, ``target.shape`` from ``eta``
+    and ``atoms`` ``(S, *batch, *event)`` and ``target`` ``(*batch, *event)``, CPU tensors of one dtype in
+    :data:`DTYPES`, and the lowest :math:`\hat L + \text{tolerance}\,(1 + \text{scale})` over the instances (the
+    rule of :func:`~colayers.losses._common.check_nonnegative`: below 0, the sign check fails; +inf for none)."""
     batch = target.shape[: target.ndim - event_ndim]
     num, e = eta.shape[0], math.prod(target.shape[target.ndim - event_ndim :])
     if target.numel() == 0:  # no instance or an empty event: every sum is 0
-        return target.new_zeros(batch), target.new_zeros(batch), target.new_zeros(target.shape)
+        lowest = math.inf if math.prod(batch) == 0 else tolerance  # no instance, or values 0 and scales 0
+        return target.new_zeros(batch), target.new_zeros(batch), target.new_zeros(target.shape), lowest
     flat = len(batch) == 1 and event_ndim == 1  # (S, N, E) and (N, E) already
-    value, scale, grad = _statistics(
+    value, scale, grad, lowest = _statistics(
         _array(eta, None if flat else (num, -1, e)),
         _array(atoms, None if flat else (num, -1, e)),
         _array(target, None if flat else (-1, e)),
+        tolerance,
     )
     value, scale, grad = torch.from_numpy(value), torch.from_numpy(scale), torch.from_numpy(grad)
     if len(batch) != 1:
         value, scale = value.reshape(batch), scale.reshape(batch)
-    return value, scale, grad if grad.shape == target.shape else grad.reshape(target.shape)
+    return value, scale, grad if grad.shape == target.shape else grad.reshape(target.shape), lowest
 
 
 def _array(t: torch.Tensor, shape: tuple[int, ...] | None) -> np.ndarray:

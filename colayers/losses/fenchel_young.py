@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ..oracles.base import linear_objective
-from ._common import check_simplex, inner, negative_loss_hint
+from ._common import check_in_solution_set, check_simplex, inner, negative_loss_hint, sign_tolerance
 from .base import StructuredLoss
 
 __all__ = ["FenchelYoungLoss"]
@@ -98,14 +98,16 @@ class FenchelYoungLoss(StructuredLoss):
     @property
     def solution_set(self) -> object | None:
         """The layer's oracle, else the layer when it has ``contains``, else ``None`` (probability vectors)."""
-        oracle, layer = getattr(self.layer, "oracle", None), self.layer
+        layer = self.layer
+        oracle = getattr(layer, "oracle", None)
         return oracle if oracle is not None or not callable(getattr(layer, "contains", None)) else layer
 
     def check_target_in_set(self, name: str, y: torch.Tensor) -> None:  # noqa: D102 - see the class docstring
-        if self.solution_set is None:
+        solution_set = self.solution_set
+        if solution_set is None:
             check_simplex(name, y, allow_relaxed=self.allow_relaxed_targets)
         else:
-            super().check_target_in_set(name, y)
+            check_in_solution_set(name, y, solution_set, allow_relaxed=self.allow_relaxed_targets)
 
     def forward(
         self, theta: torch.Tensor, y_target: torch.Tensor, generator: torch.Generator | None = None
@@ -172,8 +174,12 @@ def _statistics(oracle, eta, atoms, y_target, event_ndim):
     ):
         from . import _fy_kernel  # numba is imported on first use only
 
-        value, scale, grad = _fy_kernel.linear_statistics(eta, atoms, y_target, event_ndim)
-        return value, grad, scale
+        value, scale, grad, lowest = _fy_kernel.linear_statistics(
+            eta, atoms, y_target, event_ndim, sign_tolerance(eta.dtype)
+        )
+        # the kernel ran the sign check's rule: its scale is handed on only when an instance failed it, for the
+        # error message (no scale: no check)
+        return value, grad, scale if lowest < 0 else None
     with torch.no_grad():
         best, at_target = oracle.objective(eta, atoms), oracle.objective(eta, y_target)
         value, scale = (best - at_target).mean(0), (best.abs() + at_target.abs()).mean(0)

@@ -38,8 +38,13 @@ def test_kernel_statistics_equal_the_float64_definitions(seed, num, batch, event
         eta = eta.round()
     atoms = (torch.rand(num, *batch, *event, generator=g) > 0.5).to(dtype)
     target = (torch.rand(*batch, *event, generator=g) > 0.5).to(dtype)
-    value, scale, grad = _fy_kernel.linear_statistics(eta, atoms, target, len(event))
+    tolerance = float(torch.rand((), generator=g)) * 0.5
+    value, scale, grad, lowest = _fy_kernel.linear_statistics(eta, atoms, target, len(event), tolerance)
     ref = reference(eta, atoms, target, len(event))
+    # the lowest margin value + tolerance (1 + scale): check_nonnegative's rule, over the instances
+    margins = ref[0] + tolerance * (1 + ref[1])
+    want_lowest = float(margins.min()) if margins.numel() else float("inf")
+    assert lowest == want_lowest or abs(lowest - want_lowest) <= 1e-9 * (1 + float(ref[1].abs().max()))
     size = ref[1].reshape(ref[1].shape + (1,) * len(event))  # the terms' size, per instance
     for got, want in zip((value, scale, grad), ref):
         assert got.dtype == dtype and got.shape == want.shape
@@ -84,6 +89,18 @@ def test_linear_objective_sees_through_forwarding_wrappers_only():
     assert linear_objective(TopKSubset(2)) and linear_objective(CachedOracle(TopKSubset(2)))
     assert not linear_objective(WithOffset(2)) and not linear_objective(CachedOracle(WithOffset(2)))
     assert not linear_objective(type("Own", (Oracle,), {"objective": lambda self, t, y: (t * y).sum(-1)})())
+
+
+def test_the_sign_check_run_by_the_kernel_names_the_failing_instance():
+    # targets outside Y (accepted unchecked with allow_relaxed_targets, which skips membership, not the sign check):
+    # ȳ = (2, 0, 0) scores 6 against a maximum of ≈ 3, so the loss of instances 1 and 3 is ≈ −3
+    theta = torch.tensor([[3.0, 1.0, 2.0]]).repeat(4, 1)
+    y = torch.tensor([[1.0, 0.0, 0.0], [2.0, 0.0, 0.0], [0.0, 0.0, 1.0], [2.0, 0.0, 0.0]])
+    loss = FenchelYoungLoss(PerturbedAdditive(TopKSubset(1), epsilon=1e-3, num_samples=3, seed=0),
+                            allow_relaxed_targets=True)
+    with pytest.raises(ValueError, match=r"is negative: -(3|2\.99\d*) at batch index \(1,\) \(2 of 4 instance"):
+        loss(theta, y)
+    assert float(loss(theta[[0, 2]], y[[0, 2]])) >= 0
 
 
 def test_an_offset_objective_takes_the_general_path_with_its_offset():
