@@ -5,13 +5,6 @@ on the CPU, per call and per instance, over grid sizes and batch sizes; both giv
 
 Process CPU time (``time.process_time()``), the two backends alternating rep by rep, median over reps; the ratio
 tensor / kernel is the figure that decides the CPU dispatch of backend="auto".
-
-    git show 954aaf5:colayers/oracles/_dag_kernels.py > /tmp/dag_kernels_954aaf5.py
-    python benchmarks/bench_grid_dag.py --reference /tmp/dag_kernels_954aaf5.py
-
-compares the kernel with an earlier version of it instead (the kernel of commit 954aaf5 solved one instance after
-the other, ``_grid_dag_paths(theta, y, height, width)`` writing into ``y``): the raw kernel calls on the same
-float32 scores, alternating, the same paths checked.
 """
 
 from __future__ import annotations
@@ -38,11 +31,8 @@ def main() -> None:
     ap.add_argument("--batches", default="1,32,320,4096,32768")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--reference", help="a file holding an earlier _dag_kernels.py to compare the kernel with")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    if a.reference:
-        return against_reference(a)
     print(f"threads={a.threads}, torch {torch.__version__}, float32, median of {a.rounds} rounds")
     print(f"{'grid':>6s} {'B':>6s} {'kernel us/call':>15s} {'tensor us/call':>15s} {'kernel us/inst':>15s} "
           f"{'tensor/kernel':>14s}")
@@ -61,44 +51,6 @@ def main() -> None:
                 tt.append(timed(tensor, theta, max(1, reps // 4)))
             k, t = statistics.median(tk), statistics.median(tt)
             print(f"{size:>6s} {b:6d} {k * 1e6:15.1f} {t * 1e6:15.1f} {k / b * 1e6:15.3f} {t / k:14.1f}")
-
-
-def against_reference(a) -> None:
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    import numpy as np
-
-    from colayers.oracles import _dag_kernels
-
-    path = Path(a.reference).resolve()
-    sys.path.insert(0, str(path.parent))  # imported by name, so that numba can cache its compilation
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    old = importlib.util.module_from_spec(spec)
-    sys.modules[path.stem] = old
-    spec.loader.exec_module(old)
-
-    def reference(theta, h, w):
-        y = np.zeros(theta.shape, dtype=theta.dtype)
-        old._grid_dag_paths(theta, y, h, w)
-        return y
-
-    print(f"{'grid':>6s} {'B':>6s} {'kernel us/call':>15s} {'reference us/call':>18s} {'reference/kernel':>17s}")
-    for size in a.sizes.split(","):
-        h, w = (int(v) for v in size.split("x"))
-        for b in (int(v) for v in a.batches.split(",")):
-            ne = h * (w - 1) + (h - 1) * w
-            theta = torch.randn(b, ne, generator=torch.Generator().manual_seed(0)).numpy()
-            if not np.array_equal(reference(theta, h, w), _dag_kernels._grid_dag_paths(theta, h, w)):
-                raise SystemExit(f"{size} B={b}: the kernels disagree")
-            reps = max(3, 20_000 // (b * h * w // 25 + 1))
-            tk, tr = [], []
-            for _ in range(a.rounds):
-                tk.append(timed(lambda t, h=h, w=w: _dag_kernels._grid_dag_paths(t, h, w), theta, reps))
-                tr.append(timed(lambda t, h=h, w=w: reference(t, h, w), theta, reps))
-            k, r = statistics.median(tk), statistics.median(tr)
-            print(f"{size:>6s} {b:6d} {k * 1e6:15.1f} {r * 1e6:18.1f} {r / k:17.2f}")
 
 
 if __name__ == "__main__":

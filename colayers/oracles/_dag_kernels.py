@@ -1,14 +1,13 @@
 r"""The compiled CPU kernel of :class:`~colayers.oracles.GridDAGShortestPath` (numba), imported on first use.
 
-The kernel solves blocks of instances, vertex after vertex with the instance innermost (a single instance: the plain
-loop), with the dynamic program of the tensor algorithm in the same floating-point operations per instance, so that
-both give the same paths bit for bit, ties included: the value of a vertex is ``max(value[left] + theta[edge from
-the left], value[up] + theta[edge from above])`` in ``theta``'s dtype, the vertex is entered from above only when
-that sum is strictly larger (ties and NaN enter from the left), the first row is entered from the left and the first
-column from above. Edge indices follow PyEPO's order (see :class:`~colayers.oracles.GridDAGShortestPath`): a row
-:math:`r < h - 1` holds :math:`2w - 1` edges, its :math:`w - 1` right edges and then its :math:`w` down edges, so
-the edge entering :math:`(r, c)` from the left is :math:`r(2w - 1) + c - 1` and the one entering it from above is
-:math:`(r - 1)(2w - 1) + w - 1 + c`.
+The kernel solves one instance after the other with the dynamic program of the tensor algorithm, in the same
+floating-point operations, so that both give the same paths bit for bit, ties included: the value of a vertex is
+``max(value[left] + theta[edge from the left], value[up] + theta[edge from above])`` in ``theta``'s dtype, the
+vertex is entered from above only when that sum is strictly larger (ties and NaN enter from the left), the first
+row is entered from the left and the first column from above. Edge indices follow PyEPO's order (see
+:class:`~colayers.oracles.GridDAGShortestPath`): a row :math:`r < h - 1` holds :math:`2w - 1` edges, its
+:math:`w - 1` right edges and then its :math:`w` down edges, so the edge entering :math:`(r, c)` from the left
+is :math:`r(2w - 1) + c - 1` and the one entering it from above is :math:`(r - 1)(2w - 1) + w - 1 + c`.
 """
 
 from __future__ import annotations
@@ -22,69 +21,10 @@ __all__ = ["DTYPES", "contains", "solve"]
 DTYPES = (torch.float32, torch.float64)  # the dtypes the kernel computes in (its float sums are theta's)
 
 
-CHUNK_ENTRIES = 1 << 14  # vertex values held per block of instances (64 KiB in float32: they stay in cache)
-
-
 @numba.njit(cache=True, nogil=True)
 def _grid_dag_paths(theta: np.ndarray, height: int, width: int) -> np.ndarray:  # pragma: no cover - jit
-    """The longest path (N, E) of each row of ``theta`` (N, E), as 0/1 entries in ``theta``'s dtype.
-
-    Instances are solved in blocks of ``CHUNK_ENTRIES // (h w)``, the instance index innermost: each vertex update
-    is then independent across the block (no chain of dependent loads, as one instance after the other has), with
-    the same floating-point operations per instance as the tensor algorithm."""
-    n = theta.shape[0]
+    """The longest path (N, E) of each row of ``theta`` (N, E), as 0/1 entries in ``theta``'s dtype."""
     y = np.zeros(theta.shape, dtype=theta.dtype)
-    stride = 2 * width - 1
-    nv = height * width
-    block = max(1, min(n, CHUNK_ENTRIES // nv))
-    if block == 1:  # one instance (or a grid too large for a block): the plain loop is faster
-        _one_by_one(theta, y, height, width)
-        return y
-    value = np.empty((nv, block), dtype=theta.dtype)
-    up = np.empty((nv, block), dtype=np.bool_)
-    for first in range(0, n, block):
-        m = min(block, n - first)
-        for i in range(m):
-            value[0, i] = 0.0
-        for r in range(height):
-            for c in range(width):
-                v = r * width + c
-                if r == 0:
-                    if c > 0:
-                        left = c - 1
-                        for i in range(m):
-                            value[v, i] = value[v - 1, i] + theta[first + i, left]
-                            up[v, i] = False
-                    continue
-                down = (r - 1) * stride + width - 1 + c
-                if c == 0:
-                    for i in range(m):
-                        value[v, i] = value[v - width, i] + theta[first + i, down]
-                        up[v, i] = True
-                    continue
-                left = r * stride + c - 1
-                for i in range(m):
-                    from_up = value[v - width, i] + theta[first + i, down]
-                    from_left = value[v - 1, i] + theta[first + i, left]
-                    u = from_up > from_left  # ties (and NaN) enter from the left
-                    value[v, i] = from_up if u else from_left
-                    up[v, i] = u
-        for i in range(m):
-            r, c = height - 1, width - 1
-            path = y[first + i]
-            while r + c > 0:
-                if up[r * width + c, i]:
-                    r -= 1
-                    path[r * stride + width - 1 + c] = 1.0
-                else:
-                    c -= 1
-                    path[r * stride + c] = 1.0
-    return y
-
-
-@numba.njit(cache=True, nogil=True)
-def _one_by_one(theta: np.ndarray, y: np.ndarray, height: int, width: int) -> None:  # pragma: no cover - jit
-    """The same dynamic program, one instance after the other, into ``y`` (zeros on entry)."""
     stride = 2 * width - 1
     value = np.empty(height * width, dtype=theta.dtype)
     up = np.empty(height * width, dtype=np.bool_)
@@ -117,6 +57,7 @@ def _one_by_one(theta: np.ndarray, y: np.ndarray, height: int, width: int) -> No
             else:
                 c -= 1
                 path[r * stride + c] = 1.0
+    return y
 
 
 def solve(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
