@@ -592,6 +592,31 @@ def kernels_section(device: str, dry_run: bool) -> str:
     gen_dev = torch.Generator(device=device).manual_seed(1)
     row("SumOfGamma(k=2) sample", "(10, 32, 40)", lambda: noise.sample(shape, generator=gen),
         lambda: noise.sample(shape, generator=gen_dev, device=device), law)
+    # the fused passes of a perturbed step: the CPU's compiled pass against the device's tensor operations, on the
+    # same η, solutions, targets and noise (no generator involved)
+    from colayers.layers.rules import score_function_vjp
+    from colayers.losses.fenchel_young import _statistics
+    from colayers.oracles import GridDAGShortestPath
+    from colayers.perturb import Additive, PerturbedSample
+
+    dag = GridDAGShortestPath(5, 5)
+    z, base = torch.randn(10, 32, 40, generator=gen), torch.randn(32, 40, generator=gen)
+    eta, cot = base + z, torch.randn(32, 40, generator=gen)
+    atoms, target = dag(eta), dag(torch.randn(32, 40, generator=gen))
+    z_d, base_d, eta_d, cot_d, atoms_d, target_d = (t.to(device) for t in (z, base, eta, cot, atoms, target))
+
+    def fused_close(a, b):
+        err = max(float((x - y.cpu()).abs().max() / (x.abs().max() + 1e-30)) for x, y in zip(a, b))
+        return f"{'yes' if err <= 1e-5 else '**NO**'} (relative max difference {err:.1e})"
+
+    row("Fenchel-Young statistics (value, gradient)", "(10, 32, 40)",
+        lambda: _statistics(dag, eta, atoms, target, 1)[:2],
+        lambda: _statistics(dag, eta_d, atoms_d, target_d, 1)[:2], fused_close)
+    pert = Additive(epsilon=1.0)
+    row("score-function VJP (Additive, Normal)", "(10, 32, 40)",
+        lambda: (score_function_vjp(base, atoms, PerturbedSample(eta=eta, noise=z), pert, cot, 1),),
+        lambda: (score_function_vjp(base_d, atoms_d, PerturbedSample(eta=eta_d, noise=z_d), pert, cot_d, 1),),
+        fused_close)
     header = ["operation", "size", "1 CPU thread µs/call", "1 CPU thread, tensor algorithm µs/call",
               f"{device} µs/call", f"CPU / {device} time", f"{device} agrees with the CPU"]
     body = (
@@ -600,7 +625,9 @@ def kernels_section(device: str, dry_run: bool) -> str:
         "selection for top-k and argmax); 'tensor algorithm': SoftRank's batched rounds (the algorithm the device "
         "runs) on the CPU, one call. Top-k and argmax on integer scores with ties: the device's answer equals the "
         "CPU's bit for bit. SoftRank: ranks and the gradient of their sum. SumOfGamma: different streams on the "
-        "two sides, so the check is the law's mean. The grid oracles' kernels are in the grid section.\n\n"
+        "two sides, so the check is the law's mean. The fused passes of a perturbed step (the Fenchel-Young "
+        "statistics, the score-function VJP): the CPU's compiled pass against the device's tensor operations on the "
+        "same inputs. The grid oracles' kernels are in the grid section.\n\n"
     )
     return body + _md_table(header, rows)
 
