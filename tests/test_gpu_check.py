@@ -165,9 +165,11 @@ def test_dry_run_writes_one_results_file_with_every_section(tmp_path):
         ("TopKSubset(k=100)", "B = 1, n = 10,000"), ("TopKSubset(k=100)", "B = 32, n = 10,000"),
         ("ArgmaxOneHot", "B = 1, n = 10,000"), ("ArgmaxOneHot", "B = 32, n = 10,000"),
         ("SoftRank KL, forward + backward", "B = 8, n = 1,000"), ("SumOfGamma(k=2) sample", "(10, 32, 40)"),
+        ("Fenchel-Young statistics (value, gradient)", "(10, 32, 40)"),
+        ("score-function VJP (Additive, Normal)", "(10, 32, 40)"),
     ]
     assert all(re.fullmatch(r"[\d,]+", r[2]) and re.fullmatch(r"[\d,]+", r[4]) for r in kernels), kernels
-    assert [r[3] != "–" for r in kernels] == [False] * 4 + [True, False]  # SoftRank's rounds timed on the CPU too
+    assert [r[3] != "–" for r in kernels] == [False] * 4 + [True, False, False, False]  # SoftRank's rounds: CPU too
     assert all(r[6].startswith("yes") for r in kernels), kernels  # equal outputs; SumOfGamma: the law's mean
     est = text.split("## Estimators", 1)[1].split("\n## ", 1)[0]
     assert len(re.findall(r"^(ArgmaxOneHot|TopKSubset|scipy assignment)", est, flags=re.M)) == 30
