@@ -91,7 +91,7 @@ def check_nonnegative(loss: str, value: torch.Tensor, scale: torch.Tensor, hint:
     :func:`sign_tolerance` × (1 + scale). Called only in validate mode: it costs one host synchronisation.
     """
     c = sign_tolerance(value.dtype)
-    margin = torch.add(value, scale, alpha=c)  # value + tolerance - c: below -c is below the tolerance
+    margin = torch.add(value, scale, alpha=c)  # value + c·scale < −c  ⟺  value < −c (1 + scale)
     if margin.numel() and float(margin.min()) < -c:  # one reduction, one read-back
         tol = c * (1.0 + scale)
         bad = value < -tol
