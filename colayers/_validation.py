@@ -31,6 +31,7 @@ __all__ = [
     "check_theta",
     "check_same_shape",
     "check_tensor",
+    "on_compiled_cpu",
     "check_generator",
     "check_reduction",
     "reduce",
@@ -168,6 +169,26 @@ def check_tensor(name: str, value: object) -> torch.Tensor:
     if not value.is_floating_point():
         raise TypeError(f"{name} must have a floating-point dtype; got {value.dtype}")
     return value
+
+
+COMPILED_DTYPES = (torch.float32, torch.float64)  # the dtypes the compiled CPU kernels (numba) compute in
+
+
+def on_compiled_cpu(*tensors: torch.Tensor) -> bool:
+    """Whether the compiled CPU kernels serve these tensors: all on the CPU and all of one dtype, float32 or float64
+    (the one dispatch rule of every kernel; CUDA and half precision take the tensor algorithms).
+
+    Example:
+        >>> on_compiled_cpu(torch.zeros(2), torch.ones(3)), on_compiled_cpu(torch.zeros(2), torch.ones(3).double())
+        (True, False)
+    """
+    dtype = tensors[0].dtype
+    if dtype not in COMPILED_DTYPES:
+        return False
+    for t in tensors:
+        if t.dtype != dtype or t.device.type != "cpu":
+            return False
+    return True
 
 
 def check_finite(name: str, value: torch.Tensor) -> torch.Tensor:

@@ -20,9 +20,7 @@ import numba
 import numpy as np
 import torch
 
-__all__ = ["DTYPES", "additive_normal_vjp"]
-
-DTYPES = (torch.float32, torch.float64)
+__all__ = ["additive_normal_vjp"]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -63,7 +61,7 @@ def additive_normal_vjp(
 ) -> torch.Tensor:
     """The VJP, of the shape of one noise draw ``noise.shape[1:]`` (θ's), from ``values`` ``(S, *batch, *value)``,
     ``grad_output`` ``(*batch, *value)`` and ``noise`` ``(S, *batch, *event)``: CPU tensors of one dtype in
-    :data:`DTYPES`."""
+    :data:`~colayers._validation.COMPILED_DTYPES`."""
     num = values.shape[0]
     batch = grad_output.shape[: grad_output.ndim - value_ndim]
     n = math.prod(batch)

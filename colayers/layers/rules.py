@@ -27,6 +27,7 @@ from .._validation import (
     check_args,
     integer_at_least,
     nonnegative,
+    on_compiled_cpu,
     one_of,
     optional,
     positive,
@@ -134,12 +135,11 @@ def _on_kernel(theta, values, sample, perturbation, grad_output) -> bool:
     """Whether :func:`score_function_vjp` runs as one compiled pass (:mod:`colayers.layers._score_kernel`): θ + εZ
     with Normal Z exactly (``Additive`` itself, no subclass), independent samples, CPU tensors of one float32/64
     dtype."""
-    noise, dtype = sample.noise, theta.dtype
+    noise = sample.noise
     return (
         type(perturbation) is Additive and type(perturbation.noise) is Normal and noise is not None
-        and sample.groups is None and dtype in (torch.float32, torch.float64) and noise.shape[1:] == theta.shape
-        and values.dtype == grad_output.dtype == noise.dtype == dtype
-        and theta.device.type == values.device.type == grad_output.device.type == "cpu"
+        and sample.groups is None and noise.shape[1:] == theta.shape
+        and on_compiled_cpu(theta, values, grad_output, noise)
     )
 
 

@@ -75,6 +75,7 @@ from .._validation import (
     check_positive,
     check_tensor,
     check_theta,
+    on_compiled_cpu,
     resolve_validate_args,
 )
 from ..oracles._membership import permutation_of_ranks
@@ -117,16 +118,13 @@ def _block_values(s: torch.Tensor, w: torch.Tensor, bid: torch.Tensor, kl: bool)
     return _segment_sum(s - w, bid) / _segment_sum(ones, bid).clamp(min=1.0)
 
 
-_COMPILED_DTYPES = (torch.float32, torch.float64)
-
-
 @torch.no_grad()
 def _pav(s: torch.Tensor, w: torch.Tensor, kl: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Decreasing isotonic regression of flat rows ``(B, n)``: returns ``(v, bid)``, the solution and the
     block id of every entry (blocks numbered 0, 1, ... from the left in each row). CPU float32/float64 rows
     go to the compiled linear-time PAV (:func:`_pav_compiled`), everything else (CUDA, half precision) to the
     batched rounds of :func:`_pav_rounds`."""
-    if s.device.type == "cpu" and s.dtype in _COMPILED_DTYPES and s.dtype == w.dtype:
+    if on_compiled_cpu(s, w):
         return _pav_compiled(s, w, kl)
     return _pav_rounds(s, w, kl)
 

@@ -23,9 +23,7 @@ import numba
 import numpy as np
 import torch
 
-__all__ = ["DTYPES", "linear_statistics"]
-
-DTYPES = (torch.float32, torch.float64)
+__all__ = ["linear_statistics"]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -70,8 +68,9 @@ def linear_statistics(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
     r"""``(value, scale, grad, lowest)``: tensors of shapes ``(*batch)``, ``(*batch)``, ``target.shape`` from ``eta``
     and ``atoms`` ``(S, *batch, *event)`` and ``target`` ``(*batch, *event)``, CPU tensors of one dtype in
-    :data:`DTYPES`, and the lowest :math:`\hat L + \text{tolerance}\,(1 + \text{scale})` over the instances (the
-    rule of :func:`~colayers.losses._common.check_nonnegative`: below 0, the sign check fails; +inf for none)."""
+    :data:`~colayers._validation.COMPILED_DTYPES`, and the lowest
+    :math:`\hat L + \text{tolerance}\,(1 + \text{scale})` over the instances (the rule of
+    :func:`~colayers.losses._common.check_nonnegative`: below 0, the sign check fails; +inf for none)."""
     batch = target.shape[: target.ndim - event_ndim]
     num, e = eta.shape[0], math.prod(target.shape[target.ndim - event_ndim :])
     if target.numel() == 0:  # no instance or an empty event: every sum is 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .._validation import on_compiled_cpu
 from ..oracles.base import linear_objective
 from ._common import check_in_solution_set, check_simplex, inner, negative_loss_hint, sign_tolerance
 from .base import StructuredLoss
@@ -165,9 +166,7 @@ def _statistics(oracle, eta, atoms, y_target, event_ndim):
     :math:`\hat L`, :math:`\frac1S\sum_s g(y_s) - g(\bar y)` and the size of the terms. For a linear objective on
     the CPU (float32/float64), one compiled pass (:mod:`colayers.losses._fy_kernel`); otherwise tensor operations."""
     if (
-        eta.device.type == "cpu"
-        and eta.dtype in _KERNEL_DTYPES
-        and atoms.dtype == eta.dtype == y_target.dtype
+        on_compiled_cpu(eta, atoms, y_target)
         and atoms.shape == eta.shape
         and y_target.shape == eta.shape[1:]
         and linear_objective(oracle)
@@ -185,5 +184,3 @@ def _statistics(oracle, eta, atoms, y_target, event_ndim):
         value, scale = (best - at_target).mean(0), (best.abs() + at_target.abs()).mean(0)
         return value, oracle.g(atoms).mean(0) - oracle.g(y_target), scale
 
-
-_KERNEL_DTYPES = (torch.float32, torch.float64)

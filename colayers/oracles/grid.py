@@ -17,6 +17,7 @@ from .._validation import (
     check_int_at_least,
     check_tensor,
     integer_at_least,
+    on_compiled_cpu,
     one_of,
     optional,
     positive,
@@ -147,7 +148,7 @@ class GridDAGShortestPath(Oracle):
         return self._cache[device]
 
     def solve(self, theta: torch.Tensor) -> torch.Tensor:
-        on_kernel = theta.device.type == "cpu" and theta.dtype in (torch.float32, torch.float64)
+        on_kernel = on_compiled_cpu(theta)
         if self.backend == "tensor" or (self.backend == "auto" and not on_kernel):
             return self._solve_tensor(theta)
         if not on_kernel:
@@ -208,7 +209,7 @@ class GridDAGShortestPath(Oracle):
             tensor([ True, False])
         """
         batch = _membership.solution_batch_shape(type(self).__name__, y, self.event_shape, 1)
-        if self.backend != "tensor" and y.device.type == "cpu" and y.dtype in (torch.float32, torch.float64):
+        if self.backend != "tensor" and on_compiled_cpu(y):
             from . import _dag_kernels
 
             if len(batch) == 1:
@@ -416,7 +417,7 @@ class GridVertexShortestPath(Oracle):
         """The kernel module where it serves ``theta`` under :attr:`backend`, else ``None`` (the tensor algorithm)."""
         if self.backend == "tensor":
             return None
-        if theta.device.type != "cpu" or theta.dtype not in (torch.float32, torch.float64):
+        if not on_compiled_cpu(theta):
             if self.backend == "kernel":
                 raise ValueError(
                     f"{self!r}: the CPU kernel solves float32 or float64 tensors on the CPU; got {theta.dtype} on "

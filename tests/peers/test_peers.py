@@ -20,6 +20,7 @@ import torch
 import colayers as cl
 
 from ..layers.reference_api import imle_output
+from ._pyepo_solve import solve_pyepo
 
 pyepo = pytest.importorskip("pyepo")
 entmax = pytest.importorskip("entmax")
@@ -43,12 +44,7 @@ def _costs(n, seed):
 
 
 def _solve_pyepo(optmodel, c):
-    sols = []
-    for row in c:
-        optmodel.setObj(row.numpy())
-        sol, _ = optmodel.solve()
-        sols.append(np.asarray(sol, dtype=float))
-    return torch.tensor(np.array(sols), dtype=DT)
+    return solve_pyepo(optmodel, c, DT)
 
 
 def test_the_shortest_path_solutions_agree(optmodel):

@@ -19,6 +19,8 @@ import torch
 
 import colayers as cl
 
+from ._pyepo_solve import solve_pyepo
+
 pyepo = pytest.importorskip("pyepo")
 pytest.importorskip("ortools")
 from pyepo.data.dataset import optDataset  # noqa: E402
@@ -46,12 +48,7 @@ def _costs(n, seed, scale=2.0):
 
 
 def _solve_pyepo(optmodel, c):
-    sols = []
-    for row in c:
-        optmodel.setObj(row.numpy())
-        sol, _ = optmodel.solve()
-        sols.append(np.asarray(sol, dtype=float))
-    return torch.tensor(np.array(sols), dtype=DT)
+    return solve_pyepo(optmodel, c, DT)
 
 
 def _agree(a, b, label):

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch
-from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import dijkstra
 
 from colayers.studies import (
@@ -17,6 +16,8 @@ from colayers.studies import (
 )
 from tests.conftest import DEVICES
 
+from ._grid_graph import eight_neighbour_graph
+
 
 def _gen(seed):
     return torch.Generator().manual_seed(seed)
@@ -25,17 +26,7 @@ def _gen(seed):
 def _dijkstra_cost(cost: np.ndarray) -> float:
     """Independent least path cost, 8 neighbours, vertex weights counted at both ends (scipy Dijkstra)."""
     h, w = cost.shape
-    rows, cols, vals = [], [], []
-    for r in range(h):
-        for c in range(w):
-            for dr in (-1, 0, 1):
-                for dc in (-1, 0, 1):
-                    rr, cc = r + dr, c + dc
-                    if (dr or dc) and 0 <= rr < h and 0 <= cc < w:
-                        rows.append(r * w + c)
-                        cols.append(rr * w + cc)
-                        vals.append(cost[rr, cc])  # entering a tile pays its cost
-    graph = coo_matrix((vals, (rows, cols)), shape=(h * w, h * w)).tocsr()
+    graph = eight_neighbour_graph(cost)
     return float(dijkstra(graph, indices=0)[h * w - 1] + cost[0, 0])
 
 

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import dijkstra
 
 from colayers.cli import main
 from colayers.studies import TruncatedResNet18, load_warcraft_split, make_problem
 from colayers.studies.warcraft_data import SOURCE, write_warcraft_split
+
+from ._grid_graph import eight_neighbour_graph
 
 K = 4  # tiles per side: 32 x 32 pixel maps
 COSTS = np.array([0.8, 1.2, 5.3, 7.7, 9.2], dtype=np.float16)  # the published tile costs, stored in low precision
@@ -23,17 +24,7 @@ COSTS = np.array([0.8, 1.2, 5.3, 7.7, 9.2], dtype=np.float16)  # the published t
 def _dijkstra_path(cost: np.ndarray) -> np.ndarray:
     """The 0/1 tiles of a least-cost 8-neighbour path, both corner tiles included (scipy, predecessors)."""
     h, w = cost.shape
-    rows, cols, vals = [], [], []
-    for r in range(h):
-        for c in range(w):
-            for dr in (-1, 0, 1):
-                for dc in (-1, 0, 1):
-                    rr, cc = r + dr, c + dc
-                    if (dr or dc) and 0 <= rr < h and 0 <= cc < w:
-                        rows.append(r * w + c)
-                        cols.append(rr * w + cc)
-                        vals.append(float(cost[rr, cc]))
-    graph = coo_matrix((vals, (rows, cols)), shape=(h * w, h * w)).tocsr()
+    graph = eight_neighbour_graph(cost)
     _, pred = dijkstra(graph, indices=0, return_predecessors=True)
     path = np.zeros(h * w, dtype=np.float32)
     v = h * w - 1
