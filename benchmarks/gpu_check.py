@@ -511,12 +511,12 @@ def _per_call(fn, device, calls: int, repeats: int) -> tuple[float, Any]:
 def _pav_rounds_on_the_cpu():
     """Route CPU rows of SoftSort/SoftRank to the batched rounds (the algorithm CUDA runs) instead of the kernel."""
     soft_sort = importlib.import_module("colayers.layers.soft_sort")  # the module (the package exports a function)
-    saved = soft_sort._COMPILED_DTYPES
-    soft_sort._COMPILED_DTYPES = ()
+    saved = soft_sort.on_compiled_cpu
+    soft_sort.on_compiled_cpu = lambda *tensors: False
     try:
         yield
     finally:
-        soft_sort._COMPILED_DTYPES = saved
+        soft_sort.on_compiled_cpu = saved
 
 
 def _soft_rank_kl(theta):
